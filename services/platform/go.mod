@@ -1,0 +1,3 @@
+module github.com/leadflow/leadflow/services/platform
+
+go 1.25.0

@@ -1,0 +1,3 @@
+module github.com/leadflow/leadflow/services/scoring
+
+go 1.25.0
