@@ -1,0 +1,61 @@
+package domain
+
+import (
+	"context"
+	"time"
+)
+
+// LeadWrite is what a lead transaction writes. A nil *LeadWrite writes nothing.
+type LeadWrite struct {
+	// Record to store (required).
+	Record *Record
+	// History entries to prepend to the score history.
+	History []HistoryEntry
+	// ClearPending drops the pending signals (they were applied).
+	ClearPending bool
+	// AddPending keeps a signal for a lead not seen yet (Record must be nil
+	// then: nothing else is written).
+	AddPending *Signal
+	// Flush marks the lead as having outbox effects (or index changes) to
+	// deliver; the sweeper delivers them if this process dies first.
+	Flush bool
+}
+
+// LeadFunc decides a lead transaction from the current state: cur is nil
+// when scoring has not seen the lead; pending are signals kept for it.
+type LeadFunc func(cur *Record, pending []Signal) (*LeadWrite, error)
+
+// ListQuery selects one status list.
+type ListQuery struct {
+	Status Status
+	Owner  string
+	Grade  Grade
+	Heat   Heat
+	Offset int64
+	Limit  int64
+}
+
+// Store is what the scoring domain needs from storage. Implementations must
+// run UpdateLead atomically (optimistic transaction, retried on conflict;
+// ErrConflict when it keeps losing) and return ErrNotFound for unknown ids.
+type Store interface {
+	UpdateLead(ctx context.Context, leadID string, fn LeadFunc) (*LeadWrite, error)
+	GetLead(ctx context.Context, leadID string) (*Record, error)
+	ScoreHistory(ctx context.Context, leadID string, offset, limit int64) ([]HistoryEntry, bool, error)
+	ListLeads(ctx context.Context, q ListQuery) ([]*Record, bool, error)
+	// Reindex makes the status lists reflect the stored record.
+	Reindex(ctx context.Context, leadID string) error
+	// FlushPending lists leads marked by LeadWrite.Flush, oldest first.
+	FlushPending(ctx context.Context, limit int64) ([]string, error)
+	// FlushDone clears the mark when the record has no outbox effect left
+	// at revision rev (a later write keeps it marked).
+	FlushDone(ctx context.Context, leadID string, rev int64) error
+
+	CreateModel(ctx context.Context, m Model, activate bool, now time.Time) (Model, error)
+	GetModel(ctx context.Context, version int32) (Model, error)
+	// ActiveModel returns the active model, installing and activating the
+	// default model on a fresh install.
+	ActiveModel(ctx context.Context, now time.Time) (Model, error)
+	ListModels(ctx context.Context, offset, limit int64) ([]Model, bool, error)
+	ActivateModel(ctx context.Context, version int32, now time.Time) (Model, error)
+}
