@@ -1,0 +1,126 @@
+// Package app wires the routing service: its configuration, the Router,
+// the gRPC face, the peers (scoring, capture) and the background workers.
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	capturev1 "github.com/leadflow/leadflow/gen/go/leadflow/capture/v1"
+	leadv1 "github.com/leadflow/leadflow/gen/go/leadflow/lead/v1"
+	routingv1 "github.com/leadflow/leadflow/gen/go/leadflow/routing/v1"
+	scoringv1 "github.com/leadflow/leadflow/gen/go/leadflow/scoring/v1"
+	"github.com/leadflow/leadflow/services/platform"
+	"github.com/leadflow/leadflow/services/routing/grpcapi"
+	"github.com/leadflow/leadflow/services/routing/router"
+)
+
+// Config is routing's own configuration (LEADFLOW_ROUTING_*).
+type Config struct {
+	// SweepInterval: how often queued leads are offered to reps whose working
+	// hours began or whose out-of-office ended (and the configuration re-read).
+	SweepInterval time.Duration `env:"LEADFLOW_ROUTING_SWEEP_INTERVAL" envDefault:"5s"`
+	// InboxBlock: how long one inbox read waits for new items.
+	InboxBlock time.Duration `env:"LEADFLOW_ROUTING_INBOX_BLOCK" envDefault:"2s"`
+	// ContactTimeout bounds the capture call that fills an inbox item.
+	ContactTimeout time.Duration `env:"LEADFLOW_ROUTING_CONTACT_TIMEOUT" envDefault:"1s"`
+	// SLAPoll: how often the SLA timer queue looks for due timers.
+	SLAPoll time.Duration `env:"LEADFLOW_ROUTING_SLA_POLL" envDefault:"500ms"`
+	// HandoffAttempts before a status hand-off to scoring is dead-lettered.
+	HandoffAttempts int `env:"LEADFLOW_ROUTING_HANDOFF_ATTEMPTS" envDefault:"10"`
+
+	// Now is the clock (tests inject one); nil = time.Now.
+	Now func() time.Time `env:"-"`
+	// Scoring and Capture replace the gRPC peers (tests).
+	Scoring router.StatusSetter   `env:"-"`
+	Capture router.ContactFetcher `env:"-"`
+}
+
+// LoadConfig reads LEADFLOW_ROUTING_* variables.
+func LoadConfig() (Config, error) {
+	var c Config
+	if err := platform.LoadEnv(&c); err != nil {
+		return c, err
+	}
+	if c.SweepInterval <= 0 {
+		return c, errors.New("LEADFLOW_ROUTING_SWEEP_INTERVAL must be > 0")
+	}
+	if c.InboxBlock <= 0 {
+		return c, errors.New("LEADFLOW_ROUTING_INBOX_BLOCK must be > 0")
+	}
+	if c.HandoffAttempts <= 0 {
+		return c, errors.New("LEADFLOW_ROUTING_HANDOFF_ATTEMPTS must be > 0")
+	}
+	return c, nil
+}
+
+// New builds the routing service on rt.
+func New(ctx context.Context, rt *platform.Runtime, cfg Config) (platform.Service, error) {
+	r, err := NewRouter(rt, cfg)
+	if err != nil {
+		return platform.Service{}, err
+	}
+	return Service(r), nil
+}
+
+// Service is the platform service of a Router: the gRPC face and workers.
+func Service(r *router.Router) platform.Service {
+	return platform.Service{
+		Register: func(s *grpc.Server) { routingv1.RegisterRoutingServiceServer(s, grpcapi.New(r)) },
+		Names:    []string{routingv1.RoutingService_ServiceDesc.ServiceName},
+		Workers:  r.Workers(),
+	}
+}
+
+// NewRouter builds the Router with the runtime's Redis, telemetry and peers.
+func NewRouter(rt *platform.Runtime, cfg Config) (*router.Router, error) {
+	d := router.Deps{Redis: rt.Redis, Tracer: rt.Tracer(), Meter: rt.Meter(), Logger: rt.Logger, Events: rt.Events, Scoring: cfg.Scoring, Capture: cfg.Capture}
+	if d.Scoring == nil {
+		if rt.Config.Peers.Scoring == "" {
+			return nil, errors.New("LEADFLOW_SCORING_ADDR is required")
+		}
+		conn, err := rt.Dial(rt.Config.Peers.Scoring, scoringv1.ScoringService_SetStatus_FullMethodName)
+		if err != nil {
+			return nil, fmt.Errorf("dial scoring: %w", err)
+		}
+		d.Scoring = scoringClient{scoringv1.NewScoringServiceClient(conn)}
+	}
+	if d.Capture == nil {
+		if rt.Config.Peers.Capture == "" {
+			return nil, errors.New("LEADFLOW_CAPTURE_ADDR is required")
+		}
+		conn, err := rt.Dial(rt.Config.Peers.Capture, capturev1.CaptureService_GetLead_FullMethodName)
+		if err != nil {
+			return nil, fmt.Errorf("dial capture: %w", err)
+		}
+		d.Capture = captureClient{capturev1.NewCaptureServiceClient(conn)}
+	}
+	return router.New(d, router.Options{SweepInterval: cfg.SweepInterval, InboxBlock: cfg.InboxBlock, ContactTimeout: cfg.ContactTimeout,
+		SLAPoll: cfg.SLAPoll, HandoffAttempts: cfg.HandoffAttempts, Now: cfg.Now}), nil
+}
+
+type scoringClient struct{ c scoringv1.ScoringServiceClient }
+
+func (s scoringClient) SetStatus(ctx context.Context, req *scoringv1.SetStatusRequest) error {
+	_, err := s.c.SetStatus(ctx, req)
+	return err
+}
+
+type captureClient struct{ c capturev1.CaptureServiceClient }
+
+func (c captureClient) Contact(ctx context.Context, lead string) (*leadv1.Contact, error) {
+	resp, err := c.c.GetLead(ctx, &capturev1.GetLeadRequest{LeadId: lead})
+	if err != nil {
+		return nil, err
+	}
+	if resp.GetLead().GetErased() {
+		return nil, status.Error(codes.NotFound, "lead erased")
+	}
+	return resp.GetLead().GetContact(), nil
+}
