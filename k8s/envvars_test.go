@@ -25,7 +25,7 @@ type envVar struct {
 // directory (relative to this module): the platform's Base, and each
 // service's app.Config (LEADFLOW_<SERVICE>_*) when that package exists.
 func configRoots() map[string]string {
-	roots := map[string]string{"../services/platform": "Base"}
+	roots := map[string]string{platformDir: "Base"}
 	for _, s := range services {
 		roots["../services/"+s.name+"/app"] = "Config"
 	}
@@ -34,37 +34,51 @@ func configRoots() map[string]string {
 
 var (
 	codeVarsOnce sync.Once
-	codeVars     map[string]envVar
+	codeVars     map[string]map[string]envVar // package dir → variables
 	codeVarsErr  error
 )
 
-// readVars returns every variable the services read: the `env:"…"` struct
-// tags reachable from the configuration structs, read from the source with
-// go/ast (the same tags caarlos0/env reflects over at start-up). Reading the
-// source rather than importing the packages keeps this test independent of
-// the services' build and fast.
-func readVars(t *testing.T) map[string]envVar {
+const platformDir = "../services/platform"
+
+// readVarsOf returns the variables a service reads: platform.Base's plus
+// its own app.Config's (LEADFLOW_<SERVICE>_*). An empty service name means
+// the platform's only.
+func readVarsOf(t *testing.T, svc string) map[string]envVar {
 	t.Helper()
 	codeVarsOnce.Do(func() {
-		codeVars = map[string]envVar{}
+		codeVars = map[string]map[string]envVar{}
 		for dir, root := range configRoots() {
 			if _, err := os.Stat(dir); err != nil {
 				continue // a service without its app package yet
 			}
-			if err := structVars(dir, root, codeVars); err != nil {
+			vars := map[string]envVar{}
+			if err := structVars(dir, root, vars); err != nil {
 				codeVarsErr = err
 				return
 			}
+			codeVars[dir] = vars
 		}
 	})
 	if codeVarsErr != nil {
 		t.Fatal(codeVarsErr)
 	}
-	if _, ok := codeVars["LEADFLOW_REDIS_URL"]; !ok {
-		t.Fatalf("platform.Base in ../services/platform has no LEADFLOW_REDIS_URL: has the configuration moved? found %v", sortedKeys(codeVars))
+	out := map[string]envVar{}
+	for k, v := range codeVars[platformDir] {
+		out[k] = v
 	}
-	return codeVars
+	if _, ok := out["LEADFLOW_REDIS_URL"]; !ok {
+		t.Fatalf("platform.Base in %s has no LEADFLOW_REDIS_URL: has the configuration moved? found %v", platformDir, sortedKeys(out))
+	}
+	if svc != "" {
+		for k, v := range codeVars["../services/"+svc+"/app"] {
+			out[k] = v
+		}
+	}
+	return out
 }
+
+// readVars is the platform's variables (shared by every service).
+func readVars(t *testing.T) map[string]envVar { return readVarsOf(t, "") }
 
 func structVars(dir, root string, out map[string]envVar) error {
 	fset := token.NewFileSet()
@@ -162,14 +176,14 @@ var otelVars = map[string]bool{
 
 // checkVar fails when name is a LEADFLOW_* or OTEL_* variable the services
 // do not read, or when its value would not parse as the field's type.
-func checkVar(t *testing.T, where, name, value string, hasValue bool) {
+func checkVar(t *testing.T, svc, where, name, value string, hasValue bool) {
 	t.Helper()
-	vars := readVars(t)
+	vars := readVarsOf(t, svc)
 	switch {
 	case strings.HasPrefix(name, "LEADFLOW_"):
 		v, ok := vars[name]
 		if !ok {
-			t.Errorf("%s: sets %s, which no service reads (the code reads %v)", where, name, sortedKeys(vars))
+			t.Errorf("%s: sets %s, which %s does not read (neither platform.Base nor services/%s/app.Config has it)", where, name, svc, svc)
 			return
 		}
 		if hasValue {

@@ -179,7 +179,7 @@ func checkService(t *testing.T, m *manifests, s service, deployable bool) {
 	// Environment.
 	env := effectiveEnv(t, m, c)
 	for name, v := range env {
-		checkVar(t, s.name, name, v.value, v.literal)
+		checkVar(t, s.name, s.name, name, v.value, v.literal)
 	}
 	if v := env["LEADFLOW_GRPC_ADDR"]; v.literal {
 		if _, port, err := net.SplitHostPort(v.value); err != nil || port != strconv.Itoa(int(s.port)) {
