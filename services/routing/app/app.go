@@ -105,14 +105,18 @@ func NewRouter(rt *platform.Runtime, cfg Config) (*router.Router, error) {
 		SLAPoll: cfg.SLAPoll, HandoffAttempts: cfg.HandoffAttempts, Now: cfg.Now}), nil
 }
 
-type scoringClient struct{ c scoringv1.ScoringServiceClient }
+type scoringClient struct {
+	c scoringv1.ScoringServiceClient
+}
 
 func (s scoringClient) SetStatus(ctx context.Context, req *scoringv1.SetStatusRequest) error {
 	_, err := s.c.SetStatus(ctx, req)
 	return err
 }
 
-type captureClient struct{ c capturev1.CaptureServiceClient }
+type captureClient struct {
+	c capturev1.CaptureServiceClient
+}
 
 func (c captureClient) Contact(ctx context.Context, lead string) (*leadv1.Contact, error) {
 	resp, err := c.c.GetLead(ctx, &capturev1.GetLeadRequest{LeadId: lead})

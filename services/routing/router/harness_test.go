@@ -13,6 +13,7 @@ import (
 	routingv1 "github.com/leadflow/leadflow/gen/go/leadflow/routing/v1"
 	scoringv1 "github.com/leadflow/leadflow/gen/go/leadflow/scoring/v1"
 	"github.com/leadflow/leadflow/services/platform"
+	"github.com/leadflow/leadflow/services/platform/events"
 	"github.com/leadflow/leadflow/services/platform/platformtest"
 	"github.com/leadflow/leadflow/services/routing/router"
 )
@@ -138,4 +139,25 @@ func apply(t *testing.T, r *router.Router, c *routingv1.RoutingConfig) *routingv
 		t.Fatalf("apply config: %v", err)
 	}
 	return out
+}
+
+// countEvents counts routing events on the stream whose payload name matches.
+func countEvents(t *testing.T, e *env, match func(string) bool) int {
+	t.Helper()
+	msgs, err := e.redis.Client().XRange(context.Background(), events.StreamKey, "-", "+").Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, m := range msgs {
+		ev, err := events.Decode(m.Values)
+		if err != nil {
+			t.Fatal(err)
+		}
+		name := string(ev.ProtoReflect().WhichOneof(ev.ProtoReflect().Descriptor().Oneofs().ByName("payload")).Name())
+		if match(name) {
+			n++
+		}
+	}
+	return n
 }

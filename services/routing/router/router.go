@@ -154,7 +154,9 @@ func (r *Router) SLA() *jobs.Queue { return r.sla }
 func (r *Router) Handoff() *jobs.Queue { return r.handoff }
 
 // ProcessSLA runs one pass over due SLA timers (tests with an injected clock).
-func (r *Router) ProcessSLA(ctx context.Context) (int, error) { return r.sla.ProcessDue(ctx, r.handleSLA) }
+func (r *Router) ProcessSLA(ctx context.Context) (int, error) {
+	return r.sla.ProcessDue(ctx, r.handleSLA)
+}
 
 // ProcessHandoffs runs one pass over due hand-offs.
 func (r *Router) ProcessHandoffs(ctx context.Context) (int, error) {

@@ -62,8 +62,8 @@ func (s *Store) Client() redis.UniversalClient { return s.rdb }
 // TeamPrefix is the key prefix of a team (with its hash tag).
 func TeamPrefix(team string) string { return "lf:routing:{team:" + team + "}:" }
 
-func ptrKey(lead string) string      { return "lf:routing:ptr:" + lead }
-func decisionKey(id string) string   { return "lf:routing:decision:" + id }
+func ptrKey(lead string) string       { return "lf:routing:ptr:" + lead }
+func decisionKey(id string) string    { return "lf:routing:decision:" + id }
 func decisionsKey(lead string) string { return "lf:routing:decisions:" + lead }
 
 const (
@@ -280,13 +280,13 @@ func truncate(s string, n int) string {
 // Record is a lead's routing record.
 type Record struct {
 	Lead, Team, State, Rep, Dec, TP, Req, Pol, Last, Org string
-	Seq                                              int64
-	Heat, Score, Touches, TouchesReq, SlaReassigns   int
-	AssignedAt, AcceptedAt, FTD, FTA, TDue, QueuedAt  int64
-	Profile, ScoreBytes                              []byte
-	Reasons                                          []string
-	Excluded                                         []string
-	FTW, TW                                          int64
+	Seq                                                  int64
+	Heat, Score, Touches, TouchesReq, SlaReassigns       int
+	AssignedAt, AcceptedAt, FTD, FTA, TDue, QueuedAt     int64
+	Profile, ScoreBytes                                  []byte
+	Reasons                                              []string
+	Excluded                                             []string
+	FTW, TW                                              int64
 }
 
 // LeadTeam is the team a lead lives in ("" = never routed).

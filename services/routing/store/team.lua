@@ -12,7 +12,7 @@ local a = cjson.decode(ARGV[1])
 local now = tonumber(a.now)
 
 local cv = tonumber(redis.call('GET', KEYS[1]) or '0')
-if a.ver and tonumber(a.ver) < cv then
+if a.ver and tonumber(a.ver) > 0 and tonumber(a.ver) < cv then
   return cjson.encode({st = 'STALE', ver = cv})
 end
 

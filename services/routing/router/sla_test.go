@@ -1,0 +1,197 @@
+package router_test
+
+import (
+	"context"
+	"sync"
+	"testing"
+	"time"
+
+	"google.golang.org/protobuf/types/known/durationpb"
+
+	leadv1 "github.com/leadflow/leadflow/gen/go/leadflow/lead/v1"
+	routingv1 "github.com/leadflow/leadflow/gen/go/leadflow/routing/v1"
+	"github.com/leadflow/leadflow/services/platform/platformtest"
+)
+
+func slaConfig(action routingv1.BreachAction, parkAfter int32) *routingv1.RoutingConfig {
+	return &routingv1.RoutingConfig{
+		DefaultTeamId: "t",
+		Teams:         []*routingv1.Team{{Id: "t", TeamLeadRepId: "lead", Reps: []*routingv1.Rep{rep("a", 1, 10), rep("b", 1, 10), rep("lead", 1, 10)}}},
+		SlaPolicies: []*routingv1.SlaPolicy{{Id: "p", FirstTouchWithin: durationpb.New(time.Hour), TouchesRequired: 3, TouchesWithin: durationpb.New(48 * time.Hour),
+			Action: action, ParkAfterReassignments: parkAfter}},
+	}
+}
+
+// An SLA breach reassigns the lead exactly once even when two instances
+// process the due timer at the same moment.
+func TestSLABreachReassignsExactlyOnceAcrossInstances(t *testing.T) {
+	e := newEnv(t)
+	r1, _ := e.router()
+	r2, _ := e.router()
+	cfg := slaConfig(routingv1.BreachAction_BREACH_ACTION_REASSIGN, 0)
+	cfg.Teams[0].Reps[2].Availability = routingv1.Availability_AVAILABILITY_AWAY // the team lead takes no leads
+	apply(t, r1, cfg)
+	ctx := context.Background()
+
+	p, s := lead("DE", leadv1.Heat_HEAT_HOT, 80)
+	d := route(t, r1, p, s)
+	first := d.GetRepId()
+	if first == "" || d.GetFirstTouchDue() == nil {
+		t.Fatalf("not assigned with a deadline: %v", d)
+	}
+	// A second lead touched in time never breaches its first-touch SLA.
+	p2, s2 := lead("DE", leadv1.Heat_HEAT_HOT, 80)
+	d2 := route(t, r1, p2, s2)
+	if _, first2, within, _, err := r2.RecordTouch(ctx, p2.GetLeadId(), d2.GetRepId(), routingv1.TouchType_TOUCH_TYPE_CALL, "t1"); err != nil || !first2 || !within {
+		t.Fatalf("touch: first=%v within=%v err=%v", first2, within, err)
+	}
+
+	// Nothing is due yet.
+	if n, err := r1.ProcessSLA(ctx); err != nil || n != 0 {
+		t.Fatalf("early ProcessSLA: %d %v", n, err)
+	}
+	e.clock.Advance(61 * time.Minute)
+	var wg sync.WaitGroup
+	for _, r := range []interface {
+		ProcessSLA(context.Context) (int, error)
+	}{r1, r2, r1, r2} {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if _, err := r.ProcessSLA(ctx); err != nil {
+				t.Error(err)
+			}
+		}()
+	}
+	wg.Wait()
+
+	a, err := r1.GetAssignment(ctx, p.GetLeadId())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a.GetRepId() == first || a.GetRepId() == "" || a.GetSlaReassignments() != 1 || a.GetSequence() != 2 {
+		t.Fatalf("after breach: %v (first holder %s)", a, first)
+	}
+	ds, _, _ := r1.Decisions(ctx, p.GetLeadId(), 0, 10)
+	breaches := 0
+	for _, d := range ds {
+		if d.GetKind() == routingv1.DecisionKind_DECISION_KIND_SLA_BREACH {
+			breaches++
+		}
+	}
+	if breaches != 1 {
+		t.Fatalf("%d SLA breach decisions, want exactly 1: %v", breaches, ds)
+	}
+	if n := countEvents(t, e, func(ev string) bool { return ev == "sla_breached" }); n != 1 {
+		t.Fatalf("%d SlaBreached events, want 1", n)
+	}
+	// The touched lead stayed where it was.
+	if a2, _ := r1.GetAssignment(ctx, p2.GetLeadId()); a2.GetRepId() != d2.GetRepId() || a2.GetSequence() != 1 {
+		t.Fatalf("touched lead moved: %v", a2)
+	}
+	// The new holder's clock runs from the reassignment; breaching again
+	// with both reps excluded queues the lead.
+	e.clock.Advance(61 * time.Minute)
+	if _, err := r2.ProcessSLA(ctx); err != nil {
+		t.Fatal(err)
+	}
+	a, _ = r1.GetAssignment(ctx, p.GetLeadId())
+	if a.GetState() != routingv1.AssignmentState_ASSIGNMENT_STATE_QUEUED || len(a.GetRejectedBy()) != 2 {
+		t.Fatalf("after second breach: %v", a)
+	}
+}
+
+func TestSLAParkAndNotify(t *testing.T) {
+	e := newEnv(t)
+	r, _ := e.router()
+	ctx := context.Background()
+
+	apply(t, r, slaConfig(routingv1.BreachAction_BREACH_ACTION_REASSIGN, 1))
+	p, s := lead("DE", leadv1.Heat_HEAT_HOT, 80)
+	route(t, r, p, s)
+	e.clock.Advance(61 * time.Minute)
+	if _, err := r.ProcessSLA(ctx); err != nil {
+		t.Fatal(err)
+	}
+	e.clock.Advance(61 * time.Minute)
+	if _, err := r.ProcessSLA(ctx); err != nil {
+		t.Fatal(err)
+	}
+	a, _ := r.GetAssignment(ctx, p.GetLeadId())
+	if a.GetState() != routingv1.AssignmentState_ASSIGNMENT_STATE_PARKED {
+		t.Fatalf("after N reassignments the lead should be parked: %v", a)
+	}
+	entries, _, np, _, _ := r.GetQueue(ctx, "t", 0, 10)
+	if np != 1 || !entries[len(entries)-1].GetParked() {
+		t.Fatalf("parked list: %v", entries)
+	}
+	// A manager takes it out of the parked list.
+	d, err := r.Reassign(ctx, p.GetLeadId(), "lead", "manager takes it", false)
+	if err != nil || d.GetRepId() != "lead" {
+		t.Fatalf("reassign parked: %v %v", d, err)
+	}
+
+	// NOTIFY_TEAM_LEAD leaves the lead and tells the team lead once.
+	apply(t, r, slaConfig(routingv1.BreachAction_BREACH_ACTION_NOTIFY_TEAM_LEAD, 0))
+	p, s = lead("DE", leadv1.Heat_HEAT_HOT, 80)
+	d = route(t, r, p, s)
+	e.clock.Advance(61 * time.Minute)
+	for range 2 {
+		if _, err := r.ProcessSLA(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if a, _ := r.GetAssignment(ctx, p.GetLeadId()); a.GetRepId() != d.GetRepId() {
+		t.Fatalf("notify moved the lead: %v", a)
+	}
+	items, err := r.Store().ReadInbox(ctx, "t", "lead", "", 100, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	notices := 0
+	for _, it := range items {
+		if it.Kind == "sla_breach" && it.Lead == p.GetLeadId() {
+			notices++
+		}
+	}
+	if notices != 1 {
+		t.Fatalf("%d breach notices to the team lead, want 1", notices)
+	}
+}
+
+// A restart of Redis (AOF) and of the routing instances loses neither a
+// timer nor a queued lead.
+func TestRestartKeepsTimersAndQueue(t *testing.T) {
+	e := newEnv(t, platformtest.WithAOF())
+	r, _ := e.router()
+	cfg := slaConfig(routingv1.BreachAction_BREACH_ACTION_REASSIGN, 0)
+	cfg.Teams[0].Reps = []*routingv1.Rep{rep("a", 1, 1), rep("b", 1, 1)}
+	cfg.Teams[0].TeamLeadRepId = ""
+	apply(t, r, cfg)
+	ctx := context.Background()
+	var ids []string
+	for range 3 {
+		p, s := lead("DE", leadv1.Heat_HEAT_WARM, 50)
+		route(t, r, p, s)
+		ids = append(ids, p.GetLeadId())
+	}
+	e.redis.Restart()
+
+	r2, _ := e.router() // a new instance: nothing in memory
+	if depth, err := r2.Store().QueueDepth(ctx, "t"); err != nil || depth != 1 {
+		t.Fatalf("queue after restart: %d %v", depth, err)
+	}
+	if n, err := r2.SLA().Depth(ctx); err != nil || n != 4 { // first touch + touches, two holders
+		t.Fatalf("timers after restart: %d %v", n, err)
+	}
+	// The first holder breaches; the lead cannot go to the other (full) rep
+	// and is queued; the queued lead gets the freed capacity.
+	e.clock.Advance(61 * time.Minute)
+	if n, err := r2.ProcessSLA(ctx); err != nil || n == 0 {
+		t.Fatalf("ProcessSLA after restart: %d %v", n, err)
+	}
+	a3, _ := r2.GetAssignment(ctx, ids[2])
+	if a3.GetState() != routingv1.AssignmentState_ASSIGNMENT_STATE_ASSIGNED {
+		t.Fatalf("queued lead not handed out after breach freed capacity: %v", a3)
+	}
+}
