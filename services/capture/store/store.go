@@ -1,0 +1,495 @@
+// Package store is capture's Redis adapter (domain.Store). Key layout, with
+// Redis Cluster in mind (every key a script or MULTI touches together shares
+// one hash tag):
+//
+//	lf:capture:{lead:<id>}              hash: p = Lead (protobuf), rev, fm,
+//	                                    k:<kind>:<hash> owned identities,
+//	                                    i:<key hash> idempotency records,
+//	                                    s:<visitor hash> visitor entries to scrub
+//	lf:capture:{email:<sha256>}         lead id owning the e-mail
+//	lf:capture:{phone:<sha256>}         lead id owning the phone
+//	lf:capture:{idem:<sha256 of key>}   IdempotencyRecord, TTL
+//	lf:capture:{org:<domain>}           Organisation (protobuf)
+//	lf:capture:{org:<domain>}:leads     sorted set of lead ids (lex order)
+//	lf:capture:{visitor:<sha256>}       lead id the visitor was stitched to, TTL
+//	lf:capture:{visitor:<sha256>}:signals list of pending signals, TTL
+//	lf:capture:{signal:<sha256>}        seen signal id, TTL
+//
+// No key name holds an e-mail, phone, visitor id or idempotency key in clear.
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"google.golang.org/protobuf/proto"
+
+	capturev1 "github.com/leadflow/leadflow/gen/go/leadflow/capture/v1"
+	leadv1 "github.com/leadflow/leadflow/gen/go/leadflow/lead/v1"
+	"github.com/leadflow/leadflow/services/capture/domain"
+	"github.com/leadflow/leadflow/services/platform/events"
+)
+
+// Redis implements domain.Store.
+type Redis struct {
+	rdb redis.UniversalClient
+	// MaxTxRetries bounds the optimistic retries of Update.
+	MaxTxRetries int
+}
+
+var _ domain.Store = (*Redis)(nil)
+
+// New returns the store on rdb.
+func New(rdb redis.UniversalClient) *Redis { return &Redis{rdb: rdb, MaxTxRetries: 20} }
+
+const prefix = "lf:capture:"
+
+// LeadKey is the hash of a lead.
+func LeadKey(id string) string { return prefix + "{lead:" + id + "}" }
+
+// IdentityKey is the index entry of an identity.
+func IdentityKey(id domain.Identity) string { return prefix + "{" + id.Kind + ":" + id.Hash + "}" }
+
+// IdemKey is the idempotency pointer of a key hash.
+func IdemKey(keyHash string) string { return prefix + "{idem:" + keyHash + "}" }
+
+// OrgKey is the organisation of a domain.
+func OrgKey(domain string) string { return prefix + "{org:" + domain + "}" }
+
+// OrgLeadsKey indexes the leads of a domain.
+func OrgLeadsKey(domain string) string { return OrgKey(domain) + ":leads" }
+
+// VisitorKey maps a visitor to its lead.
+func VisitorKey(visitorHash string) string { return prefix + "{visitor:" + visitorHash + "}" }
+
+// VisitorSignalsKey holds a visitor's pending signals.
+func VisitorSignalsKey(visitorHash string) string { return VisitorKey(visitorHash) + ":signals" }
+
+// SignalKey remembers a signal id.
+func SignalKey(signalID string) string { return prefix + "{signal:" + domain.Hash(signalID) + "}" }
+
+const (
+	fLead     = "p"
+	fRev      = "rev"
+	fFreeMail = "fm"
+	pIdentity = "k:"
+	pIdem     = "i:"
+	pScrub    = "s:"
+)
+
+func encode(sl *domain.StoredLead) (map[string]any, error) {
+	b, err := proto.MarshalOptions{Deterministic: true}.Marshal(sl.Lead)
+	if err != nil {
+		return nil, err
+	}
+	fm := "0"
+	if sl.FreeMail {
+		fm = "1"
+	}
+	m := map[string]any{fLead: b, fRev: strconv.FormatInt(sl.Revision, 10), fFreeMail: fm}
+	for _, id := range sl.Identities {
+		m[pIdentity+id.Kind+":"+id.Hash] = "1"
+	}
+	for h, r := range sl.Idem {
+		rb, err := proto.Marshal(r)
+		if err != nil {
+			return nil, err
+		}
+		m[pIdem+h] = rb
+	}
+	for _, v := range sl.PendingScrub {
+		m[pScrub+v] = "1"
+	}
+	return m, nil
+}
+
+func decode(m map[string]string) (*domain.StoredLead, error) {
+	raw, ok := m[fLead]
+	if !ok {
+		return nil, domain.ErrNotFound
+	}
+	sl := &domain.StoredLead{Lead: &leadv1.Lead{}, Idem: map[string]*capturev1.IdempotencyRecord{}}
+	if err := proto.Unmarshal([]byte(raw), sl.Lead); err != nil {
+		return nil, fmt.Errorf("decode lead: %w", err)
+	}
+	sl.Revision, _ = strconv.ParseInt(m[fRev], 10, 64)
+	sl.FreeMail = m[fFreeMail] == "1"
+	for k, v := range m {
+		switch {
+		case strings.HasPrefix(k, pIdentity):
+			kind, hash, _ := strings.Cut(k[len(pIdentity):], ":")
+			sl.Identities = append(sl.Identities, domain.Identity{Kind: kind, Hash: hash})
+		case strings.HasPrefix(k, pIdem):
+			r := &capturev1.IdempotencyRecord{}
+			if err := proto.Unmarshal([]byte(v), r); err != nil {
+				return nil, fmt.Errorf("decode idempotency record: %w", err)
+			}
+			sl.Idem[k[len(pIdem):]] = r
+		case strings.HasPrefix(k, pScrub):
+			sl.PendingScrub = append(sl.PendingScrub, k[len(pScrub):])
+		}
+	}
+	return sl, nil
+}
+
+// Lookup implements domain.Store.
+func (s *Redis) Lookup(ctx context.Context, idemKeyHash string, ids []domain.Identity) (*capturev1.IdempotencyRecord, []string, error) {
+	pipe := s.rdb.Pipeline()
+	var idem *redis.StringCmd
+	if idemKeyHash != "" {
+		idem = pipe.Get(ctx, IdemKey(idemKeyHash))
+	}
+	cmds := make([]*redis.StringCmd, len(ids))
+	for i, id := range ids {
+		cmds[i] = pipe.Get(ctx, IdentityKey(id))
+	}
+	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
+		return nil, nil, err
+	}
+	owners := make([]string, len(ids))
+	for i, c := range cmds {
+		owners[i] = c.Val()
+	}
+	if idem == nil || idem.Err() != nil {
+		return nil, owners, nil
+	}
+	rec := &capturev1.IdempotencyRecord{}
+	if err := proto.Unmarshal([]byte(idem.Val()), rec); err != nil {
+		return nil, nil, fmt.Errorf("decode idempotency record: %w", err)
+	}
+	return rec, owners, nil
+}
+
+// Claim implements domain.Store.
+func (s *Redis) Claim(ctx context.Context, leadID string, ids []domain.Identity, ttl time.Duration, org *leadv1.Organisation) ([]string, *leadv1.Organisation, bool, error) {
+	pipe := s.rdb.Pipeline()
+	cmds := make([]*redis.StatusCmd, len(ids))
+	for i, id := range ids {
+		cmds[i] = pipe.SetArgs(ctx, IdentityKey(id), leadID, redis.SetArgs{Mode: "NX", Get: true, TTL: ttl})
+	}
+	var orgCmd *redis.StatusCmd
+	if org != nil {
+		b, err := proto.Marshal(org)
+		if err != nil {
+			return nil, nil, false, err
+		}
+		orgCmd = pipe.SetArgs(ctx, OrgKey(org.GetDomain()), b, redis.SetArgs{Mode: "NX", Get: true})
+	}
+	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
+		return nil, nil, false, err
+	}
+	owners := make([]string, len(ids))
+	for i, c := range cmds {
+		owners[i] = c.Val() // "" (redis.Nil) when we set it
+	}
+	if orgCmd == nil {
+		return owners, nil, false, nil
+	}
+	rec, created, err := orgResult(orgCmd, org)
+	return owners, rec, created, err
+}
+
+func orgResult(c *redis.StatusCmd, org *leadv1.Organisation) (*leadv1.Organisation, bool, error) {
+	if errors.Is(c.Err(), redis.Nil) {
+		return org, true, nil
+	}
+	rec := &leadv1.Organisation{}
+	if err := proto.Unmarshal([]byte(c.Val()), rec); err != nil {
+		return nil, false, fmt.Errorf("decode organisation: %w", err)
+	}
+	return rec, false, nil
+}
+
+// EnsureOrganisation implements domain.Store.
+func (s *Redis) EnsureOrganisation(ctx context.Context, org *leadv1.Organisation) (*leadv1.Organisation, bool, error) {
+	b, err := proto.Marshal(org)
+	if err != nil {
+		return nil, false, err
+	}
+	c := s.rdb.SetArgs(ctx, OrgKey(org.GetDomain()), b, redis.SetArgs{Mode: "NX", Get: true})
+	if err := c.Err(); err != nil && !errors.Is(err, redis.Nil) {
+		return nil, false, err
+	}
+	return orgResult(c, org)
+}
+
+// ClaimFor implements domain.Store.
+func (s *Redis) ClaimFor(ctx context.Context, leadID string, ids []domain.Identity) ([]domain.Identity, error) {
+	if len(ids) == 0 {
+		return nil, nil
+	}
+	pipe := s.rdb.Pipeline()
+	cmds := make([]*redis.StatusCmd, len(ids))
+	for i, id := range ids {
+		cmds[i] = pipe.SetArgs(ctx, IdentityKey(id), leadID, redis.SetArgs{Mode: "NX", Get: true})
+	}
+	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
+		return nil, err
+	}
+	var held []domain.Identity
+	for i, c := range cmds {
+		if v := c.Val(); v == "" || v == leadID {
+			held = append(held, ids[i])
+		}
+	}
+	return held, nil
+}
+
+// compareAndDelete deletes KEYS[1] when it holds ARGV[1].
+var compareAndDelete = redis.NewScript(`
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0`)
+
+// Release implements domain.Store.
+func (s *Redis) Release(ctx context.Context, leadID string, ids []domain.Identity) error {
+	for _, id := range ids {
+		if err := compareAndDelete.Run(ctx, s.rdb, []string{IdentityKey(id)}, leadID).Err(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (s *Redis) addWrites(ctx context.Context, pipe redis.Pipeliner, w domain.Writes) error {
+	if w.Idem != nil && w.IdemKeyHash != "" {
+		b, err := proto.Marshal(w.Idem)
+		if err != nil {
+			return err
+		}
+		pipe.Set(ctx, IdemKey(w.IdemKeyHash), b, w.IdemTTL)
+	}
+	if w.OrgDomain != "" && w.LeadID != "" {
+		pipe.ZAdd(ctx, OrgLeadsKey(w.OrgDomain), redis.Z{Member: w.LeadID})
+	}
+	for _, ev := range w.Events {
+		if err := events.AddToPipe(pipe, ctx, ev); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Create implements domain.Store: one MULTI on a single Redis (one per slot
+// on a Cluster).
+func (s *Redis) Create(ctx context.Context, sl *domain.StoredLead, w domain.Writes) error {
+	m, err := encode(sl)
+	if err != nil {
+		return err
+	}
+	_, err = s.rdb.TxPipelined(ctx, func(pipe redis.Pipeliner) error {
+		pipe.HSet(ctx, LeadKey(sl.Lead.GetId()), m)
+		for _, id := range sl.Identities {
+			pipe.Persist(ctx, IdentityKey(id))
+		}
+		return s.addWrites(ctx, pipe, w)
+	})
+	return err
+}
+
+// Apply implements domain.Store.
+func (s *Redis) Apply(ctx context.Context, w domain.Writes) error {
+	pipe := s.rdb.Pipeline()
+	if err := s.addWrites(ctx, pipe, w); err != nil {
+		return err
+	}
+	if pipe.Len() == 0 {
+		return nil
+	}
+	_, err := pipe.Exec(ctx)
+	return err
+}
+
+// Update implements domain.Store with WATCH/MULTI on the lead's key.
+func (s *Redis) Update(ctx context.Context, leadID string, fn func(*domain.StoredLead) error) (*domain.StoredLead, error) {
+	key := LeadKey(leadID)
+	var out *domain.StoredLead
+	txf := func(tx *redis.Tx) error {
+		m, err := tx.HGetAll(ctx, key).Result()
+		if err != nil {
+			return err
+		}
+		sl, err := decode(m)
+		if err != nil {
+			return err
+		}
+		if err := fn(sl); err != nil {
+			if errors.Is(err, domain.ErrNoChange) {
+				out = sl
+				return nil
+			}
+			return err
+		}
+		nm, err := encode(sl)
+		if err != nil {
+			return err
+		}
+		var gone []string
+		for k := range m {
+			if _, ok := nm[k]; !ok {
+				gone = append(gone, k)
+			}
+		}
+		_, err = tx.TxPipelined(ctx, func(pipe redis.Pipeliner) error {
+			pipe.HSet(ctx, key, nm)
+			if len(gone) > 0 {
+				pipe.HDel(ctx, key, gone...)
+			}
+			return nil
+		})
+		if err == nil {
+			out = sl
+		}
+		return err
+	}
+	for i := 0; i < s.MaxTxRetries; i++ {
+		err := s.rdb.Watch(ctx, txf, key)
+		if errors.Is(err, redis.TxFailedErr) {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		return out, nil
+	}
+	return nil, domain.ErrConflict
+}
+
+// Get implements domain.Store.
+func (s *Redis) Get(ctx context.Context, leadID string) (*domain.StoredLead, error) {
+	m, err := s.rdb.HGetAll(ctx, LeadKey(leadID)).Result()
+	if err != nil {
+		return nil, err
+	}
+	return decode(m)
+}
+
+// GetMany implements domain.Store.
+func (s *Redis) GetMany(ctx context.Context, ids []string) ([]*domain.StoredLead, error) {
+	if len(ids) == 0 {
+		return nil, nil
+	}
+	pipe := s.rdb.Pipeline()
+	cmds := make([]*redis.MapStringStringCmd, len(ids))
+	for i, id := range ids {
+		cmds[i] = pipe.HGetAll(ctx, LeadKey(id))
+	}
+	if _, err := pipe.Exec(ctx); err != nil {
+		return nil, err
+	}
+	out := make([]*domain.StoredLead, 0, len(ids))
+	for _, c := range cmds {
+		sl, err := decode(c.Val())
+		if errors.Is(err, domain.ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, sl)
+	}
+	return out, nil
+}
+
+// Owner implements domain.Store.
+func (s *Redis) Owner(ctx context.Context, id domain.Identity) (string, error) {
+	v, err := s.rdb.Get(ctx, IdentityKey(id)).Result()
+	if errors.Is(err, redis.Nil) {
+		return "", nil
+	}
+	return v, err
+}
+
+// LeadsOfDomain implements domain.Store.
+func (s *Redis) LeadsOfDomain(ctx context.Context, domainName, after string, limit int) ([]string, error) {
+	start := "-"
+	if after != "" {
+		start = "(" + after
+	}
+	return s.rdb.ZRangeArgs(ctx, redis.ZRangeArgs{Key: OrgLeadsKey(domainName), Start: start, Stop: "+", ByLex: true, Count: int64(limit)}).Result()
+}
+
+// MarkSignal implements domain.Store.
+func (s *Redis) MarkSignal(ctx context.Context, signalID string, ttl time.Duration) (bool, error) {
+	return s.rdb.SetNX(ctx, SignalKey(signalID), "1", ttl).Result()
+}
+
+// addVisitorSignal: KEYS[1] visitor→lead, KEYS[2] pending signals.
+var addVisitorSignal = redis.NewScript(`
+local lead = redis.call('GET', KEYS[1])
+if lead then return lead end
+redis.call('RPUSH', KEYS[2], ARGV[1])
+redis.call('PEXPIRE', KEYS[2], ARGV[2])
+return ''`)
+
+// AddVisitorSignal implements domain.Store: the check and the append are one
+// script, so a signal can never slip in after the visitor was stitched.
+func (s *Redis) AddVisitorSignal(ctx context.Context, visitorHash string, signal []byte, ttl time.Duration) (string, error) {
+	return addVisitorSignal.Run(ctx, s.rdb, []string{VisitorKey(visitorHash), VisitorSignalsKey(visitorHash)}, signal, ttl.Milliseconds()).Text()
+}
+
+var stitchVisitor = redis.NewScript(`
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+return redis.call('LRANGE', KEYS[2], 0, -1)`)
+
+// StitchVisitor implements domain.Store.
+func (s *Redis) StitchVisitor(ctx context.Context, visitorHash, leadID string, ttl time.Duration) ([][]byte, error) {
+	vals, err := stitchVisitor.Run(ctx, s.rdb, []string{VisitorKey(visitorHash), VisitorSignalsKey(visitorHash)}, leadID, ttl.Milliseconds()).StringSlice()
+	if err != nil {
+		return nil, err
+	}
+	out := make([][]byte, len(vals))
+	for i, v := range vals {
+		out[i] = []byte(v)
+	}
+	return out, nil
+}
+
+// ClearVisitor implements domain.Store.
+func (s *Redis) ClearVisitor(ctx context.Context, visitorHash string) error {
+	return s.rdb.Del(ctx, VisitorSignalsKey(visitorHash)).Err()
+}
+
+// Scrub implements domain.Store.
+func (s *Redis) Scrub(ctx context.Context, sl *domain.StoredLead) error {
+	id := sl.Lead.GetId()
+	for _, ident := range sl.Identities {
+		if err := compareAndDelete.Run(ctx, s.rdb, []string{IdentityKey(ident)}, id).Err(); err != nil {
+			return err
+		}
+	}
+	for _, v := range sl.PendingScrub {
+		if err := compareAndDelete.Run(ctx, s.rdb, []string{VisitorKey(v)}, id).Err(); err != nil {
+			return err
+		}
+	}
+	pipe := s.rdb.Pipeline()
+	for h := range sl.Idem {
+		pipe.Del(ctx, IdemKey(h))
+	}
+	for _, v := range sl.PendingScrub {
+		pipe.Del(ctx, VisitorSignalsKey(v))
+	}
+	if d := sl.Lead.GetOrganisation().GetDomain(); d != "" {
+		pipe.ZRem(ctx, OrgLeadsKey(d), id)
+	}
+	var fields []string
+	for _, ident := range sl.Identities {
+		fields = append(fields, pIdentity+ident.Kind+":"+ident.Hash)
+	}
+	for h := range sl.Idem {
+		fields = append(fields, pIdem+h)
+	}
+	for _, v := range sl.PendingScrub {
+		fields = append(fields, pScrub+v)
+	}
+	if len(fields) > 0 {
+		pipe.HDel(ctx, LeadKey(id), fields...)
+	}
+	_, err := pipe.Exec(ctx)
+	return err
+}
