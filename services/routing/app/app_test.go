@@ -1,0 +1,327 @@
+package app_test
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"sync"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/durationpb"
+
+	capturev1 "github.com/leadflow/leadflow/gen/go/leadflow/capture/v1"
+	leadv1 "github.com/leadflow/leadflow/gen/go/leadflow/lead/v1"
+	routingv1 "github.com/leadflow/leadflow/gen/go/leadflow/routing/v1"
+	scoringv1 "github.com/leadflow/leadflow/gen/go/leadflow/scoring/v1"
+	"github.com/leadflow/leadflow/services/platform"
+	"github.com/leadflow/leadflow/services/platform/leadtrace"
+	"github.com/leadflow/leadflow/services/platform/platformtest"
+	"github.com/leadflow/leadflow/services/routing/app"
+	"github.com/leadflow/leadflow/services/routing/router"
+)
+
+type scoringFake struct {
+	scoringv1.UnimplementedScoringServiceServer
+	mu    sync.Mutex
+	calls []*scoringv1.SetStatusRequest
+}
+
+func (f *scoringFake) SetStatus(_ context.Context, req *scoringv1.SetStatusRequest) (*scoringv1.SetStatusResponse, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.calls = append(f.calls, req)
+	return &scoringv1.SetStatusResponse{}, nil
+}
+
+func (f *scoringFake) Calls() []*scoringv1.SetStatusRequest {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]*scoringv1.SetStatusRequest(nil), f.calls...)
+}
+
+type captureFake struct {
+	capturev1.UnimplementedCaptureServiceServer
+	mu   sync.Mutex
+	down bool
+}
+
+func (f *captureFake) GetLead(_ context.Context, req *capturev1.GetLeadRequest) (*capturev1.GetLeadResponse, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.down {
+		return nil, status.Error(codes.Unavailable, "capture is down")
+	}
+	return &capturev1.GetLeadResponse{Lead: &leadv1.Lead{Id: req.GetLeadId(), Contact: &leadv1.Contact{FirstName: "Ann", Email: "ann@example.com"}}}, nil
+}
+
+func serveFake(t *testing.T, register func(*grpc.Server)) string {
+	t.Helper()
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := grpc.NewServer()
+	register(s)
+	go func() { _ = s.Serve(lis) }()
+	t.Cleanup(s.Stop)
+	return lis.Addr().String()
+}
+
+type harness struct {
+	client  routingv1.RoutingServiceClient
+	router  *router.Router
+	scoring *scoringFake
+	capture *captureFake
+	spans   interface{ Len() int }
+	rt      *platform.Runtime
+}
+
+func start(t *testing.T) *harness {
+	t.Helper()
+	redis := platformtest.StartRedis(t)
+	sc, cp := &scoringFake{}, &captureFake{}
+	base := platformtest.Base("routing", redis.URL())
+	base.Peers.Scoring = serveFake(t, func(s *grpc.Server) { scoringv1.RegisterScoringServiceServer(s, sc) })
+	base.Peers.Capture = serveFake(t, func(s *grpc.Server) { capturev1.RegisterCaptureServiceServer(s, cp) })
+	spans := platformtest.Spans()
+	rt := platformtest.RuntimeWith(t, base, platform.WithSpanExporter(spans))
+	cfg, err := app.LoadConfig()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.InboxBlock = 100 * time.Millisecond
+	r, err := app.NewRouter(rt, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn := platformtest.Serve(t, rt, app.Service(r))
+	return &harness{client: routingv1.NewRoutingServiceClient(conn), router: r, scoring: sc, capture: cp, rt: rt}
+}
+
+func config() *routingv1.RoutingConfig {
+	return &routingv1.RoutingConfig{
+		DefaultTeamId: "t",
+		Teams: []*routingv1.Team{{Id: "t", Reps: []*routingv1.Rep{
+			{Id: "anna", Weight: 1, Capacity: 1000, Availability: routingv1.Availability_AVAILABILITY_ACTIVE},
+		}}},
+		SlaPolicies: []*routingv1.SlaPolicy{{Id: "p", FirstTouchWithin: durationpb.New(time.Hour)}},
+	}
+}
+
+func TestApplyConfigValidation(t *testing.T) {
+	h := start(t)
+	ctx := context.Background()
+	bad := config()
+	bad.Teams[0].Reps[0].Weight = 0
+	bad.Teams[0].Reps[0].WorkingHours = &routingv1.WorkingHours{TimeZone: "Mars/Olympus", Windows: []*routingv1.WorkingWindow{
+		{Days: []routingv1.Weekday{routingv1.Weekday_WEEKDAY_MONDAY}, Start: "09:00", End: "17:00"}}}
+	bad.Rules = []*routingv1.Rule{{Id: "r", Target: &routingv1.Rule_TeamId{TeamId: "nope"}}}
+	_, err := h.client.ApplyConfig(ctx, &routingv1.ApplyConfigRequest{Config: bad})
+	if status.Code(err) != codes.InvalidArgument {
+		t.Fatalf("bad config: %v", err)
+	}
+	fields := map[string]bool{}
+	for _, v := range platform.FieldViolations(err) {
+		fields[v.Field] = true
+	}
+	for _, f := range []string{"config.teams[0].reps[0].weight", "config.teams[0].reps[0].working_hours.time_zone", "config.rules[0].team_id"} {
+		if !fields[f] {
+			t.Errorf("violation for %s missing: %v", f, fields)
+		}
+	}
+	// Versions and optimistic concurrency.
+	c1, err := h.client.ApplyConfig(ctx, &routingv1.ApplyConfigRequest{Config: config()})
+	if err != nil || c1.GetConfig().GetVersion() != 1 {
+		t.Fatalf("apply: %v %v", c1, err)
+	}
+	if _, err := h.client.ApplyConfig(ctx, &routingv1.ApplyConfigRequest{Config: config(), ExpectedVersion: 7}); status.Code(err) != codes.Aborted {
+		t.Fatalf("stale expected version: %v", err)
+	}
+	if _, err := h.client.ApplyConfig(ctx, &routingv1.ApplyConfigRequest{Config: config(), ExpectedVersion: 1}); err != nil {
+		t.Fatal(err)
+	}
+	vs, err := h.client.ListConfigVersions(ctx, &routingv1.ListConfigVersionsRequest{PageSize: 1})
+	if err != nil || len(vs.GetVersions()) != 1 || vs.GetVersions()[0].GetVersion() != 2 || vs.GetNextPageToken() == "" {
+		t.Fatalf("versions page 1: %v %v", vs, err)
+	}
+	vs, err = h.client.ListConfigVersions(ctx, &routingv1.ListConfigVersionsRequest{PageSize: 1, PageToken: vs.GetNextPageToken()})
+	if err != nil || len(vs.GetVersions()) != 1 || vs.GetVersions()[0].GetVersion() != 1 {
+		t.Fatalf("versions page 2: %v %v", vs, err)
+	}
+	old, err := h.client.GetConfig(ctx, &routingv1.GetConfigRequest{Version: 1})
+	if err != nil || old.GetConfig().GetVersion() != 1 {
+		t.Fatalf("get v1: %v %v", old, err)
+	}
+}
+
+// The inbox delivers every assignment exactly once per connection and a
+// reconnect with the last cursor catches up without gaps or repeats.
+func TestInboxExactlyOnceAndResume(t *testing.T) {
+	h := start(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	if _, err := h.client.ApplyConfig(ctx, &routingv1.ApplyConfigRequest{Config: config()}); err != nil {
+		t.Fatal(err)
+	}
+	routeN := func(from, n int) {
+		var wg sync.WaitGroup
+		for i := from; i < from+n; i++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				_, err := h.client.RouteLead(ctx, &routingv1.RouteLeadRequest{Profile: &leadv1.LeadProfile{LeadId: fmt.Sprintf("inbox-%03d", i)},
+					Score: &leadv1.Score{Total: 60, Heat: leadv1.Heat_HEAT_HOT}, Reasons: []string{"pricing page"}, RequestId: fmt.Sprintf("r%d", i)})
+				if err != nil {
+					t.Error(err)
+				}
+			}()
+		}
+		wg.Wait()
+	}
+	sctx, scancel := context.WithCancel(ctx)
+	stream, err := h.client.WatchInbox(sctx, &routingv1.WatchInboxRequest{RepId: "anna"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	routeN(0, 30)
+	seen := map[string]int{}
+	cursor := ""
+	for len(seen) < 20 {
+		m, err := stream.Recv()
+		if err != nil {
+			t.Fatal(err)
+		}
+		it := m.GetItem()
+		seen[it.GetLeadId()]++
+		cursor = it.GetCursor()
+		if it.GetKind() != routingv1.InboxItemKind_INBOX_ITEM_KIND_ASSIGNED || it.GetContact().GetEmail() == "" || len(it.GetReasons()) == 0 ||
+			it.GetFirstTouchDue() == nil || it.GetScore().GetTotal() != 60 {
+			t.Fatalf("inbox item incomplete: %v", it)
+		}
+	}
+	scancel() // the rep's connection drops after 20 items
+	routeN(30, 10)
+	h.capture.mu.Lock()
+	h.capture.down = true
+	h.capture.mu.Unlock()
+	stream, err = h.client.WatchInbox(ctx, &routingv1.WatchInboxRequest{RepId: "anna", AfterCursor: cursor})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for len(seen) < 40 {
+		m, err := stream.Recv()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		it := m.GetItem()
+		seen[it.GetLeadId()]++
+		if !it.GetContactUnavailable() || it.GetContact() != nil || it.GetContactNote() == "" {
+			t.Fatalf("capture down: item should say the contact is missing: %v", it)
+		}
+	}
+	for id, n := range seen {
+		if n != 1 {
+			t.Fatalf("lead %s delivered %d times", id, n)
+		}
+	}
+	if len(seen) != 40 {
+		t.Fatalf("%d distinct leads delivered, want 40", len(seen))
+	}
+}
+
+// Accept hands WORKING to scoring, a give-back JUNK hands BAD_FIT, both
+// through the durable hand-off queue; every step is a span in the lead's trace.
+func TestAcceptGiveBackHandoffsAndJourney(t *testing.T) {
+	redis := platformtest.StartRedis(t)
+	sc, cp := &scoringFake{}, &captureFake{}
+	base := platformtest.Base("routing", redis.URL())
+	base.Peers.Scoring = serveFake(t, func(s *grpc.Server) { scoringv1.RegisterScoringServiceServer(s, sc) })
+	base.Peers.Capture = serveFake(t, func(s *grpc.Server) { capturev1.RegisterCaptureServiceServer(s, cp) })
+	spans := platformtest.Spans()
+	rt := platformtest.RuntimeWith(t, base, platform.WithSpanExporter(spans))
+	cfg, _ := app.LoadConfig()
+	r, err := app.NewRouter(rt, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	client := routingv1.NewRoutingServiceClient(platformtest.Serve(t, rt, app.Service(r)))
+	ctx := context.Background()
+	if _, err := client.ApplyConfig(ctx, &routingv1.ApplyConfigRequest{Config: config()}); err != nil {
+		t.Fatal(err)
+	}
+	const tp = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+	for _, id := range []string{"acc-1", "junk-1"} {
+		if _, err := client.RouteLead(ctx, &routingv1.RouteLeadRequest{Profile: &leadv1.LeadProfile{LeadId: id, Traceparent: tp}, Score: &leadv1.Score{Total: 70}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := client.AcceptLead(ctx, &routingv1.AcceptLeadRequest{LeadId: "acc-1", RepId: "anna"}); err != nil {
+		t.Fatal(err)
+	}
+	// Accepting again is a no-op; accepting by another rep is refused.
+	if _, err := client.AcceptLead(ctx, &routingv1.AcceptLeadRequest{LeadId: "acc-1", RepId: "anna"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := client.AcceptLead(ctx, &routingv1.AcceptLeadRequest{LeadId: "acc-1", RepId: "bob"}); status.Code(err) != codes.FailedPrecondition {
+		t.Fatalf("accept by non-holder: %v", err)
+	}
+	if _, err := client.GiveBack(ctx, &routingv1.GiveBackRequest{LeadId: "junk-1", RepId: "anna", Outcome: routingv1.GiveBackOutcome_GIVE_BACK_OUTCOME_JUNK, Reason: "student"}); err != nil {
+		t.Fatal(err)
+	}
+	// Accept is not a release; give back is.
+	as, err := client.ListAssignments(ctx, &routingv1.ListAssignmentsRequest{RepId: "anna"})
+	if err != nil || len(as.GetAssignments()) != 1 || as.GetAssignments()[0].GetState() != routingv1.AssignmentState_ASSIGNMENT_STATE_ACCEPTED {
+		t.Fatalf("assignments: %v %v", as, err)
+	}
+	// Scoring gets WORKING and BAD_FIT exactly once each.
+	deadline := time.Now().Add(10 * time.Second)
+	for len(sc.Calls()) < 2 && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	calls := sc.Calls()
+	if len(calls) != 2 {
+		t.Fatalf("scoring calls: %v", calls)
+	}
+	got := map[string]*scoringv1.SetStatusRequest{}
+	for _, c := range calls {
+		got[c.GetLeadId()] = c
+	}
+	if c := got["acc-1"]; c.GetStatus() != leadv1.ProspectStatus_PROSPECT_STATUS_WORKING || c.GetOwnerRepId() != "anna" || c.GetRequestId() == "" {
+		t.Fatalf("accept hand-off: %v", c)
+	}
+	if c := got["junk-1"]; c.GetStatus() != leadv1.ProspectStatus_PROSPECT_STATUS_BAD_FIT {
+		t.Fatalf("junk hand-off: %v", c)
+	}
+	// Journey: route, accept and give back are spans of the lead's trace with its id and outcome.
+	want := map[string]bool{"routing.route": false, "routing.accept": false, "routing.give_back": false}
+	for _, s := range spans.GetSpans() {
+		if _, ok := want[s.Name]; !ok || s.SpanContext.TraceID().String() != leadtrace.TraceID(tp) {
+			continue
+		}
+		var id, outcome string
+		for _, a := range s.Attributes {
+			switch string(a.Key) {
+			case leadtrace.AttrLeadID:
+				id = a.Value.AsString()
+			case leadtrace.AttrOutcome:
+				outcome = a.Value.AsString()
+			}
+		}
+		if id != "" && outcome != "" {
+			want[s.Name] = true
+		}
+	}
+	for name, ok := range want {
+		if !ok {
+			t.Errorf("no %s span in the lead's trace with lead id and outcome", name)
+		}
+	}
+}
