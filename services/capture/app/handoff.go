@@ -25,7 +25,9 @@ const (
 )
 
 // grpcScoring adapts the generated ScoringService client to domain.Scoring.
-type grpcScoring struct{ c scoringv1.ScoringServiceClient }
+type grpcScoring struct {
+	c scoringv1.ScoringServiceClient
+}
 
 // NewScoringClient is domain.Scoring over a connection to ScoringService.
 func NewScoringClient(conn grpc.ClientConnInterface) domain.Scoring {
