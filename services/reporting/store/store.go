@@ -131,9 +131,19 @@ func (s *Store) Apply(ctx context.Context, gen int64, check bool, evs []Event) (
 	if len(evs) == 0 {
 		return nil, nil
 	}
-	if err := applyScript.Load(ctx, s.rdb).Err(); err != nil {
-		return nil, err
+	out, err := s.apply(ctx, gen, check, evs)
+	if err == nil && len(out) > 0 && out[0].Err != nil && redis.HasErrorPrefix(out[0].Err, "NOSCRIPT") {
+		// First use, or Redis restarted/flushed its script cache: load and
+		// send again (safe: the apply is idempotent by event id).
+		if err := applyScript.Load(ctx, s.rdb).Err(); err != nil {
+			return nil, err
+		}
+		return s.apply(ctx, gen, check, evs)
 	}
+	return out, err
+}
+
+func (s *Store) apply(ctx context.Context, gen int64, check bool, evs []Event) ([]Result, error) {
 	pipe := s.rdb.Pipeline()
 	cmds := make([]*redis.Cmd, len(evs))
 	chk := "0"
