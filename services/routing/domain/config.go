@@ -274,7 +274,7 @@ func Compile(pc *routingv1.RoutingConfig) (*Config, error) {
 
 func parseClock(s string, allow24 bool) (int, error) {
 	h, m, ok := strings.Cut(s, ":")
-	if !ok || len(h) != 2 || len(m) != 2 {
+	if !ok || len(h) != 2 || len(m) != 2 || !digits(h) || !digits(m) {
 		return 0, fmt.Errorf("want HH:MM, got %q", s)
 	}
 	hh, err1 := strconv.Atoi(h)
@@ -289,6 +289,15 @@ func parseClock(s string, allow24 bool) (int, error) {
 		return 0, fmt.Errorf("want HH:MM, got %q", s)
 	}
 	return hh*60 + mm, nil
+}
+
+func digits(s string) bool {
+	for _, c := range s {
+		if c < '0' || c > '9' {
+			return false
+		}
+	}
+	return true
 }
 
 // Eligible reports whether the rep may take leads at now, ignoring load
