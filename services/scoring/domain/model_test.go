@@ -200,7 +200,7 @@ func randomProfile(r *rand.Rand) (Profile, []Signal) {
 		LeadID: fmt.Sprint(r.Int()), Industry: inds[r.IntN(len(inds))], EmployeeCount: int32(r.IntN(5000)),
 		CountryCode: cs[r.IntN(len(cs))], Seniority: Seniority(r.IntN(8)), FreeMail: r.IntN(4) == 0,
 		JobTitle: []string{"CTO", "student", "Head of Data", ""}[r.IntN(4)], Products: []string{"api"}[:r.IntN(2)],
-		Revenue: &Money{AmountMinor: r.Int64N(5_000_000_000), CurrencyCode: []string{"EUR", "USD"}[r.IntN(2)]},
+		Revenue:    &Money{AmountMinor: r.Int64N(5_000_000_000), CurrencyCode: []string{"EUR", "USD"}[r.IntN(2)]},
 		CapturedAt: t0,
 	}
 	var sigs []Signal

@@ -42,7 +42,12 @@ type Store interface {
 	UpdateLead(ctx context.Context, leadID string, fn LeadFunc) (*LeadWrite, error)
 	GetLead(ctx context.Context, leadID string) (*Record, error)
 	ScoreHistory(ctx context.Context, leadID string, offset, limit int64) ([]HistoryEntry, bool, error)
-	ListLeads(ctx context.Context, q ListQuery) ([]*Record, bool, error)
+	// ListLeads returns one page and the offset of the next (0 at the end).
+	ListLeads(ctx context.Context, q ListQuery) ([]*Record, int64, error)
+	// MarkDelivered and Delivered remember hand-off jobs already delivered,
+	// so a job scheduled again after a crash is not delivered twice.
+	MarkDelivered(ctx context.Context, leadID, key string) error
+	Delivered(ctx context.Context, leadID, key string) (bool, error)
 	// Reindex makes the status lists reflect the stored record.
 	Reindex(ctx context.Context, leadID string) error
 	// FlushPending lists leads marked by LeadWrite.Flush, oldest first.

@@ -1,0 +1,120 @@
+// Package app wires the scoring service: configuration, store, job queues,
+// peers and the gRPC face, for main and for the all-in-one.
+package app
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"google.golang.org/grpc"
+
+	"github.com/leadflow/leadflow/services/platform"
+	"github.com/leadflow/leadflow/services/platform/jobs"
+	"github.com/leadflow/leadflow/services/scoring/grpcapi"
+	"github.com/leadflow/leadflow/services/scoring/service"
+	"github.com/leadflow/leadflow/services/scoring/store"
+
+	pipelinev1 "github.com/leadflow/leadflow/gen/go/leadflow/pipeline/v1"
+	routingv1 "github.com/leadflow/leadflow/gen/go/leadflow/routing/v1"
+	scoringv1 "github.com/leadflow/leadflow/gen/go/leadflow/scoring/v1"
+)
+
+// Config is the scoring service's own configuration (LEADFLOW_SCORING_*).
+type Config struct {
+	// PendingTTL: how long signals of a lead not seen yet are kept.
+	PendingTTL time.Duration `env:"LEADFLOW_SCORING_PENDING_TTL" envDefault:"720h"`
+	// HistoryLimit: past scores kept per lead.
+	HistoryLimit int64 `env:"LEADFLOW_SCORING_HISTORY_LIMIT" envDefault:"500"`
+	// SweepInterval: how often undelivered outboxes are looked for.
+	SweepInterval time.Duration `env:"LEADFLOW_SCORING_SWEEP_INTERVAL" envDefault:"5s"`
+	// HandoffMaxAttempts: deliveries tried before a hand-off is dead-lettered.
+	HandoffMaxAttempts int `env:"LEADFLOW_SCORING_HANDOFF_MAX_ATTEMPTS" envDefault:"15"`
+	// HandoffMaxBackoff: the longest wait between two delivery attempts.
+	HandoffMaxBackoff time.Duration `env:"LEADFLOW_SCORING_HANDOFF_MAX_BACKOFF" envDefault:"1m"`
+}
+
+// LoadConfig reads Config from the environment.
+func LoadConfig() (Config, error) {
+	var c Config
+	err := platform.LoadEnv(&c)
+	return c, err
+}
+
+// Option tunes New (tests).
+type Option func(*options)
+
+type options struct {
+	routing  service.RoutingClient
+	pipeline service.PipelineClient
+	now      func() time.Time
+	jobNow   func() time.Time
+	scoring  **service.Scoring
+}
+
+// WithPeers replaces the routing and pipeline clients (tests serve fakes).
+func WithPeers(r service.RoutingClient, p service.PipelineClient) Option {
+	return func(o *options) { o.routing, o.pipeline = r, p }
+}
+
+// WithClock sets the service clock and the job queues' clock.
+func WithClock(now func() time.Time) Option { return func(o *options) { o.now, o.jobNow = now, now } }
+
+// Expose hands the built use cases to the caller (tests drive the queues).
+func Expose(s **service.Scoring) Option { return func(o *options) { o.scoring = s } }
+
+// New builds the scoring service on rt.
+func New(ctx context.Context, rt *platform.Runtime, cfg Config, opts ...Option) (platform.Service, error) {
+	var o options
+	for _, f := range opts {
+		f(&o)
+	}
+	var closers []func() error
+	if o.routing == nil {
+		conn, err := rt.Dial(rt.Config.Peers.Routing, routingv1.RoutingService_RouteLead_FullMethodName, routingv1.RoutingService_ReleaseLead_FullMethodName)
+		if err != nil {
+			return platform.Service{}, err
+		}
+		closers = append(closers, conn.Close)
+		o.routing = routingv1.NewRoutingServiceClient(conn)
+	}
+	if o.pipeline == nil {
+		conn, err := rt.Dial(rt.Config.Peers.Pipeline, pipelinev1.PipelineService_CreateDealFromLead_FullMethodName)
+		if err != nil {
+			return platform.Service{}, err
+		}
+		closers = append(closers, conn.Close)
+		o.pipeline = pipelinev1.NewPipelineServiceClient(conn)
+	}
+	qo := jobs.Options{
+		MaxAttempts: cfg.HandoffMaxAttempts, MaxBackoff: cfg.HandoffMaxBackoff,
+		Now: o.jobNow, Meter: rt.Meter(), Tracer: rt.Tracer(), Logger: rt.Logger,
+	}
+	routingQ, dealQ := jobs.New(rt.Redis, service.RoutingQueue, qo), jobs.New(rt.Redis, service.PipelineQueue, qo)
+	st := store.New(rt.Redis, store.Options{PendingTTL: cfg.PendingTTL, HistoryLimit: cfg.HistoryLimit})
+	sc := service.NewScoring(service.Deps{
+		Store: st, Tracer: rt.Tracer(), Meter: rt.Meter(), Logger: rt.Logger, Events: rt.Events,
+		RoutingQ: routingQ, DealQ: dealQ,
+		Routing: o.routing, Pipeline: o.pipeline, Now: o.now,
+	})
+	if o.scoring != nil {
+		*o.scoring = sc
+	}
+	api := grpcapi.New(sc)
+	return platform.Service{
+		Register: func(s *grpc.Server) { scoringv1.RegisterScoringServiceServer(s, api) },
+		Names:    []string{scoringv1.ScoringService_ServiceDesc.ServiceName},
+		Workers: []func(context.Context) error{
+			func(ctx context.Context) error { return routingQ.Run(ctx, sc.DeliverRouting) },
+			func(ctx context.Context) error { return dealQ.Run(ctx, sc.DeliverPipeline) },
+			func(ctx context.Context) error { return sc.RunSweeper(ctx, cfg.SweepInterval) },
+		},
+		Close: func() error {
+			var err error
+			for _, c := range closers {
+				err = errors.Join(err, c())
+			}
+			return err
+		},
+	}, nil
+}

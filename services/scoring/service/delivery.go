@@ -1,0 +1,260 @@
+package service
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+
+	leadv1 "github.com/leadflow/leadflow/gen/go/leadflow/lead/v1"
+	pipelinev1 "github.com/leadflow/leadflow/gen/go/leadflow/pipeline/v1"
+	routingv1 "github.com/leadflow/leadflow/gen/go/leadflow/routing/v1"
+	"github.com/leadflow/leadflow/services/platform/jobs"
+	"github.com/leadflow/leadflow/services/scoring/domain"
+	"github.com/leadflow/leadflow/services/scoring/pbconv"
+)
+
+// RoutingClient is the part of routing's client scoring uses.
+type RoutingClient interface {
+	RouteLead(ctx context.Context, in *routingv1.RouteLeadRequest, opts ...grpc.CallOption) (*routingv1.RouteLeadResponse, error)
+	ReleaseLead(ctx context.Context, in *routingv1.ReleaseLeadRequest, opts ...grpc.CallOption) (*routingv1.ReleaseLeadResponse, error)
+}
+
+// PipelineClient is the part of pipeline's client scoring uses.
+type PipelineClient interface {
+	CreateDealFromLead(ctx context.Context, in *pipelinev1.CreateDealFromLeadRequest, opts ...grpc.CallOption) (*pipelinev1.CreateDealFromLeadResponse, error)
+}
+
+// Queue names (keys lf:{jobs:<name>}:*).
+const (
+	RoutingQueue  = "scoring-routing"
+	PipelineQueue = "scoring-pipeline"
+)
+
+// flush delivers the record's outbox: events are published (with the id
+// chosen before the write), hand-off jobs are scheduled (idempotent by job
+// id); delivered effects are then removed from the outbox and the lead's
+// flush mark is cleared. Any failure leaves the rest for a retry of the
+// call or for the sweeper.
+func (s *Scoring) flush(ctx context.Context, rec *domain.Record) error {
+	if len(rec.Outbox) == 0 {
+		return nil
+	}
+	done := map[string]bool{}
+	var ferr error
+	var profile *leadv1.LeadProfile
+	for i := range rec.Outbox {
+		e := &rec.Outbox[i]
+		if !e.Kind.IsJob() {
+			if err := s.events.Publish(ctx, pbconv.Event(rec, e)); err != nil {
+				ferr = err
+				break
+			}
+			done[e.Key] = true
+			continue
+		}
+		if delivered, err := s.store.Delivered(ctx, rec.LeadID, e.Key); err != nil {
+			ferr = err
+			break
+		} else if delivered {
+			done[e.Key] = true
+			continue
+		}
+		if profile == nil {
+			profile = &leadv1.LeadProfile{}
+			if err := proto.Unmarshal(rec.ProfileRaw, profile); err != nil {
+				return fmt.Errorf("decode stored profile of %s: %w", rec.LeadID, err)
+			}
+		}
+		q, payload, err := s.jobFor(rec, profile, e)
+		if err != nil {
+			return err
+		}
+		if _, err := q.Schedule(ctx, jobs.Job{ID: e.Key, Payload: payload, Traceparent: rec.Traceparent, LeadID: rec.LeadID}); err != nil {
+			ferr = err
+			break
+		}
+		if s.handoffs != nil && e.Kind != domain.EffectRouteLead {
+			s.handoffs.Add(ctx, 1)
+		}
+		done[e.Key] = true
+	}
+	if len(done) == 0 {
+		return ferr
+	}
+	w, err := s.store.UpdateLead(ctx, rec.LeadID, func(cur *domain.Record, _ []domain.Signal) (*domain.LeadWrite, error) {
+		if cur == nil {
+			return nil, nil
+		}
+		cur.RemoveEffects(done)
+		return &domain.LeadWrite{Record: cur}, nil
+	})
+	if err != nil {
+		return errors.Join(ferr, err)
+	}
+	if ferr == nil && w != nil && len(w.Record.Outbox) == 0 {
+		return s.store.FlushDone(ctx, rec.LeadID, w.Record.Rev)
+	}
+	return ferr
+}
+
+// jobFor builds the hand-off request of an effect.
+func (s *Scoring) jobFor(rec *domain.Record, profile *leadv1.LeadProfile, e *domain.Effect) (*jobs.Queue, []byte, error) {
+	var msg proto.Message
+	q := s.routingQ
+	switch e.Kind {
+	case domain.EffectRouteLead:
+		msg = &routingv1.RouteLeadRequest{Profile: profile, Score: pbconv.Score(e.Score), Reasons: e.Reasons, RequestId: e.RequestID}
+	case domain.EffectReleaseLead:
+		msg = &routingv1.ReleaseLeadRequest{LeadId: rec.LeadID, Reason: e.Reason}
+	case domain.EffectCreateDeal:
+		q = s.dealQ
+		msg = &pipelinev1.CreateDealFromLeadRequest{
+			LeadId: rec.LeadID, OrganisationId: rec.OrganisationID, OwnerRepId: e.Owner,
+			Traceparent: rec.Traceparent, Name: dealName(profile), Amount: pbconv.Money(e.Amount),
+		}
+	default:
+		return nil, nil, fmt.Errorf("unknown hand-off %q", e.Kind)
+	}
+	b, err := proto.Marshal(msg)
+	return q, b, err
+}
+
+func dealName(p *leadv1.LeadProfile) string {
+	if n := strings.TrimSpace(p.GetOrganisation().GetName()); n != "" {
+		return n
+	}
+	return "" // pipeline names it "Deal <lead id>"
+}
+
+// classify maps a peer's answer to the job outcome: done, retry later, or
+// dead-letter now (a request the peer will never accept).
+func classify(err error) error {
+	switch status.Code(err) {
+	case codes.OK, codes.AlreadyExists:
+		return nil
+	case codes.InvalidArgument, codes.FailedPrecondition, codes.NotFound, codes.Unimplemented, codes.OutOfRange:
+		return jobs.Permanent(err)
+	}
+	return err
+}
+
+// DeliverRouting is the handler of the routing queue (RouteLead, ReleaseLead).
+func (s *Scoring) DeliverRouting(ctx context.Context, j jobs.Job) (err error) {
+	kind, _, _ := strings.Cut(j.ID, ":")
+	ctx, span := s.step(ctx, j.Traceparent, "scoring.deliver."+kind, j.LeadID)
+	outcome := "delivered"
+	defer func() { end(span, outcome, err) }()
+	if ok, err := s.store.Delivered(ctx, j.LeadID, j.ID); err != nil || ok {
+		outcome = "already_delivered"
+		return err
+	}
+	switch kind {
+	case "route":
+		req := &routingv1.RouteLeadRequest{}
+		if err := proto.Unmarshal(j.Payload, req); err != nil {
+			return jobs.Permanent(err)
+		}
+		// A hand-off overtaken by events (marked BAD_FIT, recycled, or a
+		// newer episode) is not delivered.
+		rec, err := s.store.GetLead(ctx, j.LeadID)
+		if err != nil {
+			return err
+		}
+		episode, _ := strconv.Atoi(j.ID[strings.LastIndexByte(j.ID, ':')+1:])
+		if !rec.Handed || int(rec.MQLEpisodes) != episode || (rec.Status != domain.StatusPotential && rec.Status != domain.StatusNurturing && rec.Status != domain.StatusWorking) {
+			outcome = "superseded"
+			return nil
+		}
+		if _, err := s.routing.RouteLead(ctx, req); err != nil {
+			return classify(err)
+		}
+	case "release":
+		req := &routingv1.ReleaseLeadRequest{}
+		if err := proto.Unmarshal(j.Payload, req); err != nil {
+			return jobs.Permanent(err)
+		}
+		if _, err := s.routing.ReleaseLead(ctx, req); err != nil {
+			return classify(err)
+		}
+	default:
+		return jobs.Permanent(fmt.Errorf("unknown routing job %q", j.ID))
+	}
+	return s.store.MarkDelivered(ctx, j.LeadID, j.ID)
+}
+
+// DeliverPipeline is the handler of the pipeline queue (CreateDealFromLead).
+func (s *Scoring) DeliverPipeline(ctx context.Context, j jobs.Job) (err error) {
+	ctx, span := s.step(ctx, j.Traceparent, "scoring.deliver.deal", j.LeadID)
+	outcome := "delivered"
+	defer func() { end(span, outcome, err) }()
+	if ok, err := s.store.Delivered(ctx, j.LeadID, j.ID); err != nil || ok {
+		outcome = "already_delivered"
+		return err
+	}
+	req := &pipelinev1.CreateDealFromLeadRequest{}
+	if err := proto.Unmarshal(j.Payload, req); err != nil {
+		return jobs.Permanent(err)
+	}
+	if _, err := s.pipeline.CreateDealFromLead(ctx, req); err != nil {
+		return classify(err)
+	}
+	return s.store.MarkDelivered(ctx, j.LeadID, j.ID)
+}
+
+// Sweep delivers the outboxes of leads whose call died between the write
+// and the delivery (and repairs their list entries). It returns how many
+// leads it looked at.
+func (s *Scoring) Sweep(ctx context.Context) (int, error) {
+	ids, err := s.store.FlushPending(ctx, 100)
+	if err != nil {
+		return 0, err
+	}
+	var errs []error
+	for _, id := range ids {
+		if err := s.store.Reindex(ctx, id); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		rec, err := s.store.GetLead(ctx, id)
+		if errors.Is(err, domain.ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		if len(rec.Outbox) == 0 {
+			errs = append(errs, s.store.FlushDone(ctx, id, rec.Rev))
+			continue
+		}
+		sctx, span := s.step(ctx, rec.Traceparent, "scoring.sweep", id)
+		err = s.flush(sctx, rec)
+		end(span, "flushed", err)
+		errs = append(errs, err)
+	}
+	return len(ids), errors.Join(errs...)
+}
+
+// RunSweeper runs Sweep every interval until ctx is done.
+func (s *Scoring) RunSweeper(ctx context.Context, every time.Duration) error {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+		if _, err := s.Sweep(ctx); err != nil && ctx.Err() == nil {
+			s.logger.WarnContext(ctx, "outbox sweep", "error", err.Error())
+		}
+	}
+}

@@ -1,0 +1,375 @@
+// Package store is the Redis adapter of the scoring domain.
+//
+// Keys (every key of one lead shares the hash tag {lead:<id>}, so a lead's
+// transaction is one MULTI, also on Redis Cluster):
+//
+//	lf:scoring:{lead:<id>}:rec        the record (JSON of domain.Record), optimistic WATCH/MULTI
+//	lf:scoring:{lead:<id>}:pending    hash signal id → signal, for a lead not seen yet (TTL)
+//	lf:scoring:{lead:<id>}:scores     list of past scores, newest first (capped)
+//	lf:scoring:{lead:<id>}:idx        set of the list keys the lead is a member of
+//	lf:scoring:{lead:<id>}:delivered  set of hand-off job ids already delivered
+//	lf:scoring:{list:<status>}:all    zset lead → total score, one per status
+//	lf:scoring:{list:<status>}:owner:<rep> / :grade:<g> / :heat:<h>   filtered lists
+//	lf:scoring:{flush}:leads          zset lead → record revision with effects to deliver
+//	lf:scoring:{models}:seq|active|versions|activated|m:<v>   the model versions
+package store
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/leadflow/leadflow/services/scoring/domain"
+)
+
+// Options tune the store.
+type Options struct {
+	// PendingTTL is how long signals of an unknown lead are kept (default 30 days).
+	PendingTTL time.Duration
+	// HistoryLimit is how many past scores are kept per lead (default 500).
+	HistoryLimit int64
+}
+
+// Store implements domain.Store on Redis.
+type Store struct {
+	rdb redis.UniversalClient
+	o   Options
+
+	mu      sync.RWMutex
+	models  map[int32]domain.Model // versions are immutable: cached forever
+	ensured bool
+}
+
+var _ domain.Store = (*Store)(nil)
+
+// New returns a store on rdb.
+func New(rdb redis.UniversalClient, o Options) *Store {
+	if o.PendingTTL <= 0 {
+		o.PendingTTL = 30 * 24 * time.Hour
+	}
+	if o.HistoryLimit <= 0 {
+		o.HistoryLimit = 500
+	}
+	return &Store{rdb: rdb, o: o, models: map[int32]domain.Model{}}
+}
+
+func leadKey(id, suffix string) string { return "lf:scoring:{lead:" + id + "}:" + suffix }
+
+const flushKey = "lf:scoring:{flush}:leads"
+
+func listKey(s domain.Status, filter string) string {
+	return "lf:scoring:{list:" + s.String() + "}:" + filter
+}
+
+const maxTxAttempts = 16
+
+// UpdateLead runs fn in an optimistic transaction on the lead's keys and
+// writes its result in one MULTI. After the write it updates the status
+// lists. It retries when a concurrent writer wins and gives up with
+// domain.ErrConflict after maxTxAttempts.
+func (s *Store) UpdateLead(ctx context.Context, id string, fn domain.LeadFunc) (*domain.LeadWrite, error) {
+	recK, pendK := leadKey(id, "rec"), leadKey(id, "pending")
+	for range maxTxAttempts {
+		var w *domain.LeadWrite
+		err := s.rdb.Watch(ctx, func(tx *redis.Tx) error {
+			cur, err := getRecord(ctx, tx, recK)
+			if err != nil && !errors.Is(err, domain.ErrNotFound) {
+				return err
+			}
+			raw, err := tx.HGetAll(ctx, pendK).Result()
+			if err != nil {
+				return err
+			}
+			pending := make([]domain.Signal, 0, len(raw))
+			for _, v := range raw {
+				var sg domain.Signal
+				if json.Unmarshal([]byte(v), &sg) == nil {
+					pending = append(pending, sg)
+				}
+			}
+			var rev int64
+			if cur != nil {
+				rev = cur.Rev
+			}
+			w, err = fn(cur, pending)
+			if err != nil || w == nil {
+				return err
+			}
+			var data []byte
+			if w.Record != nil {
+				w.Record.Rev = rev + 1
+				if data, err = json.Marshal(w.Record); err != nil {
+					return err
+				}
+				if w.Flush {
+					// Marked before the write: if we die after EXEC, the sweeper
+					// still finds the lead. GT keeps the highest revision.
+					if err := s.rdb.ZAddGT(ctx, flushKey, redis.Z{Score: float64(w.Record.Rev), Member: id}).Err(); err != nil {
+						return err
+					}
+				}
+			}
+			_, err = tx.TxPipelined(ctx, func(p redis.Pipeliner) error {
+				if w.AddPending != nil {
+					b, _ := json.Marshal(w.AddPending)
+					p.HSet(ctx, pendK, w.AddPending.ID, b)
+					p.Expire(ctx, pendK, s.o.PendingTTL)
+				}
+				if w.ClearPending {
+					p.Del(ctx, pendK)
+				}
+				if data != nil {
+					p.Set(ctx, recK, data, 0)
+				}
+				if len(w.History) > 0 {
+					hk := leadKey(id, "scores")
+					vals := make([]any, len(w.History))
+					for i, h := range w.History {
+						b, _ := json.Marshal(h)
+						vals[i] = b
+					}
+					p.LPush(ctx, hk, vals...)
+					p.LTrim(ctx, hk, 0, s.o.HistoryLimit-1)
+				}
+				return nil
+			})
+			return err
+		}, recK, pendK)
+		if errors.Is(err, redis.TxFailedErr) {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		if w != nil && w.Record != nil {
+			if err := s.reindex(ctx, w.Record); err != nil {
+				return w, err
+			}
+		}
+		return w, nil
+	}
+	return nil, domain.ErrConflict
+}
+
+type getter interface {
+	Get(ctx context.Context, key string) *redis.StringCmd
+}
+
+func getRecord(ctx context.Context, g getter, key string) (*domain.Record, error) {
+	b, err := g.Get(ctx, key).Bytes()
+	if errors.Is(err, redis.Nil) {
+		return nil, domain.ErrNotFound
+	}
+	if err != nil {
+		return nil, err
+	}
+	var r domain.Record
+	if err := json.Unmarshal(b, &r); err != nil {
+		return nil, fmt.Errorf("decode record %s: %w", key, err)
+	}
+	return &r, nil
+}
+
+// GetLead returns the lead's record or domain.ErrNotFound.
+func (s *Store) GetLead(ctx context.Context, id string) (*domain.Record, error) {
+	return getRecord(ctx, s.rdb, leadKey(id, "rec"))
+}
+
+// ScoreHistory returns past scores, newest first, and whether there are more.
+func (s *Store) ScoreHistory(ctx context.Context, id string, offset, limit int64) ([]domain.HistoryEntry, bool, error) {
+	hk := leadKey(id, "scores")
+	var lr *redis.StringSliceCmd
+	var ln *redis.IntCmd
+	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		lr = p.LRange(ctx, hk, offset, offset+limit-1)
+		ln = p.LLen(ctx, hk)
+		return nil
+	})
+	if err != nil {
+		return nil, false, err
+	}
+	out := make([]domain.HistoryEntry, 0, len(lr.Val()))
+	for _, v := range lr.Val() {
+		var h domain.HistoryEntry
+		if err := json.Unmarshal([]byte(v), &h); err != nil {
+			return nil, false, fmt.Errorf("decode score history: %w", err)
+		}
+		out = append(out, h)
+	}
+	return out, ln.Val() > offset+limit, nil
+}
+
+// indexKeys are the lists a record belongs to.
+func indexKeys(r *domain.Record) []string {
+	ks := []string{
+		listKey(r.Status, "all"),
+		listKey(r.Status, "grade:"+strconv.Itoa(int(r.Score.Grade))),
+		listKey(r.Status, "heat:"+strconv.Itoa(int(r.Score.Heat))),
+	}
+	if r.Owner != "" {
+		ks = append(ks, listKey(r.Status, "owner:"+r.Owner))
+	}
+	return ks
+}
+
+// Reindex makes the status lists reflect the stored record.
+func (s *Store) Reindex(ctx context.Context, id string) error {
+	r, err := s.GetLead(ctx, id)
+	if errors.Is(err, domain.ErrNotFound) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	return s.reindex(ctx, r)
+}
+
+// reindex converges the lists: record the union of old and new memberships
+// first, add to the wanted lists, remove from the others, then record the
+// wanted set. Each step is idempotent, so a crash anywhere is repaired by
+// the next reindex (the sweeper runs one for every lead marked for flush).
+// Readers also check every listed record against the filter.
+func (s *Store) reindex(ctx context.Context, r *domain.Record) error {
+	mk := leadKey(r.LeadID, "idx")
+	old, err := s.rdb.SMembers(ctx, mk).Result()
+	if err != nil {
+		return err
+	}
+	want := indexKeys(r)
+	wantSet := map[string]bool{}
+	members := make([]any, 0, len(want))
+	for _, k := range want {
+		wantSet[k] = true
+		members = append(members, k)
+	}
+	if err := s.rdb.SAdd(ctx, mk, members...).Err(); err != nil {
+		return err
+	}
+	_, err = s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for _, k := range want {
+			p.ZAdd(ctx, k, redis.Z{Score: float64(r.Score.Total), Member: r.LeadID})
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	var stale []any
+	_, err = s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for _, k := range old {
+			if !wantSet[k] {
+				p.ZRem(ctx, k, r.LeadID)
+				stale = append(stale, k)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	if len(stale) > 0 {
+		return s.rdb.SRem(ctx, mk, stale...).Err()
+	}
+	return nil
+}
+
+// ListLeads returns leads of one status, highest total first. It walks the
+// most selective list (owner, grade, heat, else all) and checks every
+// record against the whole query.
+func (s *Store) ListLeads(ctx context.Context, q domain.ListQuery) ([]*domain.Record, int64, error) {
+	key := listKey(q.Status, "all")
+	switch {
+	case q.Owner != "":
+		key = listKey(q.Status, "owner:"+q.Owner)
+	case q.Grade != domain.GradeUnspecified:
+		key = listKey(q.Status, "grade:"+strconv.Itoa(int(q.Grade)))
+	case q.Heat != domain.HeatUnspecified:
+		key = listKey(q.Status, "heat:"+strconv.Itoa(int(q.Heat)))
+	}
+	out := make([]*domain.Record, 0, q.Limit)
+	pos := q.Offset
+	chunk := max(q.Limit, 50)
+	for int64(len(out)) < q.Limit {
+		ids, err := s.rdb.ZRevRange(ctx, key, pos, pos+chunk-1).Result()
+		if err != nil {
+			return nil, 0, err
+		}
+		if len(ids) == 0 {
+			return out, 0, nil
+		}
+		cmds := make([]*redis.StringCmd, len(ids))
+		_, err = s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+			for i, id := range ids {
+				cmds[i] = p.Get(ctx, leadKey(id, "rec"))
+			}
+			return nil
+		})
+		if err != nil && !errors.Is(err, redis.Nil) {
+			return nil, 0, err
+		}
+		for i := range ids {
+			pos++
+			b, err := cmds[i].Bytes()
+			if err != nil {
+				continue // deleted or not yet written: skip
+			}
+			var r domain.Record
+			if json.Unmarshal(b, &r) != nil || !matches(&r, q) {
+				continue
+			}
+			out = append(out, &r)
+			if int64(len(out)) == q.Limit {
+				break
+			}
+		}
+		if int64(len(ids)) < chunk && int64(len(out)) < q.Limit {
+			return out, 0, nil
+		}
+	}
+	// More may follow; an empty last page is possible and harmless.
+	n, err := s.rdb.ZCard(ctx, key).Result()
+	if err != nil {
+		return nil, 0, err
+	}
+	if pos >= n {
+		return out, 0, nil
+	}
+	return out, pos, nil
+}
+
+func matches(r *domain.Record, q domain.ListQuery) bool {
+	return r.Status == q.Status && (q.Owner == "" || r.Owner == q.Owner) &&
+		(q.Grade == domain.GradeUnspecified || r.Score.Grade == q.Grade) &&
+		(q.Heat == domain.HeatUnspecified || r.Score.Heat == q.Heat)
+}
+
+// FlushPending lists leads with effects to deliver, oldest mark first.
+func (s *Store) FlushPending(ctx context.Context, limit int64) ([]string, error) {
+	return s.rdb.ZRange(ctx, flushKey, 0, limit-1).Result()
+}
+
+var flushDoneScript = redis.NewScript(`
+local v = redis.call('ZSCORE', KEYS[1], ARGV[1])
+if v and tonumber(v) <= tonumber(ARGV[2]) then redis.call('ZREM', KEYS[1], ARGV[1]) return 1 end
+return 0`)
+
+// FlushDone clears the lead's mark unless a later revision marked it again.
+func (s *Store) FlushDone(ctx context.Context, id string, rev int64) error {
+	return flushDoneScript.Run(ctx, s.rdb, []string{flushKey}, id, rev).Err()
+}
+
+// MarkDelivered remembers a delivered hand-off job.
+func (s *Store) MarkDelivered(ctx context.Context, id, key string) error {
+	return s.rdb.SAdd(ctx, leadKey(id, "delivered"), key).Err()
+}
+
+// Delivered reports whether a hand-off job was delivered already.
+func (s *Store) Delivered(ctx context.Context, id, key string) (bool, error) {
+	return s.rdb.SIsMember(ctx, leadKey(id, "delivered"), key).Result()
+}
