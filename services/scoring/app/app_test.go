@@ -96,18 +96,15 @@ func (p *peer) snapshot() (routes []*routingv1.RouteLeadRequest, releases []*rou
 }
 
 type env struct {
-	t      *testing.T
-	ctx    context.Context
-	c      scoringv1.ScoringServiceClient
-	sc     *service.Scoring
-	peer   *peer
-	clock  *clock
-	rdb    *redis.Client
-	spans  *tracetest.InMemoryExporter
-	redis  *platformtest.Redis
-	routeQ interface {
-		Depth(context.Context) (int64, error)
-	}
+	t     *testing.T
+	ctx   context.Context
+	c     scoringv1.ScoringServiceClient
+	sc    *service.Scoring
+	peer  *peer
+	clock *clock
+	rdb   *redis.Client
+	spans *tracetest.InMemoryExporter
+	redis *platformtest.Redis
 }
 
 var t0 = time.Date(2026, 11, 2, 9, 0, 0, 0, time.UTC)
@@ -162,11 +159,11 @@ func (e *env) processPipeline() int {
 // DE, director with a platform title → fit 15+15+10+10+5 = 55.
 func profile(id string) *leadv1.LeadProfile {
 	return &leadv1.LeadProfile{
-		LeadId: id,
+		LeadId:       id,
 		Organisation: &leadv1.Organisation{Id: "org-" + id, Name: "Acme GmbH", Industry: "software", EmployeeCount: 500, CountryCode: "DE"},
 		JobTitle:     "Director Platform", Seniority: leadv1.Seniority_SENIORITY_DIRECTOR,
-		CapturedAt:   timestamppb.New(t0),
-		Traceparent:  "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+		CapturedAt:  timestamppb.New(t0),
+		Traceparent: "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
 	}
 }
 
