@@ -9,6 +9,7 @@ import (
 	"go.opentelemetry.io/otel/sdk/metric/metricdata"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	leadv1 "github.com/leadflow/leadflow/gen/go/leadflow/lead/v1"
@@ -48,11 +49,11 @@ func TestCostReportDividesSpendByTheCampaignsLeads(t *testing.T) {
 		CostPerLead: eur(43333), CostPerMql: eur(43333), CostPerOpportunity: eur(65000), CostPerWon: eur(130000)}
 	web := &reportingv1.CostRow{Campaign: "webinar-nov", Spend: usd(30000), Leads: 2, Mqls: 1, Opportunities: 1, Won: 1,
 		CostPerLead: usd(15000), CostPerMql: usd(30000), CostPerOpportunity: usd(30000), CostPerWon: usd(30000)}
-	fallTotal, webTotal := *fall, *web
+	fallTotal, webTotal := proto.CloneOf(fall), proto.CloneOf(web)
 	fallTotal.Campaign, webTotal.Campaign = "", ""
 	diff(t, "cost", &reportingv1.GetCostReportResponse{
 		Rows:   []*reportingv1.CostRow{fall, web},
-		Totals: []*reportingv1.CostRow{&fallTotal, &webTotal},
+		Totals: []*reportingv1.CostRow{fallTotal, webTotal},
 	}, res)
 
 	// Spend must cover whole UTC days; every bad field is named.
