@@ -1,0 +1,412 @@
+// Package jobs is a durable, delayed job queue in Redis: the hand-offs
+// between services ("record the hand-off durably before answering OK, then
+// deliver with retries"), SLA timers and renewal reminders.
+//
+// A job is scheduled once per id (scheduling again keeps the existing job),
+// becomes due at its time, is claimed by one worker under a lease (a worker
+// that dies simply lets the lease run out and another worker retries), and is
+// acknowledged, retried with exponential backoff, or moved to the dead
+// letters after MaxAttempts. Every key of a queue shares the hash tag
+// {jobs:<name>}, so each step is one Lua script, also on Redis Cluster.
+package jobs
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	mrand "math/rand/v2"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/metric"
+	metricnoop "go.opentelemetry.io/otel/metric/noop"
+	"go.opentelemetry.io/otel/trace"
+	tracenoop "go.opentelemetry.io/otel/trace/noop"
+
+	"github.com/leadflow/leadflow/services/platform/leadtrace"
+)
+
+// Options tune a queue; zero values take the defaults.
+type Options struct {
+	// MaxAttempts before a job goes to the dead letters (default 10).
+	MaxAttempts int
+	// BaseBackoff and MaxBackoff bound the exponential retry delay (default 500ms, 1m).
+	BaseBackoff, MaxBackoff time.Duration
+	// Lease is how long a claimed job belongs to its worker; the handler's
+	// context ends then, and an unacknowledged job is retried (default 30s).
+	Lease time.Duration
+	// PollInterval is how often Run looks for due jobs when idle (default 100ms).
+	PollInterval time.Duration
+	// Batch is how many due jobs one pass claims (default 64).
+	Batch int
+	// Concurrency is how many jobs of a pass run at once (default 16).
+	Concurrency int
+	// Now is the clock (tests inject one).
+	Now func() time.Time
+	Meter  metric.Meter
+	Tracer trace.Tracer
+	Logger *slog.Logger
+}
+
+// Job is one unit of work.
+type Job struct {
+	// ID makes scheduling idempotent: a job with the same id is kept as it is.
+	ID string
+	// Payload is opaque to the queue (usually an encoded protobuf request).
+	Payload []byte
+	// Traceparent of the lead's journey, so delivery spans join its trace.
+	Traceparent string
+	// LeadID, when set, is put on the delivery span.
+	LeadID string
+	// Due is when the job should run; zero means now.
+	Due time.Time
+	// Attempt is 1 on the first delivery (set by the queue).
+	Attempt int
+	// LastError is the error of the previous attempt (dead letters show it).
+	LastError string
+}
+
+// Handler does a job. nil acknowledges it; an error retries it later;
+// Permanent(err) sends it to the dead letters at once.
+type Handler func(ctx context.Context, j Job) error
+
+type permanentError struct{ err error }
+
+func (p permanentError) Error() string { return p.err.Error() }
+func (p permanentError) Unwrap() error { return p.err }
+
+// Permanent marks an error that retrying cannot fix (the job goes to the dead letters).
+func Permanent(err error) error { return permanentError{err} }
+
+// Queue is one named queue.
+type Queue struct {
+	rdb  redis.UniversalClient
+	name string
+	o    Options
+	keys []string // due, data, dead
+
+	delivered, retried, dead metric.Int64Counter
+}
+
+// New returns the queue name on rdb.
+func New(rdb redis.UniversalClient, name string, o Options) *Queue {
+	if o.MaxAttempts <= 0 {
+		o.MaxAttempts = 10
+	}
+	if o.BaseBackoff <= 0 {
+		o.BaseBackoff = 500 * time.Millisecond
+	}
+	if o.MaxBackoff <= 0 {
+		o.MaxBackoff = time.Minute
+	}
+	if o.Lease <= 0 {
+		o.Lease = 30 * time.Second
+	}
+	if o.PollInterval <= 0 {
+		o.PollInterval = 100 * time.Millisecond
+	}
+	if o.Batch <= 0 {
+		o.Batch = 64
+	}
+	if o.Concurrency <= 0 {
+		o.Concurrency = 16
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.Meter == nil {
+		o.Meter = metricnoop.NewMeterProvider().Meter("jobs")
+	}
+	if o.Tracer == nil {
+		o.Tracer = tracenoop.NewTracerProvider().Tracer("jobs")
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	tag := "lf:{jobs:" + name + "}:"
+	q := &Queue{rdb: rdb, name: name, o: o, keys: []string{tag + "due", tag + "data", tag + "dead"}}
+	attrs := metric.WithAttributes(attribute.String("queue", name))
+	q.delivered, _ = o.Meter.Int64Counter("leadflow.jobs.delivered", metric.WithDescription("jobs done"))
+	q.retried, _ = o.Meter.Int64Counter("leadflow.jobs.retries", metric.WithDescription("failed attempts that will be retried (hand-off retries)"))
+	q.dead, _ = o.Meter.Int64Counter("leadflow.jobs.dead_letters", metric.WithDescription("jobs moved to the dead letters"))
+	_, _ = o.Meter.Int64ObservableGauge("leadflow.jobs.depth", metric.WithDescription("jobs waiting or in flight"),
+		metric.WithInt64Callback(func(ctx context.Context, obs metric.Int64Observer) error {
+			n, err := q.Depth(ctx)
+			if err == nil {
+				obs.Observe(n, attrs)
+			}
+			return nil
+		}))
+	return q
+}
+
+// Name is the queue's name.
+func (q *Queue) Name() string { return q.name }
+
+var scheduleScript = redis.NewScript(`
+if redis.call('HEXISTS', KEYS[2], ARGV[1]..':d') == 1 then return 0 end
+redis.call('HSET', KEYS[2], ARGV[1]..':p', ARGV[3], ARGV[1]..':t', ARGV[4], ARGV[1]..':l', ARGV[5], ARGV[1]..':a', 0, ARGV[1]..':d', ARGV[2])
+redis.call('ZADD', KEYS[1], ARGV[2], ARGV[1])
+return 1`)
+
+// Schedule adds j unless a job with its id exists (waiting, in flight or
+// dead); it reports whether it added it.
+func (q *Queue) Schedule(ctx context.Context, j Job) (bool, error) {
+	if j.ID == "" {
+		return false, errors.New("jobs: empty job id")
+	}
+	due := j.Due
+	if due.IsZero() {
+		due = q.o.Now()
+	}
+	n, err := scheduleScript.Run(ctx, q.rdb, q.keys, j.ID, due.UnixMilli(), j.Payload, j.Traceparent, j.LeadID).Int()
+	return n == 1, err
+}
+
+var rescheduleScript = redis.NewScript(`
+if not redis.call('ZSCORE', KEYS[1], ARGV[1]) then return 0 end
+redis.call('ZADD', KEYS[1], ARGV[2], ARGV[1])
+redis.call('HSET', KEYS[2], ARGV[1]..':d', ARGV[2])
+return 1`)
+
+// Reschedule moves a waiting job to a new time; false when there is none.
+func (q *Queue) Reschedule(ctx context.Context, id string, due time.Time) (bool, error) {
+	n, err := rescheduleScript.Run(ctx, q.rdb, q.keys, id, due.UnixMilli()).Int()
+	return n == 1, err
+}
+
+var cancelScript = redis.NewScript(`
+if redis.call('ZREM', KEYS[1], ARGV[1]) == 0 then return 0 end
+redis.call('HDEL', KEYS[2], ARGV[1]..':p', ARGV[1]..':t', ARGV[1]..':l', ARGV[1]..':a', ARGV[1]..':d', ARGV[1]..':c', ARGV[1]..':e')
+return 1`)
+
+// Cancel removes a waiting (or in-flight) job; false when there is none.
+// An in-flight job's worker then finds its claim gone and changes nothing.
+func (q *Queue) Cancel(ctx context.Context, id string) (bool, error) {
+	n, err := cancelScript.Run(ctx, q.rdb, q.keys, id).Int()
+	return n == 1, err
+}
+
+var claimScript = redis.NewScript(`
+local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[3]))
+local out = {}
+for i, id in ipairs(ids) do
+  local tok = ARGV[4] .. ':' .. i
+  redis.call('ZADD', KEYS[1], tonumber(ARGV[1]) + tonumber(ARGV[2]), id)
+  local a = redis.call('HINCRBY', KEYS[2], id .. ':a', 1)
+  redis.call('HSET', KEYS[2], id .. ':c', tok)
+  local f = redis.call('HMGET', KEYS[2], id .. ':p', id .. ':t', id .. ':l', id .. ':d', id .. ':e')
+  out[#out + 1] = {id, f[1] or '', f[2] or '', f[3] or '', f[4] or '0', tostring(a), tok, f[5] or ''}
+end
+return out`)
+
+var ackScript = redis.NewScript(`
+if redis.call('HGET', KEYS[2], ARGV[1] .. ':c') ~= ARGV[2] then return 0 end
+redis.call('ZREM', KEYS[1], ARGV[1])
+redis.call('HDEL', KEYS[2], ARGV[1]..':p', ARGV[1]..':t', ARGV[1]..':l', ARGV[1]..':a', ARGV[1]..':d', ARGV[1]..':c', ARGV[1]..':e')
+return 1`)
+
+var retryScript = redis.NewScript(`
+if redis.call('HGET', KEYS[2], ARGV[1] .. ':c') ~= ARGV[2] then return 0 end
+local a = tonumber(redis.call('HGET', KEYS[2], ARGV[1] .. ':a') or '0')
+redis.call('HSET', KEYS[2], ARGV[1] .. ':e', ARGV[5], ARGV[1] .. ':c', '')
+if ARGV[7] == '1' or a >= tonumber(ARGV[4]) then
+  redis.call('ZREM', KEYS[1], ARGV[1])
+  redis.call('ZADD', KEYS[3], ARGV[6], ARGV[1])
+  return 2
+end
+redis.call('ZADD', KEYS[1], ARGV[3], ARGV[1])
+return 1`)
+
+type claimed struct {
+	Job
+	token string
+}
+
+func (q *Queue) claim(ctx context.Context) ([]claimed, error) {
+	var tok [8]byte
+	_, _ = rand.Read(tok[:])
+	now := q.o.Now()
+	res, err := claimScript.Run(ctx, q.rdb, q.keys, now.UnixMilli(), q.o.Lease.Milliseconds(), q.o.Batch, hex.EncodeToString(tok[:])).Slice()
+	if err != nil {
+		return nil, err
+	}
+	out := make([]claimed, 0, len(res))
+	for _, r := range res {
+		f, ok := r.([]any)
+		if !ok || len(f) != 8 {
+			return nil, fmt.Errorf("jobs: unexpected claim reply %v", r)
+		}
+		s := func(i int) string { v, _ := f[i].(string); return v }
+		dueMs, _ := strconv.ParseInt(s(4), 10, 64)
+		attempt, _ := strconv.Atoi(s(5))
+		out = append(out, claimed{Job: Job{ID: s(0), Payload: []byte(s(1)), Traceparent: s(2), LeadID: s(3), Due: time.UnixMilli(dueMs), Attempt: attempt, LastError: s(7)}, token: s(6)})
+	}
+	return out, nil
+}
+
+func (q *Queue) backoff(attempt int) time.Duration {
+	d := q.o.BaseBackoff
+	for i := 1; i < attempt && d < q.o.MaxBackoff; i++ {
+		d *= 2
+	}
+	d = min(d, q.o.MaxBackoff)
+	// ±20% jitter so retries of many jobs do not arrive together.
+	return d - d/5 + time.Duration(mrand.Int64N(int64(d/5)*2+1))
+}
+
+// ProcessDue claims the jobs due now (at most Batch), runs h on each (up to
+// Concurrency at once) and acknowledges, retries or dead-letters each. It
+// returns how many jobs it claimed.
+func (q *Queue) ProcessDue(ctx context.Context, h Handler) (int, error) {
+	jobs, err := q.claim(ctx)
+	if err != nil || len(jobs) == 0 {
+		return 0, err
+	}
+	sem := make(chan struct{}, q.o.Concurrency)
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var errs []error
+	for _, c := range jobs {
+		sem <- struct{}{}
+		wg.Add(1)
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			if err := q.run(ctx, h, c); err != nil {
+				mu.Lock()
+				errs = append(errs, err)
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	return len(jobs), errors.Join(errs...)
+}
+
+func (q *Queue) run(ctx context.Context, h Handler, c claimed) error {
+	jctx := leadtrace.ContextWith(ctx, c.Traceparent)
+	attrs := []attribute.KeyValue{attribute.String("leadflow.jobs.queue", q.name), attribute.Int("leadflow.jobs.attempt", c.Attempt)}
+	if c.LeadID != "" {
+		attrs = append(attrs, attribute.String(leadtrace.AttrLeadID, c.LeadID))
+	}
+	jctx, span := q.o.Tracer.Start(jctx, "jobs "+q.name, trace.WithAttributes(attrs...))
+	defer span.End()
+	hctx, cancel := context.WithTimeout(jctx, q.o.Lease)
+	herr := safeRun(hctx, h, c.Job)
+	cancel()
+
+	attr := metric.WithAttributes(attribute.String("queue", q.name))
+	if herr == nil {
+		_, err := ackScript.Run(ctx, q.rdb, q.keys, c.ID, c.token).Int()
+		if err == nil {
+			q.delivered.Add(ctx, 1, attr)
+			leadtrace.SetOutcome(span, "delivered")
+		}
+		return err
+	}
+	var perm permanentError
+	forceDead := "0"
+	if errors.As(herr, &perm) {
+		forceDead = "1"
+	}
+	now := q.o.Now()
+	next := now.Add(q.backoff(c.Attempt))
+	n, err := retryScript.Run(ctx, q.rdb, q.keys, c.ID, c.token, next.UnixMilli(), q.o.MaxAttempts, truncate(herr.Error(), 500), now.UnixMilli(), forceDead).Int()
+	if err != nil {
+		return err
+	}
+	span.RecordError(herr)
+	switch n {
+	case 2:
+		span.SetStatus(codes.Error, "dead letter")
+		leadtrace.SetOutcome(span, "dead_letter")
+		q.dead.Add(ctx, 1, attr)
+		q.o.Logger.ErrorContext(jctx, "job dead-lettered", "queue", q.name, "job", c.ID, "attempt", c.Attempt, "error", herr.Error())
+	case 1:
+		leadtrace.SetOutcome(span, "retry")
+		q.retried.Add(ctx, 1, attr)
+		q.o.Logger.WarnContext(jctx, "job failed; will retry", "queue", q.name, "job", c.ID, "attempt", c.Attempt, "retry_at", next, "error", herr.Error())
+	}
+	return nil
+}
+
+func safeRun(ctx context.Context, h Handler, j Job) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = Permanent(fmt.Errorf("handler panicked: %v", r))
+		}
+	}()
+	return h(ctx, j)
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n]
+}
+
+// Run processes due jobs until ctx is done.
+func (q *Queue) Run(ctx context.Context, h Handler) error {
+	t := time.NewTimer(0)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+		n, err := q.ProcessDue(ctx, h)
+		if err != nil && ctx.Err() == nil {
+			q.o.Logger.WarnContext(ctx, "job queue pass failed", "queue", q.name, "error", err.Error())
+		}
+		wait := q.o.PollInterval
+		if n == q.o.Batch && err == nil {
+			wait = 0 // more are due
+		}
+		t.Reset(wait)
+	}
+}
+
+// Depth is how many jobs wait or are in flight.
+func (q *Queue) Depth(ctx context.Context) (int64, error) {
+	return q.rdb.ZCard(ctx, q.keys[0]).Result()
+}
+
+// DeadLetters lists up to limit dead jobs, oldest first.
+func (q *Queue) DeadLetters(ctx context.Context, limit int64) ([]Job, error) {
+	ids, err := q.rdb.ZRange(ctx, q.keys[2], 0, limit-1).Result()
+	if err != nil || len(ids) == 0 {
+		return nil, err
+	}
+	out := make([]Job, 0, len(ids))
+	for _, id := range ids {
+		f, err := q.rdb.HMGet(ctx, q.keys[1], id+":p", id+":t", id+":l", id+":a", id+":e").Result()
+		if err != nil {
+			return nil, err
+		}
+		s := func(i int) string { v, _ := f[i].(string); return v }
+		attempt, _ := strconv.Atoi(s(3))
+		out = append(out, Job{ID: id, Payload: []byte(s(0)), Traceparent: s(1), LeadID: s(2), Attempt: attempt, LastError: s(4)})
+	}
+	return out, nil
+}
+
+var redriveScript = redis.NewScript(`
+if redis.call('ZREM', KEYS[3], ARGV[1]) == 0 then return 0 end
+redis.call('HSET', KEYS[2], ARGV[1]..':a', 0, ARGV[1]..':d', ARGV[2])
+redis.call('ZADD', KEYS[1], ARGV[2], ARGV[1])
+return 1`)
+
+// Redrive puts a dead job back in the queue, due now, with its attempts reset.
+func (q *Queue) Redrive(ctx context.Context, id string) (bool, error) {
+	n, err := redriveScript.Run(ctx, q.rdb, q.keys, id, q.o.Now().UnixMilli()).Int()
+	return n == 1, err
+}

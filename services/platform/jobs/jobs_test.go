@@ -1,0 +1,229 @@
+package jobs
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/leadflow/leadflow/services/platform/platformtest"
+)
+
+type clock struct {
+	mu  sync.Mutex
+	now time.Time
+}
+
+func (c *clock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.now }
+func (c *clock) Add(d time.Duration) {
+	c.mu.Lock()
+	c.now = c.now.Add(d)
+	c.mu.Unlock()
+}
+
+func newQueue(t *testing.T, rdb redis.UniversalClient, c *clock, o Options) *Queue {
+	o.Now = c.Now
+	if o.BaseBackoff == 0 {
+		o.BaseBackoff = time.Second
+	}
+	return New(rdb, "test", o)
+}
+
+func setup(t *testing.T) (redis.UniversalClient, *clock) {
+	r := platformtest.StartRedis(t)
+	return r.Client(), &clock{now: time.Date(2026, 11, 24, 9, 0, 0, 0, time.UTC)}
+}
+
+func TestScheduleIsIdempotentAndWaitsUntilDue(t *testing.T) {
+	rdb, c := setup(t)
+	q := newQueue(t, rdb, c, Options{})
+	ctx := context.Background()
+
+	created, err := q.Schedule(ctx, Job{ID: "a", Payload: []byte("first"), Due: c.Now().Add(time.Minute), LeadID: "lead-1"})
+	if err != nil || !created {
+		t.Fatalf("schedule: %v %v", created, err)
+	}
+	created, err = q.Schedule(ctx, Job{ID: "a", Payload: []byte("second")})
+	if err != nil || created {
+		t.Fatalf("second schedule of the same id must keep the first: %v %v", created, err)
+	}
+	var got []Job
+	h := func(_ context.Context, j Job) error { got = append(got, j); return nil }
+	if n, err := q.ProcessDue(ctx, h); err != nil || n != 0 {
+		t.Fatalf("before due: n=%d err=%v", n, err)
+	}
+	c.Add(time.Minute)
+	if n, err := q.ProcessDue(ctx, h); err != nil || n != 1 {
+		t.Fatalf("when due: n=%d err=%v", n, err)
+	}
+	if string(got[0].Payload) != "first" || got[0].Attempt != 1 || got[0].LeadID != "lead-1" {
+		t.Fatalf("job = %+v", got[0])
+	}
+	if d, _ := q.Depth(ctx); d != 0 {
+		t.Fatalf("depth after ack = %d", d)
+	}
+	// A done job's id may be scheduled again (a new hand-off).
+	if created, _ := q.Schedule(ctx, Job{ID: "a"}); !created {
+		t.Fatal("id of a finished job should be schedulable again")
+	}
+}
+
+func TestFailedJobsBackOffThenDeadLetter(t *testing.T) {
+	rdb, c := setup(t)
+	q := newQueue(t, rdb, c, Options{MaxAttempts: 3, BaseBackoff: time.Second, MaxBackoff: 10 * time.Second})
+	ctx := context.Background()
+	if _, err := q.Schedule(ctx, Job{ID: "j"}); err != nil {
+		t.Fatal(err)
+	}
+	var attempts []int
+	fail := func(_ context.Context, j Job) error { attempts = append(attempts, j.Attempt); return errors.New("callee down") }
+
+	if n, _ := q.ProcessDue(ctx, fail); n != 1 {
+		t.Fatalf("first attempt not run")
+	}
+	// Not due again until the backoff (1s ±20%) has passed.
+	if n, _ := q.ProcessDue(ctx, fail); n != 0 {
+		t.Fatalf("retried before its backoff")
+	}
+	c.Add(1300 * time.Millisecond)
+	if n, _ := q.ProcessDue(ctx, fail); n != 1 {
+		t.Fatalf("second attempt not run after backoff")
+	}
+	c.Add(3 * time.Second) // second backoff is 2s ±20%
+	if n, _ := q.ProcessDue(ctx, fail); n != 1 {
+		t.Fatalf("third attempt not run")
+	}
+	c.Add(time.Hour)
+	if n, _ := q.ProcessDue(ctx, fail); n != 0 {
+		t.Fatalf("a dead job must not run again")
+	}
+	if fmt.Sprint(attempts) != "[1 2 3]" {
+		t.Fatalf("attempts = %v", attempts)
+	}
+	dead, err := q.DeadLetters(ctx, 10)
+	if err != nil || len(dead) != 1 || dead[0].ID != "j" || dead[0].LastError != "callee down" || dead[0].Attempt != 3 {
+		t.Fatalf("dead letters = %+v, %v", dead, err)
+	}
+	// A dead job is still known: scheduling its id again does not duplicate it.
+	if created, _ := q.Schedule(ctx, Job{ID: "j"}); created {
+		t.Fatal("dead job was scheduled twice")
+	}
+	if ok, err := q.Redrive(ctx, "j"); !ok || err != nil {
+		t.Fatalf("redrive: %v %v", ok, err)
+	}
+	if n, _ := q.ProcessDue(ctx, func(context.Context, Job) error { return nil }); n != 1 {
+		t.Fatal("redriven job not delivered")
+	}
+}
+
+func TestPermanentErrorDeadLettersAtOnce(t *testing.T) {
+	rdb, c := setup(t)
+	q := newQueue(t, rdb, c, Options{})
+	ctx := context.Background()
+	_, _ = q.Schedule(ctx, Job{ID: "p"})
+	_, _ = q.ProcessDue(ctx, func(context.Context, Job) error { return Permanent(errors.New("payload cannot be decoded")) })
+	dead, _ := q.DeadLetters(ctx, 10)
+	if len(dead) != 1 || dead[0].Attempt != 1 {
+		t.Fatalf("dead letters = %+v", dead)
+	}
+}
+
+func TestCrashedWorkerLeaseExpiresAndJobIsRetried(t *testing.T) {
+	rdb, c := setup(t)
+	q := newQueue(t, rdb, c, Options{Lease: 30 * time.Second})
+	ctx := context.Background()
+	_, _ = q.Schedule(ctx, Job{ID: "k"})
+	// A worker claims the job and dies before acknowledging it.
+	claimedJobs, err := q.claim(ctx)
+	if err != nil || len(claimedJobs) != 1 {
+		t.Fatalf("claim: %v %v", claimedJobs, err)
+	}
+	var got []int
+	h := func(_ context.Context, j Job) error { got = append(got, j.Attempt); return nil }
+	if n, _ := q.ProcessDue(ctx, h); n != 0 {
+		t.Fatal("a leased job must not be delivered twice at once")
+	}
+	c.Add(31 * time.Second)
+	if n, _ := q.ProcessDue(ctx, h); n != 1 || got[0] != 2 {
+		t.Fatalf("after the lease: n=%d attempts=%v", n, got)
+	}
+	// The dead worker's late acknowledgement changes nothing.
+	if n, _ := ackScript.Run(ctx, rdb, q.keys, "k", claimedJobs[0].token).Int(); n != 0 {
+		t.Fatal("stale claim acknowledged")
+	}
+}
+
+func TestCancelAndReschedule(t *testing.T) {
+	rdb, c := setup(t)
+	q := newQueue(t, rdb, c, Options{})
+	ctx := context.Background()
+	_, _ = q.Schedule(ctx, Job{ID: "sla", Due: c.Now().Add(time.Hour)})
+	if ok, _ := q.Reschedule(ctx, "sla", c.Now().Add(time.Minute)); !ok {
+		t.Fatal("reschedule failed")
+	}
+	c.Add(time.Minute)
+	ran := 0
+	h := func(context.Context, Job) error { ran++; return nil }
+	_, _ = q.Schedule(ctx, Job{ID: "other", Due: c.Now().Add(time.Hour)})
+	if ok, _ := q.Cancel(ctx, "other"); !ok {
+		t.Fatal("cancel failed")
+	}
+	if ok, _ := q.Cancel(ctx, "other"); ok {
+		t.Fatal("second cancel reported a job")
+	}
+	c.Add(2 * time.Hour)
+	_, _ = q.ProcessDue(ctx, h)
+	if ran != 1 {
+		t.Fatalf("ran %d jobs, want only the rescheduled one", ran)
+	}
+}
+
+func TestTwoWorkersDeliverEachJobOnce(t *testing.T) {
+	rdb, c := setup(t)
+	q1 := newQueue(t, rdb, c, Options{Batch: 7})
+	q2 := newQueue(t, rdb, c, Options{Batch: 5})
+	ctx := context.Background()
+	const n = 500
+	for i := range n {
+		if _, err := q1.Schedule(ctx, Job{ID: fmt.Sprint(i)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var mu sync.Mutex
+	seen := map[string]int{}
+	var total atomic.Int64
+	h := func(_ context.Context, j Job) error {
+		mu.Lock()
+		seen[j.ID]++
+		mu.Unlock()
+		total.Add(1)
+		return nil
+	}
+	var wg sync.WaitGroup
+	for _, q := range []*Queue{q1, q2} {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for total.Load() < n {
+				if _, err := q.ProcessDue(ctx, h); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if len(seen) != n {
+		t.Fatalf("delivered %d distinct jobs, want %d", len(seen), n)
+	}
+	for id, k := range seen {
+		if k != 1 {
+			t.Fatalf("job %s delivered %d times", id, k)
+		}
+	}
+}

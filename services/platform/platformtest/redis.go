@@ -1,0 +1,203 @@
+// Package platformtest is the test kit every LeadFlow test uses: a real
+// redis-server on a free loopback port, an in-memory span exporter, and a
+// helper that serves a service on a loopback listener.
+package platformtest
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// Redis is a redis-server process owned by one test.
+type Redis struct {
+	t    testing.TB
+	bin  string
+	dir  string
+	port int
+	aof  bool
+
+	mu  sync.Mutex
+	cmd *exec.Cmd
+}
+
+// RedisOption configures StartRedis.
+type RedisOption func(*Redis)
+
+// WithAOF turns on the append-only file (appendfsync always), so a killed and
+// restarted server keeps every acknowledged write.
+func WithAOF() RedisOption { return func(r *Redis) { r.aof = true } }
+
+// RedisBinary finds redis-server: $LEADFLOW_REDIS_SERVER, then PATH, then the
+// Debian location.
+func RedisBinary() (string, error) {
+	if p := os.Getenv("LEADFLOW_REDIS_SERVER"); p != "" {
+		return p, nil
+	}
+	if p, err := exec.LookPath("redis-server"); err == nil {
+		return p, nil
+	}
+	if _, err := os.Stat("/usr/bin/redis-server"); err == nil {
+		return "/usr/bin/redis-server", nil
+	}
+	return "", fmt.Errorf("redis-server not found: install it (make test does: apt-get install -y redis-server) or set LEADFLOW_REDIS_SERVER")
+}
+
+// StartRedis starts a fresh redis-server on a free loopback port and stops it
+// when the test ends. It fails the test when no redis-server can be found:
+// LeadFlow's tests never fall back to a fake.
+func StartRedis(t testing.TB, opts ...RedisOption) *Redis {
+	t.Helper()
+	bin, err := RedisBinary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := &Redis{t: t, bin: bin, dir: t.TempDir()}
+	for _, o := range opts {
+		o(r)
+	}
+	r.port = FreePort(t)
+	r.Start()
+	t.Cleanup(r.Stop)
+	return r
+}
+
+// FreePort returns a loopback TCP port that was free a moment ago.
+func FreePort(t testing.TB) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// Addr is host:port of the server.
+func (r *Redis) Addr() string { return net.JoinHostPort("127.0.0.1", strconv.Itoa(r.port)) }
+
+// URL is the redis:// URL of the server, as services take it.
+func (r *Redis) URL() string { return "redis://" + r.Addr() + "/0" }
+
+// Client returns a plain client for the test's own checks; closed at cleanup.
+func (r *Redis) Client() *redis.Client {
+	c := redis.NewClient(&redis.Options{Addr: r.Addr()})
+	r.t.Cleanup(func() { _ = c.Close() })
+	return c
+}
+
+// Start (re)starts the server on the same port and data directory and waits
+// until it answers; the answering server must be the process just started.
+func (r *Redis) Start() {
+	r.t.Helper()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.cmd != nil {
+		return
+	}
+	args := []string{
+		"--port", strconv.Itoa(r.port), "--bind", "127.0.0.1",
+		"--dir", r.dir, "--save", "", "--daemonize", "no",
+		"--protected-mode", "yes", "--logfile", filepath.Join(r.dir, "redis.log"),
+	}
+	if r.aof {
+		args = append(args, "--appendonly", "yes", "--appendfsync", "always")
+	} else {
+		args = append(args, "--appendonly", "no")
+	}
+	cmd := exec.Command(r.bin, args...)
+	if err := cmd.Start(); err != nil {
+		r.t.Fatalf("start redis-server: %v", err)
+	}
+	r.cmd = cmd
+	go func() { _ = cmd.Wait() }()
+	if err := waitForPID(r.Addr(), cmd.Process.Pid, 10*time.Second); err != nil {
+		_ = cmd.Process.Kill()
+		r.cmd = nil
+		log, _ := os.ReadFile(filepath.Join(r.dir, "redis.log"))
+		r.t.Fatalf("redis-server on %s: %v\n%s", r.Addr(), err, log)
+	}
+}
+
+// Kill stops the server with SIGKILL (no shutdown save), as a crash would.
+func (r *Redis) Kill() { r.stop(os.Kill) }
+
+// Stop stops the server gracefully.
+func (r *Redis) Stop() { r.stop(os.Interrupt) }
+
+// Restart kills and starts the server again on the same port and data.
+func (r *Redis) Restart() {
+	r.Kill()
+	r.Start()
+}
+
+func (r *Redis) stop(sig os.Signal) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.cmd == nil {
+		return
+	}
+	_ = r.cmd.Process.Signal(sig)
+	// Wait until the port is closed so a restart can bind it again.
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		if err := r.cmd.Process.Signal(syscallZero); err != nil {
+			break
+		}
+		c, err := net.DialTimeout("tcp", r.Addr(), 100*time.Millisecond)
+		if err != nil {
+			break
+		}
+		_ = c.Close()
+		time.Sleep(20 * time.Millisecond)
+	}
+	r.cmd = nil
+}
+
+// waitForPID polls INFO server until the server at addr reports pid, so a
+// test never talks to a stray server that happened to hold the port.
+func waitForPID(addr string, pid int, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	var last error
+	for time.Now().Before(deadline) {
+		got, err := serverPID(addr)
+		if err == nil {
+			if got == pid {
+				return nil
+			}
+			return fmt.Errorf("port answered by redis process %d, not the one started (%d)", got, pid)
+		}
+		last = err
+		time.Sleep(20 * time.Millisecond)
+	}
+	return fmt.Errorf("not ready after %s: %w", timeout, last)
+}
+
+func serverPID(addr string) (int, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	c := redis.NewClient(&redis.Options{Addr: addr, MaxRetries: -1})
+	defer c.Close()
+	info, err := c.Info(ctx, "server").Result()
+	if err != nil {
+		return 0, err
+	}
+	sc := bufio.NewScanner(strings.NewReader(info))
+	for sc.Scan() {
+		if v, ok := strings.CutPrefix(strings.TrimSpace(sc.Text()), "process_id:"); ok {
+			return strconv.Atoi(v)
+		}
+	}
+	return 0, fmt.Errorf("INFO server has no process_id")
+}
