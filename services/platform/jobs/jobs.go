@@ -49,7 +49,7 @@ type Options struct {
 	// Concurrency is how many jobs of a pass run at once (default 16).
 	Concurrency int
 	// Now is the clock (tests inject one).
-	Now func() time.Time
+	Now    func() time.Time
 	Meter  metric.Meter
 	Tracer trace.Tracer
 	Logger *slog.Logger

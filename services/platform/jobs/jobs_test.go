@@ -81,7 +81,10 @@ func TestFailedJobsBackOffThenDeadLetter(t *testing.T) {
 		t.Fatal(err)
 	}
 	var attempts []int
-	fail := func(_ context.Context, j Job) error { attempts = append(attempts, j.Attempt); return errors.New("callee down") }
+	fail := func(_ context.Context, j Job) error {
+		attempts = append(attempts, j.Attempt)
+		return errors.New("callee down")
+	}
 
 	if n, _ := q.ProcessDue(ctx, fail); n != 1 {
 		t.Fatalf("first attempt not run")
