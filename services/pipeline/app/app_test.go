@@ -74,13 +74,13 @@ func (f *fakeScoring) Calls() []*scoringv1.SetStatusRequest {
 // scoringServer serves the fake on a fixed loopback address that can go
 // down and come back.
 type scoringServer struct {
-	t    *testing.T
+	t    testing.TB
 	addr string
 	fake *fakeScoring
 	srv  *grpc.Server
 }
 
-func startScoring(t *testing.T) *scoringServer {
+func startScoring(t testing.TB) *scoringServer {
 	s := &scoringServer{t: t, addr: fmt.Sprintf("127.0.0.1:%d", platformtest.FreePort(t)), fake: &fakeScoring{}}
 	s.Up()
 	t.Cleanup(s.Down)
@@ -113,7 +113,7 @@ func (s *scoringServer) Down() {
 }
 
 type env struct {
-	t       *testing.T
+	t       testing.TB
 	ctx     context.Context
 	client  pipelinev1.PipelineServiceClient
 	svc     *app.Service
@@ -125,7 +125,7 @@ type env struct {
 
 var t0 = time.Date(2026, 3, 10, 9, 0, 0, 0, time.UTC)
 
-func newEnv(t *testing.T, mut ...func(*app.Config)) *env {
+func newEnv(t testing.TB, mut ...func(*app.Config)) *env {
 	t.Helper()
 	r := platformtest.StartRedis(t)
 	sc := startScoring(t)

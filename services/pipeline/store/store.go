@@ -127,21 +127,23 @@ func (s *Store) ListPipelines(ctx context.Context, pageToken string, limit int) 
 		}
 	}
 	min := "-"
-	if after != "" {
+	if after != "" && after != afterDefault {
 		min = "(" + after
 	}
-	ids, err := s.rdb.ZRangeByLex(ctx, pipelinesIDs, &redis.ZRangeBy{Min: min, Max: "+", Count: int64(limit + 1)}).Result()
+	ids, err := s.rdb.ZRangeByLex(ctx, pipelinesIDs, &redis.ZRangeBy{Min: min, Max: "+", Count: int64(limit + 2)}).Result()
 	if err != nil {
 		return nil, "", err
 	}
-	next := ""
-	for i, id := range ids {
-		if len(out) == limit {
-			next = encodeToken(ids[i-1])
-			break
-		}
+	last := after
+	if last == "" {
+		last = afterDefault
+	}
+	for _, id := range ids {
 		if id == domain.DefaultPipelineID {
 			continue
+		}
+		if len(out) == limit {
+			return out, encodeToken(last), nil
 		}
 		p, err := s.GetPipeline(ctx, id)
 		if errors.Is(err, domain.ErrNotFound) {
@@ -151,9 +153,14 @@ func (s *Store) ListPipelines(ctx context.Context, pageToken string, limit int) 
 			return nil, "", err
 		}
 		out = append(out, p)
+		last = id
 	}
-	return out, next, nil
+	return out, "", nil
 }
+
+// afterDefault is the page position right after the default pipeline (the
+// first page held only it); pipeline ids are UUIDs, never "~".
+const afterDefault = "~"
 
 // UpdatePipeline implements domain.Store.
 func (s *Store) UpdatePipeline(ctx context.Context, id string, fn func(*domain.Pipeline) error) (domain.Pipeline, error) {

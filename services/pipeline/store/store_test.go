@@ -66,29 +66,38 @@ func TestPipelines(t *testing.T) {
 			t.Fatalf("second create: %v", err)
 		}
 	}
-	var names []string
-	tok := ""
-	for {
-		ps, next, err := s.ListPipelines(ctx, tok, 2)
-		if err != nil {
-			t.Fatal(err)
+	for _, size := range []int{1, 2, 3, 10} {
+		if names := listPipelineNames(t, s, ctx, size); fmt.Sprint(names) != "[Sales P0 P1 P2]" {
+			t.Fatalf("page size %d: pipelines = %v", size, names)
 		}
-		for _, p := range ps {
-			names = append(names, p.Name)
-		}
-		if next == "" {
-			break
-		}
-		tok = next
-	}
-	if fmt.Sprint(names) != "[Sales P0 P1 P2]" {
-		t.Fatalf("pipelines = %v", names)
 	}
 	if _, err := s.GetPipeline(ctx, "nope"); !errors.Is(err, domain.ErrNotFound) {
 		t.Fatalf("missing pipeline: %v", err)
 	}
 	if _, _, err := s.ListPipelines(ctx, "!!!", 2); err == nil {
 		t.Fatal("bad token accepted")
+	}
+}
+
+func listPipelineNames(t *testing.T, s *store.Store, ctx context.Context, size int) []string {
+	t.Helper()
+	var names []string
+	tok := ""
+	for {
+		ps, next, err := s.ListPipelines(ctx, tok, size)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, p := range ps {
+			names = append(names, p.Name)
+		}
+		if len(ps) > size {
+			t.Fatalf("page of %d for size %d", len(ps), size)
+		}
+		if next == "" {
+			return names
+		}
+		tok = next
 	}
 }
 
