@@ -18,10 +18,10 @@ var t0 = time.Date(2026, 11, 24, 9, 0, 0, 0, time.UTC)
 
 func sub() *capturev1.LeadSubmission {
 	return &capturev1.LeadSubmission{
-		Contact: &leadv1.Contact{FirstName: "  Ann ", LastName: "Lee", Email: " Ann.Lee@Acme.COM ", Phone: "(415) 555-2671", JobTitle: "VP Engineering"},
-		Company: &capturev1.Company{Name: "Acme", Website: "https://www.acme.com/about", Industry: "Software ", Country: "United States", EmployeeCount: 250},
-		Touch:   &leadv1.Touch{Channel: leadv1.Channel_CHANNEL_WEB_FORM, Source: "Google", Campaign: "spring"},
-		Consent: &leadv1.Consent{MarketingOptIn: true, GivenAt: timestamppb.New(t0.Add(-time.Hour)), WordingVersion: "v1"},
+		Contact:          &leadv1.Contact{FirstName: "  Ann ", LastName: "Lee", Email: " Ann.Lee@Acme.COM ", Phone: "(415) 555-2671", JobTitle: "VP Engineering"},
+		Company:          &capturev1.Company{Name: "Acme", Website: "https://www.acme.com/about", Industry: "Software ", Country: "United States", EmployeeCount: 250},
+		Touch:            &leadv1.Touch{Channel: leadv1.Channel_CHANNEL_WEB_FORM, Source: "Google", Campaign: "spring"},
+		Consent:          &leadv1.Consent{MarketingOptIn: true, GivenAt: timestamppb.New(t0.Add(-time.Hour)), WordingVersion: "v1"},
 		ProductInterests: []string{"Analytics", "analytics", " API "},
 	}
 }
