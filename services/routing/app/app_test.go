@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -22,7 +23,6 @@ import (
 	"github.com/leadflow/leadflow/services/platform/leadtrace"
 	"github.com/leadflow/leadflow/services/platform/platformtest"
 	"github.com/leadflow/leadflow/services/routing/app"
-	"github.com/leadflow/leadflow/services/routing/router"
 )
 
 type scoringFake struct {
@@ -74,11 +74,9 @@ func serveFake(t *testing.T, register func(*grpc.Server)) string {
 
 type harness struct {
 	client  routingv1.RoutingServiceClient
-	router  *router.Router
 	scoring *scoringFake
 	capture *captureFake
-	spans   interface{ Len() int }
-	rt      *platform.Runtime
+	spans   *tracetest.InMemoryExporter
 }
 
 func start(t *testing.T) *harness {
@@ -100,7 +98,7 @@ func start(t *testing.T) *harness {
 		t.Fatal(err)
 	}
 	conn := platformtest.Serve(t, rt, app.Service(r))
-	return &harness{client: routingv1.NewRoutingServiceClient(conn), router: r, scoring: sc, capture: cp, rt: rt}
+	return &harness{client: routingv1.NewRoutingServiceClient(conn), scoring: sc, capture: cp, spans: spans}
 }
 
 func config() *routingv1.RoutingConfig {
@@ -240,19 +238,8 @@ func TestInboxExactlyOnceAndResume(t *testing.T) {
 // Accept hands WORKING to scoring, a give-back JUNK hands BAD_FIT, both
 // through the durable hand-off queue; every step is a span in the lead's trace.
 func TestAcceptGiveBackHandoffsAndJourney(t *testing.T) {
-	redis := platformtest.StartRedis(t)
-	sc, cp := &scoringFake{}, &captureFake{}
-	base := platformtest.Base("routing", redis.URL())
-	base.Peers.Scoring = serveFake(t, func(s *grpc.Server) { scoringv1.RegisterScoringServiceServer(s, sc) })
-	base.Peers.Capture = serveFake(t, func(s *grpc.Server) { capturev1.RegisterCaptureServiceServer(s, cp) })
-	spans := platformtest.Spans()
-	rt := platformtest.RuntimeWith(t, base, platform.WithSpanExporter(spans))
-	cfg, _ := app.LoadConfig()
-	r, err := app.NewRouter(rt, cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	client := routingv1.NewRoutingServiceClient(platformtest.Serve(t, rt, app.Service(r)))
+	h := start(t)
+	client, sc, spans := h.client, h.scoring, h.spans
 	ctx := context.Background()
 	if _, err := client.ApplyConfig(ctx, &routingv1.ApplyConfigRequest{Config: config()}); err != nil {
 		t.Fatal(err)

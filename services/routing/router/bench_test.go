@@ -31,7 +31,6 @@ func (h *rtt) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessP
 	}
 }
 
-
 // BenchmarkRouteLead measures routing decisions per second against a real
 // Redis (one decision = RouteLead of a new lead: target, rep choice,
 // capacity, decision record, events, SLA timer) and Redis round trips per

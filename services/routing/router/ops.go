@@ -127,7 +127,7 @@ func (r *Router) routed1(ctx context.Context, c *domain.Config, tgt domain.Targe
 	d := &routingv1.RoutingDecision{
 		Id: op.Dec, LeadId: op.Lead, Kind: routingv1.DecisionKind_DECISION_KIND_ROUTE, TeamId: tgt.TeamID, RepId: res.Rep,
 		RuleId: tgt.RuleID, Explanation: tgt.Explanation, ByOwnership: tgt.ByOwnership && res.Rep == tgt.Rep,
-		Candidates: explainCandidates(static, loads, nil), ConfigVersion: c.Version, DecidedAt: timestamppb.New(now),
+		Candidates: explainCandidates(static, loads, nil, nil), ConfigVersion: c.Version, DecidedAt: timestamppb.New(now),
 		FirstTouchDue: tsms(res.FTD), SlaPolicyId: op.Pol, Reasons: req.GetReasons(), RequestId: req.GetRequestId(),
 		TraceId: leadtrace.TraceID(p.GetTraceparent()),
 	}
@@ -209,7 +209,7 @@ func (r *Router) DryRunRoute(ctx context.Context, p *leadv1.LeadProfile, sc *lea
 		}
 		d := &routingv1.RoutingDecision{
 			LeadId: p.GetLeadId(), Kind: routingv1.DecisionKind_DECISION_KIND_DRY_RUN, TeamId: tgt.TeamID, RuleId: tgt.RuleID,
-			Explanation: tgt.Explanation, Candidates: explainCandidates(static, loads, nil), ConfigVersion: c.Version,
+			Explanation: tgt.Explanation, Candidates: explainCandidates(static, loads, nil, nil), ConfigVersion: c.Version,
 			DecidedAt: timestamppb.New(now), TraceId: leadtrace.TraceID(p.GetTraceparent()),
 		}
 		if pol := c.Policy(tgt.TeamID, sc.GetHeat()); pol != nil {
@@ -482,7 +482,7 @@ func (r *Router) moved(ctx context.Context, e *effects, c *domain.Config, team s
 	kind routingv1.DecisionKind, why []string, reason string, now time.Time, org string) *routingv1.RoutingDecision {
 	d := &routingv1.RoutingDecision{
 		Id: op.Dec, LeadId: op.Lead, Kind: kind, TeamId: team, RepId: res.Rep, Explanation: why,
-		Candidates: explainCandidates(static, res.Before, res.Excl), ConfigVersion: c.Version, DecidedAt: timestamppb.New(now),
+		Candidates: explainCandidates(static, res.Before, res.Excl, res.Brx), ConfigVersion: c.Version, DecidedAt: timestamppb.New(now),
 		FirstTouchDue: tsms(res.FTD), SlaPolicyId: res.Pol, TraceId: leadtrace.TraceID(res.TP),
 	}
 	r.cancelTimers(e, team, op.Lead, res.PrevSeq)
@@ -669,7 +669,7 @@ func (r *Router) reassignAcross(ctx context.Context, c *domain.Config, rec *stor
 	d := &routingv1.RoutingDecision{
 		Id: op.Dec, LeadId: rec.Lead, Kind: routingv1.DecisionKind_DECISION_KIND_MANUAL_REASSIGN, Outcome: routingv1.DecisionOutcome_DECISION_OUTCOME_ASSIGNED,
 		TeamId: rep.TeamID, RepId: res.Rep, Explanation: []string{fmt.Sprintf("manual reassignment from team %s: %s", rec.Team, reason)},
-		Candidates: explainCandidates(static, loads, nil), ConfigVersion: c.Version, DecidedAt: timestamppb.New(now),
+		Candidates: explainCandidates(static, loads, nil, nil), ConfigVersion: c.Version, DecidedAt: timestamppb.New(now),
 		FirstTouchDue: tsms(res.FTD), SlaPolicyId: op.Pol, Reasons: rec.Reasons, TraceId: leadtrace.TraceID(rec.TP),
 	}
 	e := &effects{decisions: []*routingv1.RoutingDecision{d}}
@@ -727,7 +727,7 @@ func (r *Router) handleSLA(ctx context.Context, j jobs.Job) error {
 			}
 		}
 	case "PARKED":
-		op.Dec = newID()
+		op.Dec = res.Dec
 		r.moved(ctx, e, c, p.Team, static, res, op, routingv1.DecisionKind_DECISION_KIND_SLA_BREACH,
 			[]string{fmt.Sprintf("SLA %s breached by %s (policy %s): parked until a manager reassigns it", p.Kind, res.From, pol.GetId())}, "sla_breach", now, "")
 		actionName = "park"

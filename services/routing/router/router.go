@@ -197,8 +197,15 @@ func (r *Router) reload(ctx context.Context) (*domain.Config, error) {
 
 // ApplyConfig validates and stores a new configuration version.
 func (r *Router) ApplyConfig(ctx context.Context, pc *routingv1.RoutingConfig, expected int64) (*routingv1.RoutingConfig, error) {
+	c, _, err := r.applyConfig(ctx, pc, expected)
+	return c, err
+}
+
+// applyConfig also returns how many queued leads were handed out because of
+// the change.
+func (r *Router) applyConfig(ctx context.Context, pc *routingv1.RoutingConfig, expected int64) (*routingv1.RoutingConfig, int, error) {
 	if _, err := domain.Compile(pc); err != nil {
-		return nil, validation(err)
+		return nil, 0, validation(err)
 	}
 	var stored *routingv1.RoutingConfig
 	for attempt := 0; ; attempt++ {
@@ -206,7 +213,7 @@ func (r *Router) ApplyConfig(ctx context.Context, pc *routingv1.RoutingConfig, e
 		if exp == 0 {
 			cur, err := r.st.CurrentVersion(ctx)
 			if err != nil {
-				return nil, err
+				return nil, 0, err
 			}
 			exp = cur
 		}
@@ -219,35 +226,38 @@ func (r *Router) ApplyConfig(ctx context.Context, pc *routingv1.RoutingConfig, e
 		})
 		if errors.Is(err, store.ErrConflict) {
 			if expected > 0 {
-				return nil, status.Errorf(codes.Aborted, "configuration changed concurrently: expected version %d is no longer current", expected)
+				return nil, 0, status.Errorf(codes.Aborted, "configuration changed concurrently: expected version %d is no longer current", expected)
 			}
 			if attempt < 5 {
 				continue
 			}
-			return nil, status.Error(codes.Aborted, "configuration changed concurrently; retry")
+			return nil, 0, status.Error(codes.Aborted, "configuration changed concurrently; retry")
 		}
 		if err != nil {
-			return nil, err
+			return nil, 0, err
 		}
 		break
 	}
 	c, err := domain.Compile(stored)
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
 	for _, t := range c.TeamIDs {
 		if err := r.st.SetTeamVersion(ctx, t, c.Version); err != nil {
-			return nil, err
+			return nil, 0, err
 		}
 	}
 	r.install(c)
 	// More capacity or a rep back: hand out what waits.
+	drained := 0
 	for _, t := range c.TeamIDs {
-		if _, err := r.Drain(ctx, t); err != nil {
+		n, err := r.Drain(ctx, t)
+		if err != nil {
 			r.log.WarnContext(ctx, "drain after config change", "team", t, "error", err)
 		}
+		drained += n
 	}
-	return stored, nil
+	return stored, drained, nil
 }
 
 func (r *Router) install(c *domain.Config) {
@@ -316,11 +326,10 @@ func (r *Router) SetRepAvailability(ctx context.Context, repID string, a routing
 		}
 		next := proto.Clone(cur).(*routingv1.RoutingConfig)
 		var rep *routingv1.Rep
-		var teamID string
 		for _, t := range next.GetTeams() {
 			for _, rp := range t.GetReps() {
 				if rp.GetId() == repID {
-					rep, teamID = rp, t.GetId()
+					rep = rp
 				}
 			}
 		}
@@ -337,16 +346,12 @@ func (r *Router) SetRepAvailability(ctx context.Context, repID string, a routing
 			rep.OutOfOfficeUntil = until
 		}
 		next.Comment = fmt.Sprintf("availability of %s set to %s", repID, a)
-		stored, err := r.ApplyConfig(ctx, next, cur.GetVersion())
+		stored, n, err := r.applyConfig(ctx, next, cur.GetVersion())
 		if status.Code(err) == codes.Aborted {
 			continue
 		}
 		if err != nil {
 			return 0, nil, 0, err
-		}
-		n, err := r.Drain(ctx, teamID)
-		if err != nil {
-			r.log.WarnContext(ctx, "drain after availability change", "team", teamID, "error", err)
 		}
 		return stored.GetVersion(), rep, n, nil
 	}
@@ -392,10 +397,14 @@ func cands(static []domain.StaticCandidate) []store.Cand {
 
 // explainCandidates lists every rep of the team, eligible or why not, with
 // the loads seen before the decision.
-func explainCandidates(static []domain.StaticCandidate, loads map[string]int, excl []string) []*routingv1.Candidate {
+func explainCandidates(static []domain.StaticCandidate, loads map[string]int, excl, breached []string) []*routingv1.Candidate {
 	ex := map[string]bool{}
 	for _, e := range excl {
 		ex[e] = true
+	}
+	br := map[string]bool{}
+	for _, e := range breached {
+		br[e] = true
 	}
 	out := make([]*routingv1.Candidate, 0, len(static))
 	for _, s := range static {
@@ -406,7 +415,10 @@ func explainCandidates(static []domain.StaticCandidate, loads map[string]int, ex
 		if loads[s.Rep.ID] >= s.Rep.Capacity {
 			c.Reasons = append(c.Reasons, routingv1.IneligibleReason_INELIGIBLE_REASON_OVER_CAPACITY)
 		}
-		if ex[s.Rep.ID] {
+		switch {
+		case br[s.Rep.ID]:
+			c.Reasons = append(c.Reasons, routingv1.IneligibleReason_INELIGIBLE_REASON_BREACHED_BEFORE)
+		case ex[s.Rep.ID]:
 			c.Reasons = append(c.Reasons, routingv1.IneligibleReason_INELIGIBLE_REASON_REJECTED_BEFORE)
 		}
 		c.Eligible = len(c.Reasons) == 0
@@ -513,7 +525,7 @@ func (r *Router) handedOut(ctx context.Context, e *effects, c *domain.Config, te
 		d := &routingv1.RoutingDecision{
 			Id: a.Dec, LeadId: a.Lead, Kind: routingv1.DecisionKind_DECISION_KIND_QUEUE_HANDOUT, Outcome: routingv1.DecisionOutcome_DECISION_OUTCOME_ASSIGNED,
 			TeamId: team, RepId: a.Rep, Explanation: []string{"handed out of the team queue: a rep had free capacity"},
-			Candidates: explainCandidates(static, a.Loads, a.Excl), ConfigVersion: c.Version, DecidedAt: timestamppb.New(now),
+			Candidates: explainCandidates(static, a.Loads, a.Excl, a.Brx), ConfigVersion: c.Version, DecidedAt: timestamppb.New(now),
 			FirstTouchDue: tsms(a.FTD), SlaPolicyId: a.Pol, TraceId: leadtrace.TraceID(a.TP),
 		}
 		e.decisions = append(e.decisions, d)

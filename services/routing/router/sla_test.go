@@ -75,8 +75,14 @@ func TestSLABreachReassignsExactlyOnceAcrossInstances(t *testing.T) {
 	ds, _, _ := r1.Decisions(ctx, p.GetLeadId(), 0, 10)
 	breaches := 0
 	for _, d := range ds {
-		if d.GetKind() == routingv1.DecisionKind_DECISION_KIND_SLA_BREACH {
-			breaches++
+		if d.GetKind() != routingv1.DecisionKind_DECISION_KIND_SLA_BREACH {
+			continue
+		}
+		breaches++
+		for _, c := range d.GetCandidates() {
+			if c.GetRepId() == first && (c.GetEligible() || c.GetReasons()[0] != routingv1.IneligibleReason_INELIGIBLE_REASON_BREACHED_BEFORE) {
+				t.Fatalf("breaching rep %s explained as %v", first, c)
+			}
 		}
 	}
 	if breaches != 1 {

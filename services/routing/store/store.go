@@ -13,6 +13,7 @@
 //	lf:routing:{team:<id>}:parked          zset: parked leads (by time)
 //	lf:routing:{team:<id>}:lead:<lead>     hash: the lead's routing record
 //	lf:routing:{team:<id>}:excl:<lead>     set: reps that may not get the lead (rejected or breached it)
+//	lf:routing:{team:<id>}:brx:<lead>      set: reps that breached the lead's SLA (also in excl)
 //	lf:routing:{team:<id>}:touch:<lead>    set: touch ids seen (idempotent touches)
 //	lf:routing:{team:<id>}:rep:<rep>       zset: the rep's open leads (by assignment time)
 //	lf:routing:{team:<id>}:inbox:<rep>     stream: the rep's inbox
@@ -226,6 +227,7 @@ type Assigned struct {
 	Org    string         `json:"org"`
 	Loads  map[string]int `json:"loads"`
 	Excl   []string       `json:"excl"`
+	Brx    []string       `json:"brx"`
 	Before map[string]int `json:"before"`
 }
 

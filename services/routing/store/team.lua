@@ -42,6 +42,13 @@ local function excluded(id)
   return s
 end
 
+local function breached(id)
+  local l = redis.call('SMEMBERS', P .. 'brx:' .. id)
+  if #l == 0 then return nil end
+  table.sort(l)
+  return l
+end
+
 local function setlist(s)
   local l = {}
   for k, _ in pairs(s) do table.insert(l, k) end
@@ -173,6 +180,7 @@ local function drain(cands, loads, decs, out)
         di = di + 1
         x.loads = before
         x.excl = setlist(ex)
+        x.brx = breached(id)
         table.insert(out, x)
         got = true
         break
@@ -210,7 +218,7 @@ if a.op == 'route' then
     end
   end
   if r.st then
-    redis.call('DEL', P .. 'excl:' .. a.lead, P .. 'touch:' .. a.lead)
+    redis.call('DEL', P .. 'excl:' .. a.lead, P .. 'touch:' .. a.lead, P .. 'brx:' .. a.lead)
   end
   redis.call('HSET', L, 'lead', a.lead, 'team', a.team, 'tp', a.tp, 'heat', a.heat, 'score', a.score,
     'p', ARGV[2], 's', ARGV[3], 'r', a.r, 'req', a.req, 'pol', a.pol, 'ftw', a.ftw, 'tw', a.tw,
@@ -311,14 +319,15 @@ if a.op == 'move' then
       return cjson.encode({st = 'NOTIFIED', rep = r.rep, seq = r.seq, tp = r.tp})
     end
     redis.call('SADD', P .. 'excl:' .. a.lead, r.rep)
+    redis.call('SADD', P .. 'brx:' .. a.lead, r.rep)
     ex[r.rep] = true
     if a.action == 'park' or (tonumber(a.parkafter or 0) > 0 and r.rea >= tonumber(a.parkafter)) then
       unhold(a.lead, r, loads)
       redis.call('ZADD', P .. 'parked', now, a.lead)
-      redis.call('HSET', L, 'st', 'parked', 'rep', '', 'last', from, 'qat', now, 'ftd', 0, 'tdue', 0)
+      redis.call('HSET', L, 'st', 'parked', 'rep', '', 'last', from, 'qat', now, 'ftd', 0, 'tdue', 0, 'dec', a.dec)
       inbox(from, 'revoked', a.lead, r.dec, {note = 'sla breach: parked'})
       drain(cands, loads, a.decs, out)
-      return result({st = 'PARKED', from = from, seq = r.seq, prevseq = r.seq, tp = r.tp, pol = r.pol, excl = setlist(ex), before = copy(loads)}, loads, out)
+      return result({st = 'PARKED', dec = a.dec, from = from, seq = r.seq, prevseq = r.seq, tp = r.tp, pol = r.pol, excl = setlist(ex), brx = breached(a.lead), before = copy(loads)}, loads, out)
     end
     redis.call('HINCRBY', L, 'rea', 1)
   elseif a.mode == 'manual' then
@@ -330,6 +339,7 @@ if a.op == 'move' then
     end
     if a.to ~= '' then
       redis.call('SREM', P .. 'excl:' .. a.lead, a.to)
+      redis.call('SREM', P .. 'brx:' .. a.lead, a.to)
       ex[a.to] = nil
       if not a.force then
         local ok = false
@@ -364,11 +374,13 @@ if a.op == 'move' then
     res.st = 'ASSIGNED'
   else
     enqueue(a.lead)
-    res = {st = 'QUEUED', lead = a.lead, tp = r.tp}
+    redis.call('HSET', L, 'dec', a.dec)
+    res = {st = 'QUEUED', lead = a.lead, tp = r.tp, dec = a.dec}
   end
   res.from = from
   res.prevseq = r.seq
   res.excl = setlist(ex)
+  res.brx = breached(a.lead)
   res.before = before
   drain(cands, loads, a.decs, out)
   return result(res, loads, out)
