@@ -32,7 +32,6 @@ func (r *roundTrips) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.P
 	}
 }
 
-
 // BenchmarkSubmitLead measures SubmitLead over loopback gRPC with a real
 // redis-server: new leads (each a new e-mail) and merges (each goroutine
 // resubmits its own e-mail), at several concurrencies. It reports leads/s,
