@@ -93,6 +93,7 @@ func start(t *testing.T) *harness {
 		t.Fatal(err)
 	}
 	cfg.InboxBlock = 100 * time.Millisecond
+	cfg.ContactTimeout = 10 * time.Second // a loaded CI machine is slow; the down case fails fast
 	r, err := app.NewRouter(rt, cfg)
 	if err != nil {
 		t.Fatal(err)
