@@ -23,6 +23,13 @@ import (
 // the first are dropped (first_touch is kept for ever).
 const MaxTouches = 100
 
+// MaxProductInterests and MaxAnswers bound what merges accumulate (the
+// contract's per-submission limits; LeadProfile allows 50 interests).
+const (
+	MaxProductInterests = 50
+	MaxAnswers          = 100
+)
+
 // Violation is one bad field of a submission.
 type Violation struct{ Field, Description string }
 
@@ -287,7 +294,7 @@ func Merge(l *leadv1.Lead, s *Submission, now time.Time) ([]string, error) {
 
 	added := false
 	for _, p := range s.ProductInterests {
-		if !slices.Contains(l.ProductInterests, p) {
+		if !slices.Contains(l.ProductInterests, p) && len(l.ProductInterests) < MaxProductInterests {
 			l.ProductInterests = append(l.ProductInterests, p)
 			added = true
 		}
@@ -297,7 +304,7 @@ func Merge(l *leadv1.Lead, s *Submission, now time.Time) ([]string, error) {
 	}
 	added = false
 	for k, v := range s.Answers {
-		if _, ok := l.Answers[k]; !ok {
+		if _, ok := l.Answers[k]; !ok && len(l.Answers) < MaxAnswers {
 			if l.Answers == nil {
 				l.Answers = map[string]string{}
 			}

@@ -245,3 +245,23 @@ func FuzzNormalise(f *testing.F) {
 		}
 	})
 }
+
+func TestMergeBoundsWhatAccumulates(t *testing.T) {
+	n, _ := Normalise(sub(), "US", t0, leadv1.Channel_CHANNEL_API)
+	l := NewLead("L", n, nil, "", "", t0)
+	for i := 0; i < 60; i++ {
+		s := sub()
+		s.ProductInterests = []string{strings.Repeat("p", i+1)}
+		s.Answers = map[string]string{strings.Repeat("q", i+1): "a", strings.Repeat("r", i+1): "b"}
+		ni, err := Normalise(s, "US", t0, leadv1.Channel_CHANNEL_API)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := Merge(l, ni, t0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if len(l.ProductInterests) != MaxProductInterests || len(l.Answers) != MaxAnswers {
+		t.Fatalf("interests %d answers %d", len(l.ProductInterests), len(l.Answers))
+	}
+}

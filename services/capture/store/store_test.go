@@ -1,0 +1,152 @@
+package store_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	leadv1 "github.com/leadflow/leadflow/gen/go/leadflow/lead/v1"
+	"github.com/leadflow/leadflow/services/capture/domain"
+	"github.com/leadflow/leadflow/services/capture/store"
+	"github.com/leadflow/leadflow/services/platform/platformtest"
+)
+
+func newStore(t *testing.T) (*store.Redis, *redis.Client) {
+	r := platformtest.StartRedis(t)
+	c := r.Client()
+	return store.New(c), c
+}
+
+// Concurrent read-modify-writes of one lead never lose an update.
+func TestUpdateIsAtomicUnderContention(t *testing.T) {
+	s, _ := newStore(t)
+	ctx := context.Background()
+	sl := &domain.StoredLead{Lead: &leadv1.Lead{Id: "L1"}, Revision: 1}
+	if err := s.Create(ctx, sl, domain.Writes{}); err != nil {
+		t.Fatal(err)
+	}
+	const n = 20
+	var wg sync.WaitGroup
+	errs := make(chan error, n)
+	for i := 0; i < n; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, err := s.Update(ctx, "L1", func(sl *domain.StoredLead) error {
+				sl.Revision++
+				sl.Lead.SubmissionCount++
+				return nil
+			})
+			errs <- err
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil && !errors.Is(err, domain.ErrConflict) {
+			t.Fatal(err)
+		}
+	}
+	got, err := s.Get(ctx, "L1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Revision-1 != int64(got.Lead.SubmissionCount) || got.Revision < 2 {
+		t.Fatalf("revision %d, count %d: an update was lost", got.Revision, got.Lead.SubmissionCount)
+	}
+	if _, err := s.Update(ctx, "nope", func(*domain.StoredLead) error { return nil }); !errors.Is(err, domain.ErrNotFound) {
+		t.Fatalf("missing lead: %v", err)
+	}
+}
+
+func TestClaimReleaseOnlyOwnAndMakePermanent(t *testing.T) {
+	s, c := newStore(t)
+	ctx := context.Background()
+	id := domain.NewIdentity("email", "a@b.io")
+	owners, org, created, err := s.Claim(ctx, "L1", []domain.Identity{id}, time.Minute, &leadv1.Organisation{Id: "O1", Domain: "b.io"})
+	if err != nil || owners[0] != "" || !created || org.GetId() != "O1" {
+		t.Fatalf("first claim: %v %v %v %v", owners, org, created, err)
+	}
+	owners, org, created, err = s.Claim(ctx, "L2", []domain.Identity{id}, time.Minute, &leadv1.Organisation{Id: "O2", Domain: "b.io"})
+	if err != nil || owners[0] != "L1" || created || org.GetId() != "O1" {
+		t.Fatalf("second claim: %v %v %v %v", owners, org, created, err)
+	}
+	if err := s.Release(ctx, "L2", []domain.Identity{id}); err != nil {
+		t.Fatal(err)
+	}
+	if o, _ := s.Owner(ctx, id); o != "L1" {
+		t.Fatalf("L2 released L1's claim: owner %q", o)
+	}
+	if ttl := c.PTTL(ctx, store.IdentityKey(id)).Val(); ttl <= 0 {
+		t.Fatalf("claim has no TTL: %v", ttl)
+	}
+	if err := s.Create(ctx, &domain.StoredLead{Lead: &leadv1.Lead{Id: "L1"}, Identities: []domain.Identity{id}}, domain.Writes{}); err != nil {
+		t.Fatal(err)
+	}
+	if ttl := c.PTTL(ctx, store.IdentityKey(id)).Val(); ttl != -1 {
+		t.Fatalf("claim not permanent after the lead was written: %v", ttl)
+	}
+}
+
+// A signal racing the stitch either lands in the list the stitch reads or
+// sees the mapping: never neither.
+func TestVisitorSignalsAreNeverLeftBehind(t *testing.T) {
+	s, _ := newStore(t)
+	ctx := context.Background()
+	for round := 0; round < 20; round++ {
+		vh := domain.Hash(fmt.Sprint("visitor-", round))
+		var wg sync.WaitGroup
+		var direct, stitched int
+		var mu sync.Mutex
+		for i := 0; i < 10; i++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				lead, err := s.AddVisitorSignal(ctx, vh, []byte(fmt.Sprint("sig", i)), time.Hour)
+				if err != nil {
+					t.Error(err)
+				}
+				if lead != "" {
+					mu.Lock()
+					direct++
+					mu.Unlock()
+				}
+			}()
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			got, err := s.StitchVisitor(ctx, vh, "L1", time.Hour)
+			if err != nil {
+				t.Error(err)
+			}
+			mu.Lock()
+			stitched = len(got)
+			mu.Unlock()
+		}()
+		wg.Wait()
+		if direct+stitched != 10 {
+			t.Fatalf("round %d: %d direct + %d stitched != 10", round, direct, stitched)
+		}
+	}
+}
+
+func TestLeadsOfDomainPagesInIDOrder(t *testing.T) {
+	s, _ := newStore(t)
+	ctx := context.Background()
+	for _, id := range []string{"c", "a", "d", "b"} {
+		if err := s.Apply(ctx, domain.Writes{OrgDomain: "x.io", LeadID: id}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	p1, _ := s.LeadsOfDomain(ctx, "x.io", "", 3)
+	p2, _ := s.LeadsOfDomain(ctx, "x.io", p1[len(p1)-1], 3)
+	if fmt.Sprint(p1, p2) != "[a b c] [d]" {
+		t.Fatalf("pages %v %v", p1, p2)
+	}
+}
