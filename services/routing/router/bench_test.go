@@ -5,8 +5,10 @@ import (
 	"fmt"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/redis/go-redis/v9"
+	"google.golang.org/protobuf/types/known/durationpb"
 
 	leadv1 "github.com/leadflow/leadflow/gen/go/leadflow/lead/v1"
 	routingv1 "github.com/leadflow/leadflow/gen/go/leadflow/routing/v1"
@@ -32,11 +34,12 @@ func (h *rtt) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessP
 }
 
 // BenchmarkRouteLead measures routing decisions per second against a real
-// Redis (one decision = RouteLead of a new lead: target, rep choice,
-// capacity, decision record, events, SLA timer) and Redis round trips per
-// decision.
+// Redis (one decision = RouteLead of a new lead: target, rep choice and
+// capacity in one script, decision record and events in one pipeline, SLA
+// timers) and Redis round trips per decision. Modes: assign (no SLA policy),
+// assign+sla (first-touch and touches timers), queue (every rep full).
 func BenchmarkRouteLead(b *testing.B) {
-	for _, mode := range []string{"assign", "queue"} {
+	for _, mode := range []string{"assign", "assign+sla", "queue"} {
 		b.Run(mode, func(b *testing.B) {
 			red := platformtest.StartRedis(b)
 			rt := platformtest.Runtime(b, "routing", red.URL())
@@ -56,6 +59,10 @@ func BenchmarkRouteLead(b *testing.B) {
 			cfg := baseConfig()
 			cfg.Teams = append(cfg.Teams, team)
 			cfg.DefaultTeamId = "t"
+			if mode == "assign+sla" {
+				cfg.SlaPolicies = append(cfg.SlaPolicies, &routingv1.SlaPolicy{Id: "t", TeamId: "t", FirstTouchWithin: durationpb.New(time.Hour),
+					TouchesRequired: 3, TouchesWithin: durationpb.New(48 * time.Hour)})
+			}
 			if _, err := r.ApplyConfig(context.Background(), cfg, 0); err != nil {
 				b.Fatal(err)
 			}
