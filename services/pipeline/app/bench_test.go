@@ -33,19 +33,24 @@ func BenchmarkCreateDealFromLeadRetry(b *testing.B) {
 	}
 }
 
-// BenchmarkMoveDeal moves one deal back and forth (WATCH transaction,
-// index maintenance, StageChanged event).
+// BenchmarkMoveDeal moves deals back and forth (WATCH transaction, index
+// maintenance, StageChanged event), spread over 100 deals so the stage
+// history stays realistic (about 20 moves per deal at 2000x).
 func BenchmarkMoveDeal(b *testing.B) {
 	e := newEnv(b)
-	res, err := e.client.CreateDealFromLead(e.ctx, &pipelinev1.CreateDealFromLeadRequest{LeadId: "bench", OwnerRepId: "ann"})
-	if err != nil {
-		b.Fatal(err)
+	ids := make([]string, 100)
+	for i := range ids {
+		res, err := e.client.CreateDealFromLead(e.ctx, &pipelinev1.CreateDealFromLeadRequest{LeadId: fmt.Sprint("bench-", i), OwnerRepId: "ann"})
+		if err != nil {
+			b.Fatal(err)
+		}
+		ids[i] = res.GetDeal().GetId()
 	}
 	stages := []string{domain.StageDemo, domain.StageProposal}
 	i := 0
 	for b.Loop() {
 		i++
-		if _, err := e.client.MoveDeal(e.ctx, &pipelinev1.MoveDealRequest{DealId: res.GetDeal().GetId(), StageId: stages[i%2]}); err != nil {
+		if _, err := e.client.MoveDeal(e.ctx, &pipelinev1.MoveDealRequest{DealId: ids[i%len(ids)], StageId: stages[(i/len(ids))%2]}); err != nil {
 			b.Fatal(err)
 		}
 	}

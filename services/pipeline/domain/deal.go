@@ -1,6 +1,7 @@
 package domain
 
 import (
+	"fmt"
 	"strings"
 	"time"
 )
@@ -210,6 +211,17 @@ func (d *Deal) touch(now time.Time) {
 	d.Version++
 }
 
+// MaxHistory is the most stage changes a deal keeps; a deal that reached it
+// can no longer move (its document would grow without bound).
+const MaxHistory = 1000
+
+func (d *Deal) historyFull() error {
+	if len(d.History) >= MaxHistory {
+		return fmt.Errorf("%w: deal %s has %d stage changes", ErrResourceExhausted, d.ID, MaxHistory)
+	}
+	return nil
+}
+
 func (d *Deal) changeStage(to, actor string, now time.Time) {
 	d.History = append(d.History, StageChange{From: d.StageID, To: to, Actor: actor, At: now})
 	d.StageID = to
@@ -230,6 +242,9 @@ func (d *Deal) Move(p *Pipeline, stageID, actor string, now time.Time) (moved bo
 	}
 	if d.StageID == stageID {
 		return false, nil
+	}
+	if err := d.historyFull(); err != nil {
+		return false, err
 	}
 	d.changeStage(stageID, actor, now)
 	d.touch(now)
@@ -312,6 +327,9 @@ func (d *Deal) CloseLost(p *Pipeline, reasons LostReasons, reason, note string, 
 func (d *Deal) Reopen(p *Pipeline, stageID, actor string, now time.Time) error {
 	if d.Status == DealOpen {
 		return precondition("deal %s is open", d.ID)
+	}
+	if err := d.historyFull(); err != nil {
+		return err
 	}
 	if stageID == "" {
 		stageID = p.FirstOpenStage().ID

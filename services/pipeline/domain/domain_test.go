@@ -723,3 +723,19 @@ func TestActivityRules(t *testing.T) {
 		t.Fatal("completed a call")
 	}
 }
+
+func TestHistoryCap(t *testing.T) {
+	p, d := openDeal(t)
+	stages := []string{StageDiscovery, StageDemo}
+	for i := 1; i < MaxHistory; i++ {
+		if _, err := d.Move(&p, stages[i%2], "r", t0); err != nil {
+			t.Fatalf("move %d: %v", i, err)
+		}
+	}
+	if _, err := d.Move(&p, StageProposal, "r", t0); !errors.Is(err, ErrResourceExhausted) {
+		t.Fatalf("move past the cap: %v", err)
+	}
+	if _, err := d.CloseLost(&p, mustReasons(t), "timing", "", false, "r", t0); err != nil {
+		t.Fatalf("closing must stay possible: %v", err)
+	}
+}

@@ -19,6 +19,8 @@ var (
 	ErrFailedPrecondition = errors.New("failed precondition")
 	// ErrAborted: a concurrent change won; retry.
 	ErrAborted = errors.New("aborted")
+	// ErrResourceExhausted: a per-deal limit is reached.
+	ErrResourceExhausted = errors.New("resource exhausted")
 )
 
 func notFound(format string, a ...any) error {

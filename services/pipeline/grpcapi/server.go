@@ -110,6 +110,8 @@ func toStatus(err error) error {
 		return status.Error(codes.FailedPrecondition, err.Error())
 	case errors.Is(err, domain.ErrAborted):
 		return status.Error(codes.Aborted, err.Error())
+	case errors.Is(err, domain.ErrResourceExhausted):
+		return status.Error(codes.ResourceExhausted, err.Error())
 	}
 	return err
 }
