@@ -8,6 +8,7 @@ import (
 	"regexp"
 	"sort"
 	"strings"
+	"sync"
 	"testing"
 
 	appsv1 "k8s.io/api/apps/v1"
@@ -172,9 +173,25 @@ func strictDecode(doc []byte, obj any) error {
 	return errors.Join(strictErrs...)
 }
 
+var (
+	renderedMu sync.Mutex
+	rendered   = map[string]*manifests{}
+)
+
+// load renders and decodes dir once per test binary; the result is shared,
+// so callers must not modify it.
 func load(t *testing.T, dir string) *manifests {
 	t.Helper()
-	return decode(t, dir, render(t, dir))
+	renderedMu.Lock()
+	defer renderedMu.Unlock()
+	if m, ok := rendered[dir]; ok {
+		return m
+	}
+	m := decode(t, dir, render(t, dir))
+	if !t.Failed() {
+		rendered[dir] = m
+	}
+	return m
 }
 
 // TestRenderAgreesWithKubectl renders every kustomization with kubectl too
