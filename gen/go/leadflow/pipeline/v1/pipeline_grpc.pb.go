@@ -142,7 +142,8 @@ type PipelineServiceClient interface {
 	AcceptQuote(ctx context.Context, in *AcceptQuoteRequest, opts ...grpc.CallOption) (*AcceptQuoteResponse, error)
 	// RejectQuote marks a sent quote rejected.
 	RejectQuote(ctx context.Context, in *RejectQuoteRequest, opts ...grpc.CallOption) (*RejectQuoteResponse, error)
-	// ListQuotes lists a deal's quotes by version.
+	// ListQuotes lists a deal's quotes by version. Not paged: a deal has at
+	// most 100 quote versions (CreateQuote answers FailedPrecondition beyond).
 	ListQuotes(ctx context.Context, in *ListQuotesRequest, opts ...grpc.CallOption) (*ListQuotesResponse, error)
 }
 
@@ -507,7 +508,8 @@ type PipelineServiceServer interface {
 	AcceptQuote(context.Context, *AcceptQuoteRequest) (*AcceptQuoteResponse, error)
 	// RejectQuote marks a sent quote rejected.
 	RejectQuote(context.Context, *RejectQuoteRequest) (*RejectQuoteResponse, error)
-	// ListQuotes lists a deal's quotes by version.
+	// ListQuotes lists a deal's quotes by version. Not paged: a deal has at
+	// most 100 quote versions (CreateQuote answers FailedPrecondition beyond).
 	ListQuotes(context.Context, *ListQuotesRequest) (*ListQuotesResponse, error)
 	mustEmbedUnimplementedPipelineServiceServer()
 }
