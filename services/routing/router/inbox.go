@@ -3,6 +3,7 @@ package router
 import (
 	"context"
 	"errors"
+	"time"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -29,6 +30,7 @@ func (r *Router) WatchInbox(ctx context.Context, rep, cursor string, send func(*
 	if !ok {
 		return status.Errorf(codes.NotFound, "rep %q is not in the routing configuration", rep)
 	}
+	var capDownUntil time.Time // after a failed capture call, skip capture for a while
 	for ctx.Err() == nil {
 		entries, err := r.st.ReadInbox(ctx, rp.TeamID, rep, cursor, 100, r.opts.InboxBlock)
 		if err != nil {
@@ -38,7 +40,7 @@ func (r *Router) WatchInbox(ctx context.Context, rep, cursor string, send func(*
 			return err
 		}
 		for _, e := range entries {
-			item := r.inboxItem(ctx, rp.TeamID, e)
+			item := r.inboxItem(ctx, rp.TeamID, e, &capDownUntil)
 			if err := send(item); err != nil {
 				return err
 			}
@@ -48,7 +50,7 @@ func (r *Router) WatchInbox(ctx context.Context, rep, cursor string, send func(*
 	return nil
 }
 
-func (r *Router) inboxItem(ctx context.Context, team string, e store.InboxEntry) *routingv1.InboxItem {
+func (r *Router) inboxItem(ctx context.Context, team string, e store.InboxEntry, capDownUntil *time.Time) *routingv1.InboxItem {
 	it := &routingv1.InboxItem{Cursor: e.ID, LeadId: e.Lead, TeamId: team, DecisionId: e.Dec, CreatedAt: timestamppb.New(e.At), RepId: e.Rep, Note: e.Note}
 	switch e.Kind {
 	case "assigned":
@@ -78,6 +80,11 @@ func (r *Router) inboxItem(ctx context.Context, team string, e store.InboxEntry)
 		it.ContactUnavailable, it.ContactNote = true, "contact service not configured"
 		return it
 	}
+	// A backlog must not wait one timeout per item while capture is down.
+	if time.Now().Before(*capDownUntil) {
+		it.ContactUnavailable, it.ContactNote = true, "capture is unavailable: contact not included; fetch it from capture later"
+		return it
+	}
 	cctx, cancel := context.WithTimeout(ctx, r.opts.ContactTimeout)
 	defer cancel()
 	contact, err := r.capture.Contact(cctx, e.Lead)
@@ -88,6 +95,7 @@ func (r *Router) inboxItem(ctx context.Context, team string, e store.InboxEntry)
 		it.ContactUnavailable, it.ContactNote = true, "contact not available (lead erased or unknown in capture)"
 	case errors.Is(err, context.DeadlineExceeded), status.Code(err) == codes.DeadlineExceeded, status.Code(err) == codes.Unavailable:
 		it.ContactUnavailable, it.ContactNote = true, "capture is unavailable: contact not included; fetch it from capture later"
+		*capDownUntil = time.Now().Add(5 * time.Second)
 	default:
 		it.ContactUnavailable, it.ContactNote = true, "contact could not be fetched: "+status.Code(err).String()
 	}
