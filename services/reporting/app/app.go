@@ -67,7 +67,7 @@ func New(ctx context.Context, rt *platform.Runtime, cfg Config) (platform.Servic
 			Name: cfg.ConsumerName, Batch: cfg.Batch, Block: cfg.Block,
 			ClaimMinIdle: cfg.ClaimMinIdle, ClaimInterval: cfg.ClaimInterval, MaxDeliveries: cfg.MaxDeliveries,
 			Retention: cfg.Retention, TrimInterval: cfg.TrimInterval,
-			Meter: rt.Meter(), Logger: rt.Logger,
+			Meter: rt.Meter(), Logger: rt.Logger, Tracer: rt.Tracer(),
 		})
 		if err != nil {
 			return platform.Service{}, err

@@ -38,11 +38,11 @@ func testConfig() app.Config {
 
 // newHarness serves reporting on a real Redis with the background consumer
 // off: tests drive consumers step by step.
-func newHarness(t *testing.T) *harness {
+func newHarness(t *testing.T, opts ...platform.Option) *harness {
 	t.Helper()
 	r := platformtest.StartRedis(t)
 	reader := sdkmetric.NewManualReader()
-	rt := platformtest.Runtime(t, "reporting", r.URL(), platform.WithMetricReader(reader))
+	rt := platformtest.Runtime(t, "reporting", r.URL(), append(opts, platform.WithMetricReader(reader))...)
 	ctx := context.Background()
 	svc, err := app.New(ctx, rt, testConfig())
 	if err != nil {
@@ -57,7 +57,7 @@ func newHarness(t *testing.T) *harness {
 func (h *harness) consumer(name string, minIdle time.Duration) *consumer.Consumer {
 	h.t.Helper()
 	c, err := consumer.New(h.rt.Redis, h.store, consumer.Options{Name: name, Batch: 7, ClaimMinIdle: minIdle, MaxDeliveries: 3,
-		Meter: h.rt.Meter(), Logger: h.rt.Logger})
+		Meter: h.rt.Meter(), Logger: h.rt.Logger, Tracer: h.rt.Tracer()})
 	if err != nil {
 		h.t.Fatal(err)
 	}

@@ -15,6 +15,8 @@ import (
 	leadv1 "github.com/leadflow/leadflow/gen/go/leadflow/lead/v1"
 	reportingv1 "github.com/leadflow/leadflow/gen/go/leadflow/reporting/v1"
 	"github.com/leadflow/leadflow/services/platform"
+	"github.com/leadflow/leadflow/services/platform/leadtrace"
+	"github.com/leadflow/leadflow/services/platform/platformtest"
 )
 
 func TestCostReportDividesSpendByTheCampaignsLeads(t *testing.T) {
@@ -200,5 +202,38 @@ func TestHeadlineMetricsShowTheFunnel(t *testing.T) {
 	}
 	if lag != 0 || pending != 0 {
 		t.Errorf("lag %d, pending %d; want 0, 0", lag, pending)
+	}
+}
+
+func TestAppliedEventsAreStepsOfTheLeadsTrace(t *testing.T) {
+	exp := platformtest.Spans()
+	h := newHarness(t, platform.WithSpanExporter(exp))
+	// The producer's step span: the event carries its traceparent.
+	const traceID = "4bf92f3577b34da6a3ce929d0e0e4736"
+	e := captured("T1", at(2, 9, 0), "google", "c", leadv1.Channel_CHANNEL_WEB_FORM)
+	e.Traceparent = "00-" + traceID + "-00f067aa0ba902b7-01"
+	e.TraceId = traceID
+	h.publish(e, e) // the second is a duplicate delivery
+	h.drain(h.consumer("c1", time.Minute))
+
+	var outcomes []string
+	for _, s := range exp.GetSpans() {
+		if s.Name != "reporting.apply lead_captured" {
+			continue
+		}
+		if s.SpanContext.TraceID().String() != traceID || s.Parent.SpanID().String() != "00f067aa0ba902b7" {
+			t.Errorf("span %s in trace %s under %s, want under the producer's span", s.Name, s.SpanContext.TraceID(), s.Parent.SpanID())
+		}
+		attrs := map[attribute.Key]string{}
+		for _, a := range s.Attributes {
+			attrs[a.Key] = a.Value.Emit()
+		}
+		if attrs[leadtrace.AttrLeadID] != "T1" {
+			t.Errorf("span lead id = %q", attrs[leadtrace.AttrLeadID])
+		}
+		outcomes = append(outcomes, attrs[leadtrace.AttrOutcome])
+	}
+	if len(outcomes) != 2 || outcomes[0] != "applied" || outcomes[1] != "duplicate" {
+		t.Fatalf("apply spans' outcomes = %v, want [applied duplicate]", outcomes)
 	}
 }

@@ -20,9 +20,12 @@ import (
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/metric"
 	"go.opentelemetry.io/otel/metric/noop"
+	"go.opentelemetry.io/otel/trace"
+	tracenoop "go.opentelemetry.io/otel/trace/noop"
 
 	eventsv1 "github.com/leadflow/leadflow/gen/go/leadflow/events/v1"
 	"github.com/leadflow/leadflow/services/platform/events"
+	"github.com/leadflow/leadflow/services/platform/leadtrace"
 	"github.com/leadflow/leadflow/services/reporting/domain"
 	"github.com/leadflow/leadflow/services/reporting/store"
 )
@@ -56,6 +59,9 @@ type Options struct {
 	Now    func() time.Time
 	Meter  metric.Meter
 	Logger *slog.Logger
+	// Tracer makes one span per applied event in the lead's journey trace
+	// (a child of the span that published it); default no-op.
+	Tracer trace.Tracer
 }
 
 func (o *Options) defaults() {
@@ -88,6 +94,9 @@ func (o *Options) defaults() {
 	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.Tracer == nil {
+		o.Tracer = tracenoop.NewTracerProvider().Tracer("reporting")
 	}
 }
 
@@ -354,14 +363,32 @@ func (c *Consumer) process(ctx context.Context, msgs []redis.XMessage, deliverie
 		batch = append(batch, pendingApply{msg: m, ev: ev, se: store.Event{
 			ID: ev.GetId(), LeadID: ev.GetLeadId(), Raw: rawOf(m.Values), StreamID: m.ID, Ops: ops}})
 	}
+	// One journey step per event: reporting saw it.
+	spans := make([]trace.Span, len(batch))
+	for i, p := range batch {
+		_, spans[i] = leadtrace.Start(ctx, c.opt.Tracer, p.ev.GetTraceparent(), "reporting.apply "+domain.Kind(p.ev), p.ev.GetLeadId())
+	}
 	results, err := c.apply(ctx, batch)
 	if err != nil {
+		for _, sp := range spans {
+			leadtrace.Fail(sp, err)
+			sp.End()
+		}
 		return err
 	}
 	var ack []string
 	var firstErr error
 	for i, r := range results {
 		p := batch[i]
+		switch {
+		case r.Err != nil:
+			leadtrace.Fail(spans[i], r.Err)
+		case r.Status == store.Duplicate:
+			leadtrace.SetOutcome(spans[i], "duplicate")
+		default:
+			leadtrace.SetOutcome(spans[i], "applied")
+		}
+		spans[i].End()
 		switch {
 		case r.Err != nil:
 			c.m.processed.Add(ctx, 1, metric.WithAttributes(attribute.String("outcome", "failed")))

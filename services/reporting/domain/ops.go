@@ -119,3 +119,13 @@ func Ops(ev *eventsv1.LeadEvent) ([]Op, error) {
 		return nil, nil
 	}
 }
+
+// Kind is the payload's field name, e.g. "lead_captured"; "unknown" when
+// there is no payload.
+func Kind(ev *eventsv1.LeadEvent) string {
+	m := ev.ProtoReflect()
+	if f := m.WhichOneof(m.Descriptor().Oneofs().ByName("payload")); f != nil {
+		return string(f.Name())
+	}
+	return "unknown"
+}

@@ -314,37 +314,25 @@ func (s *Server) GetLeadJourney(ctx context.Context, req *reportingv1.GetLeadJou
 			break
 		}
 	}
-	for i, ev := range evs {
-		if out.TraceId == "" && (ev.GetLeadCaptured() != nil || i == len(evs)-1) {
+	for _, ev := range evs {
+		// The journey's trace id: the capture event's, else the first one known.
+		if ev.GetTraceId() != "" && (out.TraceId == "" || ev.GetLeadCaptured() != nil) {
 			out.TraceId = ev.GetTraceId()
+			if ev.GetLeadCaptured() != nil {
+				break
+			}
 		}
+	}
+	for i, ev := range evs {
 		at := ev.GetOccurredAt().AsTime()
-		step := &reportingv1.JourneyStep{Event: ev, Kind: Kind(ev), Producer: ev.GetProducer(),
+		step := &reportingv1.JourneyStep{Event: ev, Kind: domain.Kind(ev), Producer: ev.GetProducer(),
 			SinceStart: durationpb.New(at.Sub(start)), SincePrevious: durationpb.New(0)}
 		if i > 0 {
 			step.SincePrevious = durationpb.New(at.Sub(evs[i-1].GetOccurredAt().AsTime()))
 		}
 		out.Steps = append(out.Steps, step)
 	}
-	if out.TraceId == "" {
-		for _, ev := range evs {
-			if ev.GetTraceId() != "" {
-				out.TraceId = ev.GetTraceId()
-				break
-			}
-		}
-	}
 	return out, nil
-}
-
-// Kind is the payload's field name, e.g. "lead_captured".
-func Kind(ev *eventsv1.LeadEvent) string {
-	m := ev.ProtoReflect()
-	od := m.Descriptor().Oneofs().ByName("payload")
-	if f := m.WhichOneof(od); f != nil {
-		return string(f.Name())
-	}
-	return "unknown"
 }
 
 // RebuildAggregates implements the RPC.
