@@ -7,14 +7,17 @@ import (
 	"errors"
 	"time"
 
+	"github.com/redis/go-redis/v9"
 	"google.golang.org/grpc"
 
 	"github.com/leadflow/leadflow/services/platform"
+	"github.com/leadflow/leadflow/services/platform/events"
 	"github.com/leadflow/leadflow/services/platform/jobs"
 	"github.com/leadflow/leadflow/services/scoring/grpcapi"
 	"github.com/leadflow/leadflow/services/scoring/service"
 	"github.com/leadflow/leadflow/services/scoring/store"
 
+	eventsv1 "github.com/leadflow/leadflow/gen/go/leadflow/events/v1"
 	pipelinev1 "github.com/leadflow/leadflow/gen/go/leadflow/pipeline/v1"
 	routingv1 "github.com/leadflow/leadflow/gen/go/leadflow/routing/v1"
 	scoringv1 "github.com/leadflow/leadflow/gen/go/leadflow/scoring/v1"
@@ -93,7 +96,7 @@ func New(ctx context.Context, rt *platform.Runtime, cfg Config, opts ...Option) 
 	routingQ, dealQ := jobs.New(rt.Redis, service.RoutingQueue, qo), jobs.New(rt.Redis, service.PipelineQueue, qo)
 	st := store.New(rt.Redis, store.Options{PendingTTL: cfg.PendingTTL, HistoryLimit: cfg.HistoryLimit})
 	sc := service.NewScoring(service.Deps{
-		Store: st, Tracer: rt.Tracer(), Meter: rt.Meter(), Logger: rt.Logger, Events: rt.Events,
+		Store: st, Tracer: rt.Tracer(), Meter: rt.Meter(), Logger: rt.Logger, Events: eventSink{rt: rt},
 		RoutingQ: routingQ, DealQ: dealQ,
 		Routing: o.routing, Pipeline: o.pipeline, Now: o.now,
 	})
@@ -117,4 +120,24 @@ func New(ctx context.Context, rt *platform.Runtime, cfg Config, opts ...Option) 
 			return err
 		},
 	}, nil
+}
+
+// eventSink publishes a change's events in one pipeline.
+type eventSink struct{ rt *platform.Runtime }
+
+func (s eventSink) PublishAll(ctx context.Context, evs []*eventsv1.LeadEvent) error {
+	for _, ev := range evs {
+		if err := s.rt.Events.Prepare(ctx, ev); err != nil {
+			return err
+		}
+	}
+	_, err := s.rt.Redis.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for _, ev := range evs {
+			if err := events.AddToPipe(p, ctx, ev); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	return err
 }

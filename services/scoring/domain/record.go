@@ -168,6 +168,8 @@ type Effect struct {
 	RequestID string     `json:"req,omitempty"`
 	BantMet   int32      `json:"bant,omitempty"`
 	Amount    *Money     `json:"amount,omitempty"`
+	// Seq orders effects of one lead (set by the store when written).
+	Seq int64 `json:"seq"`
 }
 
 // HistoryEntry is one past score and its cause.
@@ -203,7 +205,10 @@ type Record struct {
 	CreatedAt      time.Time    `json:"created_at"`
 	UpdatedAt      time.Time    `json:"updated_at"`
 	Transitions    []Transition `json:"transitions,omitempty"`
-	Outbox         []Effect     `json:"outbox,omitempty"`
+	// Outbox holds effects not delivered yet, in the order they arose. The
+	// store keeps it beside the record (not in its JSON) so delivered
+	// effects are acknowledged without rewriting the record.
+	Outbox []Effect `json:"-"`
 	// Rev counts writes; the store increments it.
 	Rev int64 `json:"rev"`
 }

@@ -50,6 +50,9 @@ type Store interface {
 	Delivered(ctx context.Context, leadID, key string) (bool, error)
 	// Reindex makes the status lists reflect the stored record.
 	Reindex(ctx context.Context, leadID string) error
+	// AckEffects removes delivered effects from the lead's outbox and
+	// returns how many remain.
+	AckEffects(ctx context.Context, leadID string, keys []string) (int64, error)
 	// FlushPending lists leads marked by LeadWrite.Flush, oldest first.
 	FlushPending(ctx context.Context, limit int64) ([]string, error)
 	// FlushDone clears the mark when the record has no outbox effect left

@@ -8,11 +8,14 @@ import (
 	"strings"
 	"time"
 
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/metric"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
+	eventsv1 "github.com/leadflow/leadflow/gen/go/leadflow/events/v1"
 	leadv1 "github.com/leadflow/leadflow/gen/go/leadflow/lead/v1"
 	pipelinev1 "github.com/leadflow/leadflow/gen/go/leadflow/pipeline/v1"
 	routingv1 "github.com/leadflow/leadflow/gen/go/leadflow/routing/v1"
@@ -38,33 +41,42 @@ const (
 	PipelineQueue = "scoring-pipeline"
 )
 
-// flush delivers the record's outbox: events are published (with the id
-// chosen before the write), hand-off jobs are scheduled (idempotent by job
-// id); delivered effects are then removed from the outbox and the lead's
-// flush mark is cleared. Any failure leaves the rest for a retry of the
-// call or for the sweeper.
+// flush delivers the record's outbox: events are published in one batch
+// (with the ids chosen before the write), hand-off jobs are scheduled
+// (idempotent by job id); delivered effects are then acknowledged and the
+// lead's flush mark is cleared. Any failure leaves the rest for a retry of
+// the call or for the sweeper.
 func (s *Scoring) flush(ctx context.Context, rec *domain.Record) error {
 	if len(rec.Outbox) == 0 {
 		return nil
 	}
-	done := map[string]bool{}
+	var evs []*eventsv1.LeadEvent
+	var acked []string
+	for i := range rec.Outbox {
+		if e := &rec.Outbox[i]; !e.Kind.IsJob() {
+			evs = append(evs, pbconv.Event(rec, e))
+		}
+	}
+	if len(evs) > 0 {
+		if err := s.events.PublishAll(ctx, evs); err != nil {
+			return err
+		}
+		for _, ev := range evs {
+			acked = append(acked, ev.GetId())
+		}
+	}
 	var ferr error
 	var profile *leadv1.LeadProfile
 	for i := range rec.Outbox {
 		e := &rec.Outbox[i]
 		if !e.Kind.IsJob() {
-			if err := s.events.Publish(ctx, pbconv.Event(rec, e)); err != nil {
-				ferr = err
-				break
-			}
-			done[e.Key] = true
 			continue
 		}
 		if delivered, err := s.store.Delivered(ctx, rec.LeadID, e.Key); err != nil {
 			ferr = err
 			break
 		} else if delivered {
-			done[e.Key] = true
+			acked = append(acked, e.Key)
 			continue
 		}
 		if profile == nil {
@@ -82,27 +94,18 @@ func (s *Scoring) flush(ctx context.Context, rec *domain.Record) error {
 			break
 		}
 		if s.handoffs != nil && e.Kind != domain.EffectRouteLead {
-			s.handoffs.Add(ctx, 1)
+			s.handoffs.Add(ctx, 1, metric.WithAttributes(attribute.String("kind", string(e.Kind))))
 		}
-		done[e.Key] = true
+		acked = append(acked, e.Key)
 	}
-	if len(done) == 0 {
-		return ferr
-	}
-	w, err := s.store.UpdateLead(ctx, rec.LeadID, func(cur *domain.Record, _ []domain.Signal) (*domain.LeadWrite, error) {
-		if cur == nil {
-			return nil, nil
-		}
-		cur.RemoveEffects(done)
-		return &domain.LeadWrite{Record: cur}, nil
-	})
-	if err != nil {
+	remaining, err := s.store.AckEffects(ctx, rec.LeadID, acked)
+	if err != nil || ferr != nil {
 		return errors.Join(ferr, err)
 	}
-	if ferr == nil && w != nil && len(w.Record.Outbox) == 0 {
-		return s.store.FlushDone(ctx, rec.LeadID, w.Record.Rev)
+	if remaining == 0 {
+		return s.store.FlushDone(ctx, rec.LeadID, rec.Rev)
 	}
-	return ferr
+	return nil
 }
 
 // jobFor builds the hand-off request of an effect.

@@ -28,9 +28,11 @@ import (
 	"github.com/leadflow/leadflow/services/scoring/pbconv"
 )
 
-// Publisher publishes lifecycle events (platform/events.Publisher).
-type Publisher interface {
-	Publish(ctx context.Context, ev *eventsv1.LeadEvent) error
+// EventSink publishes lifecycle events; PublishAll appends them in order,
+// in one round trip. Events carry their ids, so a repeat is de-duplicated
+// by consumers.
+type EventSink interface {
+	PublishAll(ctx context.Context, evs []*eventsv1.LeadEvent) error
 }
 
 // Scoring holds the use cases.
@@ -38,7 +40,7 @@ type Scoring struct {
 	store    domain.Store
 	tracer   trace.Tracer
 	logger   *slog.Logger
-	events   Publisher
+	events   EventSink
 	routingQ *jobs.Queue
 	dealQ    *jobs.Queue
 	routing  RoutingClient
@@ -54,7 +56,7 @@ type Deps struct {
 	Tracer   trace.Tracer
 	Meter    metric.Meter
 	Logger   *slog.Logger
-	Events   Publisher
+	Events   EventSink
 	RoutingQ *jobs.Queue
 	DealQ    *jobs.Queue
 	Routing  RoutingClient

@@ -104,7 +104,11 @@ func (s *Store) ensureDefault(ctx context.Context, now time.Time) error {
 // GetModel returns a version (0 = the active one) or domain.ErrNotFound.
 func (s *Store) GetModel(ctx context.Context, v int32) (domain.Model, error) {
 	if v == 0 {
-		return s.ActiveModel(ctx, time.Now())
+		a, err := s.ActiveModel(ctx, time.Now())
+		if err != nil {
+			return a, err
+		}
+		return s.model(ctx, a.Version, a.Version)
 	}
 	if err := s.ensureDefault(ctx, time.Now()); err != nil {
 		return domain.Model{}, err
@@ -126,6 +130,19 @@ func (s *Store) activeVersion(ctx context.Context) (int32, error) {
 
 // model reads a version through the cache and marks it active or not.
 func (s *Store) model(ctx context.Context, v, active int32) (domain.Model, error) {
+	m, err := s.cached(ctx, v)
+	if err != nil {
+		return m, err
+	}
+	m.Active = v == active
+	if ms, err := s.rdb.HGet(ctx, modelActivatedKey, strconv.Itoa(int(v))).Int64(); err == nil {
+		m.ActivatedAt = time.UnixMilli(ms).UTC()
+	}
+	return m, nil
+}
+
+// cached reads an immutable version through the in-process cache.
+func (s *Store) cached(ctx context.Context, v int32) (domain.Model, error) {
 	s.mu.RLock()
 	m, ok := s.models[v]
 	s.mu.RUnlock()
@@ -144,15 +161,11 @@ func (s *Store) model(ctx context.Context, v, active int32) (domain.Model, error
 		s.models[v] = m
 		s.mu.Unlock()
 	}
-	m.Active = v == active
-	if ms, err := s.rdb.HGet(ctx, modelActivatedKey, strconv.Itoa(int(v))).Int64(); err == nil {
-		m.ActivatedAt = time.UnixMilli(ms).UTC()
-	}
 	return m, nil
 }
 
-// ActiveModel returns the active model, installing the default on a fresh
-// install.
+// ActiveModel returns the active model (without ActivatedAt: the scoring
+// path reads one key), installing the default on a fresh install.
 func (s *Store) ActiveModel(ctx context.Context, now time.Time) (domain.Model, error) {
 	if err := s.ensureDefault(ctx, now); err != nil {
 		return domain.Model{}, err
@@ -164,7 +177,9 @@ func (s *Store) ActiveModel(ctx context.Context, now time.Time) (domain.Model, e
 	if v == 0 {
 		return domain.Model{}, fmt.Errorf("no active model: %w", domain.ErrNotFound)
 	}
-	return s.model(ctx, v, v)
+	m, err := s.cached(ctx, v)
+	m.Active = true
+	return m, err
 }
 
 // ListModels returns versions newest first and whether more follow.

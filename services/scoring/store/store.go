@@ -4,6 +4,7 @@
 // transaction is one MULTI, also on Redis Cluster):
 //
 //	lf:scoring:{lead:<id>}:rec        the record (JSON of domain.Record), optimistic WATCH/MULTI
+//	lf:scoring:{lead:<id>}:outbox     hash effect key → effect (events and hand-offs not delivered yet)
 //	lf:scoring:{lead:<id>}:pending    hash signal id → signal, for a lead not seen yet (TTL)
 //	lf:scoring:{lead:<id>}:scores     list of past scores, newest first (capped)
 //	lf:scoring:{lead:<id>}:idx        set of the list keys the lead is a member of
@@ -15,10 +16,12 @@
 package store
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -71,43 +74,78 @@ const maxTxAttempts = 16
 
 // UpdateLead runs fn in an optimistic transaction on the lead's keys and
 // writes its result in one MULTI. After the write it updates the status
-// lists. It retries when a concurrent writer wins and gives up with
-// domain.ErrConflict after maxTxAttempts.
+// lists when the record moved in them. It retries when a concurrent writer
+// wins and gives up with domain.ErrConflict after maxTxAttempts.
 func (s *Store) UpdateLead(ctx context.Context, id string, fn domain.LeadFunc) (*domain.LeadWrite, error) {
-	recK, pendK := leadKey(id, "rec"), leadKey(id, "pending")
+	recK, pendK, outK := leadKey(id, "rec"), leadKey(id, "pending"), leadKey(id, "outbox")
 	for range maxTxAttempts {
 		var w *domain.LeadWrite
+		var reindex bool
 		err := s.rdb.Watch(ctx, func(tx *redis.Tx) error {
-			cur, err := getRecord(ctx, tx, recK)
+			var recCmd *redis.StringCmd
+			var pendCmd, outCmd *redis.MapStringStringCmd
+			if _, err := tx.Pipelined(ctx, func(p redis.Pipeliner) error {
+				recCmd = p.Get(ctx, recK)
+				pendCmd = p.HGetAll(ctx, pendK)
+				outCmd = p.HGetAll(ctx, outK)
+				return nil
+			}); err != nil && !errors.Is(err, redis.Nil) {
+				return err
+			}
+			cur, err := decodeRecord(recCmd, outCmd.Val())
 			if err != nil && !errors.Is(err, domain.ErrNotFound) {
 				return err
 			}
-			raw, err := tx.HGetAll(ctx, pendK).Result()
-			if err != nil {
-				return err
-			}
-			pending := make([]domain.Signal, 0, len(raw))
-			for _, v := range raw {
+			pending := make([]domain.Signal, 0, len(pendCmd.Val()))
+			for _, v := range pendCmd.Val() {
 				var sg domain.Signal
 				if json.Unmarshal([]byte(v), &sg) == nil {
 					pending = append(pending, sg)
 				}
 			}
+			slices.SortFunc(pending, func(a, b domain.Signal) int { return cmp.Compare(a.ID, b.ID) })
 			var rev int64
+			var before string
+			stored := map[string]bool{}
 			if cur != nil {
-				rev = cur.Rev
+				rev, before = cur.Rev, indexSig(cur)
+				for _, e := range cur.Outbox {
+					stored[e.Key] = true
+				}
 			}
 			w, err = fn(cur, pending)
 			if err != nil || w == nil {
 				return err
 			}
 			var data []byte
+			var effects []any
+			var drop []string
 			if w.Record != nil {
 				w.Record.Rev = rev + 1
 				if data, err = json.Marshal(w.Record); err != nil {
 					return err
 				}
-				if w.Flush {
+				reindex = cur == nil || indexSig(w.Record) != before
+				keep := map[string]bool{}
+				for i := range w.Record.Outbox {
+					e := &w.Record.Outbox[i]
+					keep[e.Key] = true
+					if stored[e.Key] {
+						continue
+					}
+					e.Seq = w.Record.Rev*1000 + int64(i)
+					b, err := json.Marshal(e)
+					if err != nil {
+						return err
+					}
+					effects = append(effects, e.Key, b)
+				}
+				for k := range stored {
+					if !keep[k] {
+						drop = append(drop, k)
+					}
+				}
+				if w.Flush || len(effects) > 0 {
 					// Marked before the write: if we die after EXEC, the sweeper
 					// still finds the lead. GT keeps the highest revision.
 					if err := s.rdb.ZAddGT(ctx, flushKey, redis.Z{Score: float64(w.Record.Rev), Member: id}).Err(); err != nil {
@@ -127,6 +165,12 @@ func (s *Store) UpdateLead(ctx context.Context, id string, fn domain.LeadFunc) (
 				if data != nil {
 					p.Set(ctx, recK, data, 0)
 				}
+				if len(effects) > 0 {
+					p.HSet(ctx, outK, effects...)
+				}
+				if len(drop) > 0 {
+					p.HDel(ctx, outK, drop...)
+				}
 				if len(w.History) > 0 {
 					hk := leadKey(id, "scores")
 					vals := make([]any, len(w.History))
@@ -140,14 +184,14 @@ func (s *Store) UpdateLead(ctx context.Context, id string, fn domain.LeadFunc) (
 				return nil
 			})
 			return err
-		}, recK, pendK)
+		}, recK, pendK, outK)
 		if errors.Is(err, redis.TxFailedErr) {
 			continue
 		}
 		if err != nil {
 			return nil, err
 		}
-		if w != nil && w.Record != nil {
+		if reindex {
 			if err := s.reindex(ctx, w.Record); err != nil {
 				return w, err
 			}
@@ -157,12 +201,31 @@ func (s *Store) UpdateLead(ctx context.Context, id string, fn domain.LeadFunc) (
 	return nil, domain.ErrConflict
 }
 
-type getter interface {
-	Get(ctx context.Context, key string) *redis.StringCmd
+// indexSig is what the status lists depend on.
+func indexSig(r *domain.Record) string {
+	return strconv.Itoa(int(r.Status)) + "|" + r.Owner + "|" + strconv.Itoa(int(r.Score.Grade)) + "|" +
+		strconv.Itoa(int(r.Score.Heat)) + "|" + strconv.Itoa(int(r.Score.Total))
 }
 
-func getRecord(ctx context.Context, g getter, key string) (*domain.Record, error) {
-	b, err := g.Get(ctx, key).Bytes()
+// AckEffects removes delivered effects and returns how many remain.
+func (s *Store) AckEffects(ctx context.Context, id string, keys []string) (int64, error) {
+	outK := leadKey(id, "outbox")
+	var n *redis.IntCmd
+	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		if len(keys) > 0 {
+			p.HDel(ctx, outK, keys...)
+		}
+		n = p.HLen(ctx, outK)
+		return nil
+	})
+	if err != nil {
+		return 0, err
+	}
+	return n.Val(), nil
+}
+
+func decodeRecord(recCmd *redis.StringCmd, outbox map[string]string) (*domain.Record, error) {
+	b, err := recCmd.Bytes()
 	if errors.Is(err, redis.Nil) {
 		return nil, domain.ErrNotFound
 	}
@@ -171,14 +234,32 @@ func getRecord(ctx context.Context, g getter, key string) (*domain.Record, error
 	}
 	var r domain.Record
 	if err := json.Unmarshal(b, &r); err != nil {
-		return nil, fmt.Errorf("decode record %s: %w", key, err)
+		return nil, fmt.Errorf("decode record of lead: %w", err)
 	}
+	for _, v := range outbox {
+		var e domain.Effect
+		if err := json.Unmarshal([]byte(v), &e); err != nil {
+			return nil, fmt.Errorf("decode outbox effect: %w", err)
+		}
+		r.Outbox = append(r.Outbox, e)
+	}
+	slices.SortFunc(r.Outbox, func(a, b domain.Effect) int { return cmp.Compare(a.Seq, b.Seq) })
 	return &r, nil
 }
 
-// GetLead returns the lead's record or domain.ErrNotFound.
+// GetLead returns the lead's record (with its outbox) or domain.ErrNotFound.
 func (s *Store) GetLead(ctx context.Context, id string) (*domain.Record, error) {
-	return getRecord(ctx, s.rdb, leadKey(id, "rec"))
+	var recCmd *redis.StringCmd
+	var outCmd *redis.MapStringStringCmd
+	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		recCmd = p.Get(ctx, leadKey(id, "rec"))
+		outCmd = p.HGetAll(ctx, leadKey(id, "outbox"))
+		return nil
+	})
+	if err != nil && !errors.Is(err, redis.Nil) {
+		return nil, err
+	}
+	return decodeRecord(recCmd, outCmd.Val())
 }
 
 // ScoreHistory returns past scores, newest first, and whether there are more.
@@ -248,35 +329,28 @@ func (s *Store) reindex(ctx context.Context, r *domain.Record) error {
 		wantSet[k] = true
 		members = append(members, k)
 	}
-	if err := s.rdb.SAdd(ctx, mk, members...).Err(); err != nil {
-		return err
+	var stale []any
+	for _, k := range old {
+		if !wantSet[k] {
+			stale = append(stale, k)
+		}
 	}
+	// A pipeline runs in order: membership first, then the lists, then the
+	// clean-up of the membership.
 	_, err = s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		p.SAdd(ctx, mk, members...)
 		for _, k := range want {
 			p.ZAdd(ctx, k, redis.Z{Score: float64(r.Score.Total), Member: r.LeadID})
 		}
-		return nil
-	})
-	if err != nil {
-		return err
-	}
-	var stale []any
-	_, err = s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
-		for _, k := range old {
-			if !wantSet[k] {
-				p.ZRem(ctx, k, r.LeadID)
-				stale = append(stale, k)
-			}
+		for _, k := range stale {
+			p.ZRem(ctx, k.(string), r.LeadID)
+		}
+		if len(stale) > 0 {
+			p.SRem(ctx, mk, stale...)
 		}
 		return nil
 	})
-	if err != nil {
-		return err
-	}
-	if len(stale) > 0 {
-		return s.rdb.SRem(ctx, mk, stale...).Err()
-	}
-	return nil
+	return err
 }
 
 // ListLeads returns leads of one status, highest total first. It walks the

@@ -58,7 +58,7 @@ func TestModelsDefaultVersioningAndActivation(t *testing.T) {
 	if _, err := s.ActivateModel(ctx, 2, t0.Add(time.Hour)); err != nil {
 		t.Fatal(err)
 	}
-	a, _ := s.ActiveModel(ctx, t0)
+	a, _ := s.GetModel(ctx, 0)
 	if a.Version != 2 || !a.Active || !a.ActivatedAt.Equal(t0.Add(time.Hour)) {
 		t.Fatalf("active after activation: %+v", a)
 	}
