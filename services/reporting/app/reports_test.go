@@ -226,7 +226,7 @@ func TestAppliedEventsAreStepsOfTheLeadsTrace(t *testing.T) {
 		}
 		attrs := map[attribute.Key]string{}
 		for _, a := range s.Attributes {
-			attrs[a.Key] = a.Value.Emit()
+			attrs[a.Key] = a.Value.AsString()
 		}
 		if attrs[leadtrace.AttrLeadID] != "T1" {
 			t.Errorf("span lead id = %q", attrs[leadtrace.AttrLeadID])
