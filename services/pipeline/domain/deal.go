@@ -71,6 +71,11 @@ type Deal struct {
 	ParentDealID    string        `json:"parent_deal_id,omitempty"`
 	AcceptedQuoteID string        `json:"accepted_quote_id,omitempty"`
 	Version         int64         `json:"version"`
+	// CreatedEventID and ClosedEventID are the ids of the DealCreated and
+	// DealWon/DealLost events, kept so a retried call publishes the same
+	// event again (consumers de-duplicate by id) instead of a second one.
+	CreatedEventID string `json:"created_event_id,omitempty"`
+	ClosedEventID  string `json:"closed_event_id,omitempty"`
 }
 
 // CloseMonth is the forecast month of the deal, "YYYY-MM" UTC: the close
@@ -101,6 +106,7 @@ type NewDeal struct {
 	Kind            DealKind
 	ParentDealID    string
 	Actor           string
+	EventID         string // id of the DealCreated event
 }
 
 // CreateDeal builds a deal in the pipeline's first open stage.
@@ -137,6 +143,7 @@ func CreateDeal(p *Pipeline, in NewDeal, now time.Time) (Deal, error) {
 		UpdatedAt:       now,
 		Kind:            kind,
 		ParentDealID:    in.ParentDealID,
+		CreatedEventID:  in.EventID,
 		Version:         1,
 	}, nil
 }

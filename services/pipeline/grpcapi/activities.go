@@ -28,7 +28,7 @@ func (s *Server) LogActivity(ctx context.Context, req *pipelinev1.LogActivityReq
 		return nil, fail(span, err)
 	}
 	if created {
-		s.publish(ctx, &d, &eventsv1.LeadEvent{OccurredAt: ts(a.OccurredAt), Payload: &eventsv1.LeadEvent_ActivityLogged{ActivityLogged: &eventsv1.ActivityLogged{
+		s.publishBestEffort(ctx, &d, &eventsv1.LeadEvent{OccurredAt: ts(a.OccurredAt), Payload: &eventsv1.LeadEvent_ActivityLogged{ActivityLogged: &eventsv1.ActivityLogged{
 			DealId: d.ID, ActivityId: a.ID, ActivityType: a.Type.String(), RepId: a.RepID,
 		}}})
 		leadtrace.SetOutcome(span, "logged_"+a.Type.String())
@@ -119,7 +119,7 @@ func (s *Server) SendQuote(ctx context.Context, req *pipelinev1.SendQuoteRequest
 		return nil, fail(span, err)
 	}
 	if !already {
-		s.publish(ctx, &d, &eventsv1.LeadEvent{Payload: &eventsv1.LeadEvent_QuoteSent{QuoteSent: &eventsv1.QuoteSent{
+		s.publishBestEffort(ctx, &d, &eventsv1.LeadEvent{Payload: &eventsv1.LeadEvent_QuoteSent{QuoteSent: &eventsv1.QuoteSent{
 			DealId: d.ID, QuoteId: q.ID, Version: q.Version, Total: minor(q.Total, q.Currency),
 		}}})
 	}

@@ -24,6 +24,7 @@ const maxSlotAttempts = 8
 // over with a compare-and-swap.
 func (s *Server) openDealForLead(ctx context.Context, p *domain.Pipeline, in domain.NewDeal, allowExisting bool) (domain.Deal, bool, error) {
 	now := s.now()
+	in.EventID = newID()
 	// Validate before claiming anything.
 	if _, err := domain.CreateDeal(p, in, now); err != nil {
 		return domain.Deal{}, false, err
@@ -73,8 +74,11 @@ func (s *Server) openDealForLead(ctx context.Context, p *domain.Pipeline, in dom
 	return domain.Deal{}, false, fmt.Errorf("%w: the lead's open deal kept changing", domain.ErrAborted)
 }
 
-func (s *Server) dealCreated(ctx context.Context, d *domain.Deal) {
-	s.publish(ctx, d, &eventsv1.LeadEvent{Payload: &eventsv1.LeadEvent_DealCreated{DealCreated: &eventsv1.DealCreated{
+// dealCreated publishes DealCreated with the id stored on the deal, so a
+// retried hand-off repeats the same event (consumers de-duplicate it) and a
+// failed publish is repaired by the retry the error causes.
+func (s *Server) dealCreated(ctx context.Context, d *domain.Deal) error {
+	return s.publish(ctx, d, &eventsv1.LeadEvent{Id: d.CreatedEventID, OccurredAt: ts(d.CreatedAt), Payload: &eventsv1.LeadEvent_DealCreated{DealCreated: &eventsv1.DealCreated{
 		DealId: d.ID, PipelineId: d.PipelineID, StageId: d.StageID, OwnerRepId: d.OwnerRepID, Amount: money(d.Amount), ParentDealId: d.ParentDealID,
 	}}})
 }
@@ -99,8 +103,10 @@ func (s *Server) CreateDealFromLead(ctx context.Context, req *pipelinev1.CreateD
 	if err != nil {
 		return nil, fail(span, err)
 	}
+	if err := s.dealCreated(ctx, &d); err != nil {
+		return nil, fail(span, err)
+	}
 	if created {
-		s.dealCreated(ctx, &d)
 		leadtrace.SetOutcome(span, "created")
 	} else {
 		leadtrace.SetOutcome(span, "existing")
@@ -125,7 +131,7 @@ func (s *Server) CreateDeal(ctx context.Context, req *pipelinev1.CreateDealReque
 	if in.LeadID != "" {
 		d, _, err = s.openDealForLead(ctx, &p, in, false)
 	} else {
-		in.ID = newID()
+		in.ID, in.EventID = newID(), newID()
 		if d, err = domain.CreateDeal(&p, in, s.now()); err == nil {
 			d, _, err = s.d.Store.InsertDeal(ctx, d)
 		}
@@ -133,7 +139,9 @@ func (s *Server) CreateDeal(ctx context.Context, req *pipelinev1.CreateDealReque
 	if err != nil {
 		return nil, fail(span, err)
 	}
-	s.dealCreated(ctx, &d)
+	if err := s.dealCreated(ctx, &d); err != nil {
+		return nil, fail(span, err)
+	}
 	leadtrace.SetOutcome(span, "created")
 	return &pipelinev1.CreateDealResponse{Deal: dealPB(d)}, nil
 }
@@ -219,7 +227,7 @@ func (s *Server) MoveDeal(ctx context.Context, req *pipelinev1.MoveDealRequest) 
 		return nil, fail(span, err)
 	}
 	if moved {
-		s.publish(ctx, &d, &eventsv1.LeadEvent{Payload: &eventsv1.LeadEvent_StageChanged{StageChanged: &eventsv1.StageChanged{
+		s.publishBestEffort(ctx, &d, &eventsv1.LeadEvent{Payload: &eventsv1.LeadEvent_StageChanged{StageChanged: &eventsv1.StageChanged{
 			DealId: d.ID, PipelineId: d.PipelineID, FromStageId: from, ToStageId: d.StageID,
 		}}})
 		leadtrace.SetOutcome(span, "moved")
@@ -245,9 +253,13 @@ func (s *Server) CloseWon(ctx context.Context, req *pipelinev1.CloseWonRequest) 
 		term = s.d.RenewalTermMonths
 	}
 	var already bool
+	evID := newID()
 	d, err := s.d.Store.UpdateDeal(ctx, req.GetDealId(), func(d *domain.Deal) error {
 		var err error
 		already, err = d.CloseWon(&p, fromMoney(req.GetAmount()), fromTS(req.GetClosedAt()), term, platform.Caller(ctx), s.now())
+		if err == nil && !already {
+			d.ClosedEventID = evID
+		}
 		return err
 	}, func(ctx context.Context, _, after *domain.Deal) error {
 		// Durable before the deal is written (and again on a retry: idempotent by id).
@@ -257,11 +269,13 @@ func (s *Server) CloseWon(ctx context.Context, req *pipelinev1.CloseWonRequest) 
 		return nil, fail(span, err)
 	}
 	s.releaseSlot(ctx, &d)
-	if !already {
-		s.publish(ctx, &d, &eventsv1.LeadEvent{OccurredAt: ts(d.ClosedAt), Payload: &eventsv1.LeadEvent_DealWon{DealWon: &eventsv1.DealWon{
-			DealId: d.ID, PipelineId: d.PipelineID, Amount: money(d.Amount), OwnerRepId: d.OwnerRepID,
-			ClosedAt: ts(d.ClosedAt), DealCreatedAt: ts(d.CreatedAt),
-		}}})
+	// Published again with the same id by a retry (already), so a failed
+	// publish is repaired by the retry its error causes.
+	if err := s.publish(ctx, &d, &eventsv1.LeadEvent{Id: d.ClosedEventID, OccurredAt: ts(d.ClosedAt), Payload: &eventsv1.LeadEvent_DealWon{DealWon: &eventsv1.DealWon{
+		DealId: d.ID, PipelineId: d.PipelineID, Amount: money(d.Amount), OwnerRepId: d.OwnerRepID,
+		ClosedAt: ts(d.ClosedAt), DealCreatedAt: ts(d.CreatedAt),
+	}}}); err != nil {
+		return nil, fail(span, err)
 	}
 	leadtrace.SetOutcome(span, "won")
 	return &pipelinev1.CloseWonResponse{Deal: dealPB(d)}, nil
@@ -290,9 +304,13 @@ func (s *Server) CloseLost(ctx context.Context, req *pipelinev1.CloseLostRequest
 		return nil, fail(span, err)
 	}
 	var already bool
+	evID := newID()
 	d, err := s.d.Store.UpdateDeal(ctx, req.GetDealId(), func(d *domain.Deal) error {
 		var err error
 		already, err = d.CloseLost(&p, s.d.LostReasons, req.GetReason(), req.GetNote(), req.GetRecycle(), platform.Caller(ctx), s.now())
+		if err == nil && !already {
+			d.ClosedEventID = evID
+		}
 		return err
 	}, func(ctx context.Context, _, after *domain.Deal) error {
 		if !after.Recycled {
@@ -305,10 +323,10 @@ func (s *Server) CloseLost(ctx context.Context, req *pipelinev1.CloseLostRequest
 		return nil, fail(span, err)
 	}
 	s.releaseSlot(ctx, &d)
-	if !already {
-		s.publish(ctx, &d, &eventsv1.LeadEvent{Payload: &eventsv1.LeadEvent_DealLost{DealLost: &eventsv1.DealLost{
-			DealId: d.ID, PipelineId: d.PipelineID, Reason: d.LostReason, Recycled: d.Recycled, OwnerRepId: d.OwnerRepID, Amount: money(d.Amount),
-		}}})
+	if err := s.publish(ctx, &d, &eventsv1.LeadEvent{Id: d.ClosedEventID, OccurredAt: ts(d.ClosedAt), Payload: &eventsv1.LeadEvent_DealLost{DealLost: &eventsv1.DealLost{
+		DealId: d.ID, PipelineId: d.PipelineID, Reason: d.LostReason, Recycled: d.Recycled, OwnerRepId: d.OwnerRepID, Amount: money(d.Amount),
+	}}}); err != nil {
+		return nil, fail(span, err)
 	}
 	if d.Recycled {
 		leadtrace.SetOutcome(span, "lost_recycled")
@@ -352,7 +370,7 @@ func (s *Server) ReopenDeal(ctx context.Context, req *pipelinev1.ReopenDealReque
 			s.d.Logger.WarnContext(ctx, "cancel renewal failed", "deal_id", d.ID, "error", err.Error())
 		}
 	}
-	s.publish(ctx, &d, &eventsv1.LeadEvent{Payload: &eventsv1.LeadEvent_DealReopened{DealReopened: &eventsv1.DealReopened{
+	s.publishBestEffort(ctx, &d, &eventsv1.LeadEvent{Payload: &eventsv1.LeadEvent_DealReopened{DealReopened: &eventsv1.DealReopened{
 		DealId: d.ID, StageId: d.StageID, PipelineId: d.PipelineID, FromStageId: from,
 	}}})
 	leadtrace.SetOutcome(span, "reopened")
@@ -404,7 +422,7 @@ func (s *Server) OpenUpsell(ctx context.Context, req *pipelinev1.OpenUpsellReque
 		return nil, fail(span, err)
 	}
 	in := domain.NewDeal{
-		ID: newID(), LeadID: won.LeadID, OrganisationID: won.OrganisationID, OwnerRepID: won.OwnerRepID,
+		ID: newID(), EventID: newID(), LeadID: won.LeadID, OrganisationID: won.OrganisationID, OwnerRepID: won.OwnerRepID,
 		Name: req.GetName(), Amount: fromMoney(req.GetAmount()), ExpectedCloseAt: fromTS(req.GetExpectedCloseAt()),
 		Traceparent: won.Traceparent, Kind: domain.KindUpsell, ParentDealID: won.ID, Actor: platform.Caller(ctx),
 	}
@@ -421,7 +439,9 @@ func (s *Server) OpenUpsell(ctx context.Context, req *pipelinev1.OpenUpsellReque
 	if d, _, err = s.d.Store.InsertDeal(ctx, d); err != nil {
 		return nil, fail(span, err)
 	}
-	s.dealCreated(ctx, &d)
+	if err := s.dealCreated(ctx, &d); err != nil {
+		return nil, fail(span, err)
+	}
 	leadtrace.SetOutcome(span, "upsell_opened")
 	return &pipelinev1.OpenUpsellResponse{Deal: dealPB(d)}, nil
 }

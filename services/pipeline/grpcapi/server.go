@@ -122,16 +122,23 @@ func fail(span trace.Span, err error) error {
 	return toStatus(err)
 }
 
-// publish appends a lifecycle event for deal d. A failure is logged, not
-// returned: the change is committed and a retry of the call would not publish
-// again (it finds the change done), so failing the call would mislead.
-func (s *Server) publish(ctx context.Context, d *domain.Deal, ev *eventsv1.LeadEvent) {
+// publish appends a lifecycle event for deal d and returns the error.
+func (s *Server) publish(ctx context.Context, d *domain.Deal, ev *eventsv1.LeadEvent) error {
 	ev.LeadId = d.LeadID
 	ev.OrganisationId = d.OrganisationID
 	if ev.OccurredAt == nil {
 		ev.OccurredAt = ts(s.now())
 	}
-	if err := s.d.Events.Publish(ctx, ev); err != nil {
+	return s.d.Events.Publish(ctx, ev)
+}
+
+// publishBestEffort publishes an event whose change a retry would not
+// repeat (a retried move finds the deal moved): a failure is logged, since
+// failing the committed call would only mislead the caller. DealCreated,
+// DealWon and DealLost carry ids stored on the deal instead and are
+// published again, with the same id, by a retry (see publish callers).
+func (s *Server) publishBestEffort(ctx context.Context, d *domain.Deal, ev *eventsv1.LeadEvent) {
+	if err := s.publish(ctx, d, ev); err != nil {
 		s.d.Logger.ErrorContext(ctx, "publish event failed", "deal_id", d.ID, "error", err.Error())
 	}
 }
