@@ -5,8 +5,37 @@ import (
 	"strings"
 	"testing"
 
+	capturev1 "github.com/leadflow/leadflow/gen/go/leadflow/capture/v1"
+	pipelinev1 "github.com/leadflow/leadflow/gen/go/leadflow/pipeline/v1"
+	reportingv1 "github.com/leadflow/leadflow/gen/go/leadflow/reporting/v1"
+	routingv1 "github.com/leadflow/leadflow/gen/go/leadflow/routing/v1"
+	scoringv1 "github.com/leadflow/leadflow/gen/go/leadflow/scoring/v1"
 	"github.com/leadflow/leadflow/services/platform"
 )
+
+// TestServiceTable: the ports and health service names the manifests are
+// checked against are the platform's default ports and the generated
+// services' full names (what a service registers with health).
+func TestServiceTable(t *testing.T) {
+	names := map[string]string{
+		"capture":   capturev1.CaptureService_ServiceDesc.ServiceName,
+		"scoring":   scoringv1.ScoringService_ServiceDesc.ServiceName,
+		"routing":   routingv1.RoutingService_ServiceDesc.ServiceName,
+		"pipeline":  pipelinev1.PipelineService_ServiceDesc.ServiceName,
+		"reporting": reportingv1.ReportingService_ServiceDesc.ServiceName,
+	}
+	if len(platform.DefaultPorts) != len(services) {
+		t.Errorf("platform.DefaultPorts has %d services, the table %d", len(platform.DefaultPorts), len(services))
+	}
+	for _, s := range services {
+		if p := platform.DefaultPorts[s.name]; p != int(s.port) {
+			t.Errorf("%s: port %d, platform.DefaultPorts says %d", s.name, s.port, p)
+		}
+		if names[s.name] != s.proto {
+			t.Errorf("%s: health name %q, the generated service is %q", s.name, s.proto, names[s.name])
+		}
+	}
+}
 
 // reflectVars lists the `env` tags of a config struct the way caarlos0/env
 // sees them at start-up: by reflection, through nested and embedded structs.
