@@ -313,3 +313,47 @@ func TestAcceptGiveBackHandoffsAndJourney(t *testing.T) {
 		}
 	}
 }
+
+func TestValidationTouchAndGiveBackIdempotency(t *testing.T) {
+	h := start(t)
+	ctx := context.Background()
+	// protovalidate rejects a request without a profile before the handler runs.
+	if _, err := h.client.RouteLead(ctx, &routingv1.RouteLeadRequest{}); status.Code(err) != codes.InvalidArgument {
+		t.Fatalf("route without profile: %v", err)
+	}
+	// No configuration yet.
+	if _, err := h.client.RouteLead(ctx, &routingv1.RouteLeadRequest{Profile: &leadv1.LeadProfile{LeadId: "x"}}); status.Code(err) != codes.FailedPrecondition {
+		t.Fatalf("route without config: %v", err)
+	}
+	if _, err := h.client.ApplyConfig(ctx, &routingv1.ApplyConfigRequest{Config: config()}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h.client.RouteLead(ctx, &routingv1.RouteLeadRequest{Profile: &leadv1.LeadProfile{LeadId: "x"}, Score: &leadv1.Score{Total: 50}}); err != nil {
+		t.Fatal(err)
+	}
+	for i, want := range []bool{false, true} {
+		resp, err := h.client.RecordTouch(ctx, &routingv1.RecordTouchRequest{LeadId: "x", RepId: "anna", Type: routingv1.TouchType_TOUCH_TYPE_EMAIL, TouchId: "mail-1"})
+		if err != nil || resp.GetDuplicate() != want || resp.GetAssignment().GetTouches() != 1 || resp.GetFirstTouch() == want {
+			t.Fatalf("touch %d: %v %v", i, resp, err)
+		}
+	}
+	for range 2 {
+		resp, err := h.client.GiveBack(ctx, &routingv1.GiveBackRequest{LeadId: "x", RepId: "anna", Outcome: routingv1.GiveBackOutcome_GIVE_BACK_OUTCOME_UNREACHABLE})
+		if err != nil || resp.GetAssignment().GetState() != routingv1.AssignmentState_ASSIGNMENT_STATE_GIVEN_BACK {
+			t.Fatalf("give back: %v %v", resp, err)
+		}
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for len(h.scoring.Calls()) < 1 && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	time.Sleep(300 * time.Millisecond) // a duplicate hand-off would arrive within the poll interval
+	calls := h.scoring.Calls()
+	if len(calls) != 1 || calls[0].GetStatus() != leadv1.ProspectStatus_PROSPECT_STATUS_NURTURING || calls[0].GetReason() != "unreachable" {
+		t.Fatalf("hand-offs after two give-backs: %v", calls)
+	}
+	// Touching a lead given back is refused.
+	if _, err := h.client.RecordTouch(ctx, &routingv1.RecordTouchRequest{LeadId: "x", RepId: "anna", Type: routingv1.TouchType_TOUCH_TYPE_CALL}); status.Code(err) != codes.FailedPrecondition {
+		t.Fatalf("touch after give back: %v", err)
+	}
+}

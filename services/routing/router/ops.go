@@ -370,11 +370,15 @@ func (r *Router) GiveBack(ctx context.Context, lead, rep string, outcome routing
 	if reason != "" && outcome != routingv1.GiveBackOutcome_GIVE_BACK_OUTCOME_UNREACHABLE {
 		why += ": " + reason
 	}
-	r.statusHandoff(ctx, e, lead, res.Seq, st, why, "", rec.TP, "giveback")
+	hid, err := r.statusHandoff(ctx, e, rec.Team, lead, res.Seq, st, why, "", rec.TP, "giveback", res.St == "ALREADY")
+	if err != nil {
+		return nil, err
+	}
 	leadtrace.SetOutcome(span, giveBackName(outcome))
 	if err := r.flush(ctx, e); err != nil {
 		return nil, err
 	}
+	r.handoffDone(ctx, rec.Team, lead, hid)
 	rec, err = r.st.Lead(ctx, rec.Team, lead)
 	if err != nil {
 		return nil, err
@@ -387,10 +391,29 @@ func giveBackName(o routingv1.GiveBackOutcome) string {
 }
 
 // statusHandoff schedules the durable SetStatus call to scoring.
-func (r *Router) statusHandoff(ctx context.Context, e *effects, lead string, seq int64, st leadv1.ProspectStatus, reason, owner, tp, what string) {
+// On a retried request (already) it schedules only when the first attempt
+// did not get to mark the hand-off as scheduled, so a delivered hand-off is
+// not delivered again. The returned id is marked by handoffDone.
+func (r *Router) statusHandoff(ctx context.Context, e *effects, team, lead string, seq int64, st leadv1.ProspectStatus, reason, owner, tp, what string, already bool) (string, error) {
 	id := fmt.Sprintf("status:%s:%d:%s", lead, seq, what)
+	if already {
+		done, err := r.st.HandoffMarked(ctx, team, lead, id)
+		if err != nil || done {
+			return "", err
+		}
+	}
 	b, _ := proto.Marshal(&scoringv1.SetStatusRequest{LeadId: lead, Status: st, Reason: reason, OwnerRepId: owner, RequestId: "routing:" + id})
 	e.handoffs = append(e.handoffs, jobs.Job{ID: id, Payload: b, Traceparent: tp, LeadID: lead})
+	return id, nil
+}
+
+func (r *Router) handoffDone(ctx context.Context, team, lead, id string) {
+	if id == "" {
+		return
+	}
+	if err := r.st.MarkHandoff(ctx, team, lead, id); err != nil {
+		r.log.WarnContext(ctx, "mark hand-off", "error", err)
+	}
 }
 
 // ---------------------------------------------------------------- accept, touch
@@ -419,10 +442,14 @@ func (r *Router) AcceptLead(ctx context.Context, lead, rep string) (*routingv1.A
 		leadtrace.Fail(span, err)
 		return nil, err
 	}
-	r.statusHandoff(ctx, e, lead, res.Seq, leadv1.ProspectStatus_PROSPECT_STATUS_WORKING, "rep accepted", rep, rec.TP, "working")
+	hid, err := r.statusHandoff(ctx, e, rec.Team, lead, res.Seq, leadv1.ProspectStatus_PROSPECT_STATUS_WORKING, "rep accepted", rep, rec.TP, "working", res.St == "ALREADY")
+	if err != nil {
+		return nil, err
+	}
 	if err := r.flush(ctx, e); err != nil {
 		return nil, err
 	}
+	r.handoffDone(ctx, rec.Team, lead, hid)
 	rec, err = r.st.Lead(ctx, rec.Team, lead)
 	if err != nil {
 		return nil, err

@@ -344,6 +344,18 @@ func (s *Store) Lead(ctx context.Context, team, lead string) (*Record, error) {
 	return r, nil
 }
 
+// MarkHandoff notes on the lead's record that a hand-off was scheduled, so
+// a retried request does not schedule (and deliver) it again.
+func (s *Store) MarkHandoff(ctx context.Context, team, lead, id string) error {
+	return s.rdb.HSet(ctx, TeamPrefix(team)+"lead:"+lead, "ho:"+id, 1).Err()
+}
+
+// HandoffMarked reports whether MarkHandoff was called for id.
+func (s *Store) HandoffMarked(ctx context.Context, team, lead, id string) (bool, error) {
+	n, err := s.rdb.HExists(ctx, TeamPrefix(team)+"lead:"+lead, "ho:"+id).Result()
+	return n, err
+}
+
 // RepLeads lists a rep's open leads (ordered by assignment time) after offset.
 func (s *Store) RepLeads(ctx context.Context, team, rep string, offset, limit int64) ([]string, error) {
 	return s.rdb.ZRange(ctx, TeamPrefix(team)+"rep:"+rep, offset, offset+limit-1).Result()
