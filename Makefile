@@ -58,28 +58,41 @@ third-party: ## Print third_party/*.proto back from the pinned Go modules.
 # ---------------------------------------------------------------------------
 # Checks
 
-.PHONY: check lint lint-go lint-proto check-generated
+.PHONY: check lint lint-go lint-proto gofmt vet staticcheck buf-lint buf-format buf-breaking check-generated
 check: lint test ## lint + test: what CI runs.
 
-lint: lint-go lint-proto check-generated ## gofmt, go vet, staticcheck, buf lint/format/breaking, generated-code drift.
+# Each check is its own target, so `make -k lint` reports every failure.
+lint: lint-go lint-proto check-generated ## All checks: lint-go, lint-proto, check-generated.
 
-lint-go: ## gofmt -l (not gen/), go vet (every module), staticcheck (not gen/).
+lint-go: gofmt vet staticcheck ## gofmt, go vet, staticcheck.
+
+lint-proto: buf-lint buf-format buf-breaking ## buf lint, buf format, buf breaking.
+
+gofmt: ## gofmt -l on every module but gen/go must list nothing.
 	@echo "--- gofmt"
 	@dirs="$$(scripts/modules gen/go)"; unformatted="$$(gofmt -l $$dirs)"; \
 	if [[ -n "$$unformatted" ]]; then \
 		echo "gofmt: these files need \`gofmt -w\`:"; echo "$$unformatted"; exit 1; \
 	fi
+
+vet: ## go vet on every workspace module.
 	@echo "--- go vet"
 	pkgs="$$(scripts/modules | $(PATTERNS))"; go vet $$pkgs
+
+staticcheck: ## staticcheck on every workspace module but gen/go.
 	@echo "--- staticcheck"
 	pkgs="$$(scripts/modules gen/go | $(PATTERNS))"; $(TOOL) staticcheck $$pkgs
 
-lint-proto: ## buf lint, buf format, buf breaking against $(BREAKING_AGAINST).
+buf-lint: ## buf lint (STANDARD + PROTOVALIDATE on proto/).
 	@echo "--- buf lint"
 	$(BUF) lint
+
+buf-format: ## buf format must change nothing.
 	@echo "--- buf format"
 	$(BUF) format -d --exit-code
-	@echo "--- buf breaking (against $(BREAKING_AGAINST))"
+
+buf-breaking: ## buf breaking (FILE) against main; BREAKING_AGAINST=<tag or ref> for another.
+	@echo "--- buf breaking"
 	scripts/buf-breaking $(BREAKING_AGAINST)
 
 check-generated: generate ## Fail if `make generate` leaves gen/go or third_party different from git.
@@ -98,3 +111,36 @@ check-generated: generate ## Fail if `make generate` leaves gen/go or third_part
 test: ## go test -race -count=1 on every workspace module (installs redis-server if missing).
 	scripts/ensure-redis
 	pkgs="$$(scripts/modules tools | $(PATTERNS))"; go test -race -count=1 $$pkgs
+
+# ---------------------------------------------------------------------------
+# Run (cmd/leadflow; see docs/cli.md)
+
+BIN ?= bin
+SERVICES := capture scoring routing pipeline reporting
+# Capture's port; scoring, routing, pipeline and reporting use the next four.
+RUN_BASE_PORT ?= 7001
+DEMO_FLAGS ?= --leads 60 --seed 1
+
+.PHONY: build run
+build: ## Build bin/leadflow and the five service binaries into bin/.
+	go build -o $(BIN)/leadflow ./cmd/leadflow
+	for s in $(SERVICES); do go build -o $(BIN)/$$s ./services/$$s; done
+
+run: ## All five services in one process (embedded Redis) plus the demo; the suite keeps running until Ctrl-C.
+	go build -o $(BIN)/leadflow ./cmd/leadflow
+	@p=$(RUN_BASE_PORT); \
+	addrs="--capture-addr 127.0.0.1:$$p --scoring-addr 127.0.0.1:$$((p+1)) --routing-addr 127.0.0.1:$$((p+2)) --pipeline-addr 127.0.0.1:$$((p+3)) --reporting-addr 127.0.0.1:$$((p+4))"; \
+	$(BIN)/leadflow dev --base-port $$p >$(BIN)/dev.log 2>&1 & dev=$$!; \
+	trap 'kill -TERM $$dev 2>/dev/null || true; wait $$dev 2>/dev/null || true; echo "suite stopped."' EXIT; \
+	trap 'exit 130' INT TERM; \
+	if ! $(BIN)/leadflow health --wait 60s $$addrs >/dev/null; then echo "leadflow dev did not start:"; cat $(BIN)/dev.log; exit 1; fi; \
+	sed -n '1,/^Ctrl-C/p' $(BIN)/dev.log; echo; \
+	if ! $(BIN)/leadflow demo $$addrs $(DEMO_FLAGS); then \
+		echo; echo "the demo failed; the last lines of the suite's log ($(BIN)/dev.log):"; tail -n 20 $(BIN)/dev.log; exit 1; \
+	fi; \
+	echo; \
+	echo "The suite is still running (logs: $(BIN)/dev.log). In another terminal, for example:"; \
+	echo "  $(BIN)/leadflow funnel --by source"; \
+	echo "  $(BIN)/leadflow assignments rep-anna"; \
+	echo "Ctrl-C stops it."; \
+	wait $$dev
