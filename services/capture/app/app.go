@@ -80,8 +80,12 @@ func Build(_ context.Context, rt *platform.Runtime, cfg Config, opts ...Option) 
 	c.submissions, _ = m.Int64Counter("leadflow.capture.submissions", metricDesc("lead submissions by outcome (created, merged, replayed, rejected, idempotency_conflict, conflict)"))
 	c.signals, _ = m.Int64Counter("leadflow.capture.signals", metricDesc("engagement signals by outcome (recorded, pending_visitor, stitched, duplicate)"))
 
+	face, err := grpcapi.New(c, cfg.ImportMaxRecords)
+	if err != nil {
+		return nil, fmt.Errorf("capture gRPC face: %w", err)
+	}
 	svc := platform.Service{
-		Register: func(s *grpc.Server) { capturev1.RegisterCaptureServiceServer(s, grpcapi.New(c, cfg.ImportMaxRecords)) },
+		Register: func(s *grpc.Server) { capturev1.RegisterCaptureServiceServer(s, face) },
 		Names:    []string{capturev1.CaptureService_ServiceDesc.ServiceName},
 		Close: func() error {
 			if closeConn != nil {

@@ -86,7 +86,7 @@ func (c *Capture) Submit(ctx context.Context, sub *capturev1.LeadSubmission, ide
 		return c.replay(ctx, idem, rec, false, n.VisitorID)
 	}
 	wait := 10 * time.Millisecond
-	for attempt := 0; attempt < 8; attempt++ {
+	for attempt := 0; attempt < 12; attempt++ {
 		target, matched := "", ""
 		for i, o := range owners {
 			if o != "" {
@@ -111,7 +111,7 @@ func (c *Capture) Submit(ctx context.Context, sub *capturev1.LeadSubmission, ide
 				return nil, ctx.Err()
 			case <-time.After(wait):
 			}
-			wait *= 2
+			wait = min(2*wait, 500*time.Millisecond)
 			if _, owners, err = c.store.Lookup(ctx, "", ids); err != nil {
 				return nil, err
 			}
@@ -197,6 +197,9 @@ func (c *Capture) create(ctx context.Context, n *domain.Submission, ids []domain
 	}
 	w.Events = []*eventsv1.LeadEvent{ev}
 	if err := c.store.Create(jctx, sl, w); err != nil {
+		// The claims are not released: the write may have succeeded with its
+		// reply lost, and then they index a real lead. If it did fail, they
+		// expire after ClaimTTL.
 		leadtrace.Fail(span, err)
 		return nil, nil, err
 	}

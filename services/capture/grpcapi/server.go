@@ -39,13 +39,12 @@ type Server struct {
 }
 
 // New returns the gRPC face over uc.
-func New(uc UseCases, importMaxRecords int) *Server {
+func New(uc UseCases, importMaxRecords int) (*Server, error) {
 	v, err := protovalidate.New()
 	if err != nil {
-		// Only fails for malformed rule descriptors compiled into the binary.
-		panic(err)
+		return nil, err
 	}
-	return &Server{uc: uc, maxRecords: importMaxRecords, validator: v}
+	return &Server{uc: uc, maxRecords: importMaxRecords, validator: v}, nil
 }
 
 // toStatus maps domain errors; anything else goes to the platform as is

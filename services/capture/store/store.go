@@ -22,6 +22,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"strconv"
 	"strings"
 	"time"
@@ -349,6 +350,14 @@ func (s *Redis) Update(ctx context.Context, leadID string, fn func(*domain.Store
 	for i := 0; i < s.MaxTxRetries; i++ {
 		err := s.rdb.Watch(ctx, txf, key)
 		if errors.Is(err, redis.TxFailedErr) {
+			// Lost the race: back off a little (jittered, growing) so that
+			// many writers of one hot lead do not keep colliding.
+			d := time.Duration(rand.Int64N(int64(time.Millisecond) << min(i, 6)))
+			select {
+			case <-ctx.Done():
+				return nil, ctx.Err()
+			case <-time.After(d):
+			}
 			continue
 		}
 		if err != nil {
