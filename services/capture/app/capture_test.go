@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
@@ -481,7 +482,8 @@ func TestHandoffSurvivesScoringDownAndComesBack(t *testing.T) {
 }
 
 func TestHandoffDeadLettersAfterMaxAttempts(t *testing.T) {
-	e := newEnv(t, envOpt{cfg: func(c *app.Config) { c.HandoffMaxAttempts = 3 }})
+	reader := sdkmetric.NewManualReader()
+	e := newEnv(t, envOpt{cfg: func(c *app.Config) { c.HandoffMaxAttempts = 3 }, metrics: reader})
 	e.scoring.setDown(true)
 	r := submit(t, e, submission("dead@letter.io", ""), "")
 	for i := 0; i < 5; i++ {
@@ -491,6 +493,13 @@ func TestHandoffDeadLettersAfterMaxAttempts(t *testing.T) {
 	dead, err := e.app.Queue.DeadLetters(ctxT(t), 10)
 	if err != nil || len(dead) != 1 || dead[0].LeadID != r.GetLeadId() || dead[0].Attempt != 3 {
 		t.Fatalf("dead letters %v %v", dead, err)
+	}
+	// Visible in metrics: two retries, one dead letter, one lead created.
+	if r, d := metricSum(t, reader, "leadflow.jobs.retries", "queue", "capture-to-scoring"), metricSum(t, reader, "leadflow.jobs.dead_letters", "queue", "capture-to-scoring"); r != 2 || d != 1 {
+		t.Fatalf("metrics: retries %d, dead letters %d", r, d)
+	}
+	if n := metricSum(t, reader, "leadflow.capture.submissions", "outcome", "created"); n != 1 {
+		t.Fatalf("submissions{created} = %d", n)
 	}
 	// Each attempt is one or more calls (the client retries Unavailable).
 	if e.scoring.failures < 3 {

@@ -7,7 +7,10 @@ import (
 	"testing"
 	"time"
 
+	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
+	"go.opentelemetry.io/otel/sdk/metric/metricdata"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
+	"go.opentelemetry.io/otel/attribute"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
@@ -124,6 +127,7 @@ type envOpt struct {
 	addr    string
 	clock   *clock
 	cfg     func(*app.Config)
+	metrics *sdkmetric.ManualReader
 }
 
 func newEnv(t testing.TB, o envOpt) *env {
@@ -142,7 +146,11 @@ func newEnv(t testing.TB, o envOpt) *env {
 	base := platformtest.Base("capture", e.redis.URL())
 	base.Peers.Scoring = addr
 	base.LogLevel = "debug"
-	e.rt = platformtest.RuntimeWith(t, base, platform.WithSpanExporter(e.spans), platform.WithLogOutput(e.logs))
+	ropts := []platform.Option{platform.WithSpanExporter(e.spans), platform.WithLogOutput(e.logs)}
+	if o.metrics != nil {
+		ropts = append(ropts, platform.WithMetricReader(o.metrics))
+	}
+	e.rt = platformtest.RuntimeWith(t, base, ropts...)
 	cfg := app.DefaultConfig()
 	cfg.HandoffWorkers = 0 // tests drive the queue with ProcessDue
 	if o.cfg != nil {
@@ -188,4 +196,35 @@ func ctxT(t testing.TB) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	t.Cleanup(cancel)
 	return ctx
+}
+
+// metricSum is the sum of an Int64 counter's points whose attributes include
+// attr=value ("" matches every point).
+func metricSum(t testing.TB, r *sdkmetric.ManualReader, name, attr, value string) int64 {
+	t.Helper()
+	var rm metricdata.ResourceMetrics
+	if err := r.Collect(context.Background(), &rm); err != nil {
+		t.Fatal(err)
+	}
+	var n int64
+	for _, sm := range rm.ScopeMetrics {
+		for _, m := range sm.Metrics {
+			if m.Name != name {
+				continue
+			}
+			switch d := m.Data.(type) {
+			case metricdata.Sum[int64]:
+				for _, p := range d.DataPoints {
+					if v, ok := p.Attributes.Value(attribute.Key(attr)); attr == "" || ok && v.AsString() == value {
+						n += p.Value
+					}
+				}
+			case metricdata.Gauge[int64]:
+				for _, p := range d.DataPoints {
+					n += p.Value
+				}
+			}
+		}
+	}
+	return n
 }
