@@ -265,10 +265,21 @@ func TestIdempotencyKeyReplaysAndRefusesADifferentPayload(t *testing.T) {
 	}
 
 	// A replay re-schedules the hand-off: it reaches scoring even if the
-	// first attempt's job was lost.
+	// first attempt died before scheduling it (here: its job is removed).
+	r6 := submit(t, e, submission("crash@acme.io", ""), "crash-key")
+	if ok, err := e.app.Queue.Cancel(ctxT(t), domain.HandoffJobID(r6.GetLeadId(), 1)); err != nil || !ok {
+		t.Fatalf("cancel: %v %v", ok, err)
+	}
 	e.deliverAll(t)
-	if e.scoring.upserts[r1.GetLeadId()] == 0 {
-		t.Fatal("lead never reached scoring")
+	if e.scoring.upserts[r6.GetLeadId()] != 0 {
+		t.Fatal("cancelled job delivered")
+	}
+	if r7 := submit(t, e, submission("crash@acme.io", ""), "crash-key"); !r7.GetReplayed() {
+		t.Fatalf("not a replay: %v", r7)
+	}
+	e.deliverAll(t)
+	if e.scoring.upserts[r6.GetLeadId()] != 1 || e.scoring.upserts[r1.GetLeadId()] == 0 {
+		t.Fatalf("hand-offs after replay: %v", e.scoring.upserts)
 	}
 }
 
@@ -463,6 +474,14 @@ func TestHandoffSurvivesScoringDownAndComesBack(t *testing.T) {
 	}
 	if len(e.scoring.upserts) != len(ids) {
 		t.Fatalf("scoring knows %d leads, want %d", len(e.scoring.upserts), len(ids))
+	}
+	// One successful delivery per lead revision (12 creations + 1 merge).
+	total := 0
+	for _, n := range e.scoring.upserts {
+		total += n
+	}
+	if total != 13 {
+		t.Fatalf("%d successful deliveries, want 13", total)
 	}
 	if depth, _ := e.app.Queue.Depth(ctxT(t)); depth != 0 {
 		t.Fatalf("queue depth %d after recovery", depth)
