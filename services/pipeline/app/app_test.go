@@ -897,3 +897,66 @@ func TestEventRepublishedByRetry(t *testing.T) {
 		t.Fatalf("DealWon event ids = %v, want the same id twice", ids)
 	}
 }
+
+func TestCreateDealAndUpsellAreIdempotentByRequestID(t *testing.T) {
+	e := newEnv(t)
+	const n = 10
+	var wg sync.WaitGroup
+	ids := make(chan string, n)
+	created := make(chan bool, n)
+	for range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			r, err := e.client.CreateDeal(e.ctx, &pipelinev1.CreateDealRequest{OrganisationId: "o", OwnerRepId: "ann", Name: "Manual", RequestId: "req-1"})
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			ids <- r.GetDeal().GetId()
+			created <- r.GetCreated()
+		}()
+	}
+	wg.Wait()
+	close(ids)
+	close(created)
+	distinct, nCreated := map[string]bool{}, 0
+	for id := range ids {
+		distinct[id] = true
+	}
+	for c := range created {
+		if c {
+			nCreated++
+		}
+	}
+	if len(distinct) != 1 || nCreated != 1 {
+		t.Fatalf("distinct deals %d, created %d; want 1 and 1", len(distinct), nCreated)
+	}
+	var dealID string
+	for id := range distinct {
+		dealID = id
+	}
+	if _, err := e.client.CloseWon(e.ctx, &pipelinev1.CloseWonRequest{DealId: dealID, Amount: eur(100), ClosedAt: timestamppb.New(t0)}); err != nil {
+		t.Fatal(err)
+	}
+	up := func() *pipelinev1.OpenUpsellResponse {
+		r, err := e.client.OpenUpsell(e.ctx, &pipelinev1.OpenUpsellRequest{DealId: dealID, RequestId: "up-1"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return r
+	}
+	a, b := up(), up()
+	if !a.GetCreated() || b.GetCreated() || a.GetDeal().GetId() != b.GetDeal().GetId() {
+		t.Fatalf("upsell retry: %v / %v", a, b)
+	}
+	if n := e.count("DealCreated"); n != 0 {
+		t.Fatalf("DealCreated for deals without a lead = %d, want 0 (LeadEvent needs a lead_id)", n)
+	}
+	// A claimed request whose deal was never written (crashed call) is completed.
+	e.redis.Client().Set(e.ctx, "lf:pipeline:{req:create-deal:dev:req-2}", "0199bbbb-dead-7000-8000-000000000000", 0)
+	r, err := e.client.CreateDeal(e.ctx, &pipelinev1.CreateDealRequest{OrganisationId: "o", OwnerRepId: "ann", Name: "M2", RequestId: "req-2"})
+	if err != nil || !r.GetCreated() || r.GetDeal().GetId() != "0199bbbb-dead-7000-8000-000000000000" {
+		t.Fatalf("completing a claimed request: %v %v", r, err)
+	}
+}

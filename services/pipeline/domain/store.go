@@ -51,6 +51,10 @@ type Store interface {
 	// ReleaseOpenSlot frees the slot if dealID holds it.
 	ReleaseOpenSlot(ctx context.Context, leadID, pipelineID, dealID string) error
 
+	// ClaimRequest binds an idempotency key (scope + request id) to id unless
+	// it is bound already; it returns the bound id. Keys expire after a week.
+	ClaimRequest(ctx context.Context, scope, requestID, id string) (string, error)
+
 	// InsertDeal stores a new deal; created is false (and the stored deal is
 	// returned) when a deal with its id exists already.
 	InsertDeal(ctx context.Context, d Deal) (Deal, bool, error)

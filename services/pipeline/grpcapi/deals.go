@@ -23,6 +23,7 @@ const maxSlotAttempts = 8
 // slot. A slot still naming a closed deal (its release was lost) is taken
 // over with a compare-and-swap.
 func (s *Server) openDealForLead(ctx context.Context, p *domain.Pipeline, in domain.NewDeal, allowExisting bool) (domain.Deal, bool, error) {
+	prefer := in.ID // the first attempt claims with this id when set
 	now := s.now()
 	in.EventID = newID()
 	// Validate before claiming anything.
@@ -39,6 +40,9 @@ func (s *Server) openDealForLead(ctx context.Context, p *domain.Pipeline, in dom
 	}
 	for range maxSlotAttempts {
 		id := newID()
+		if prefer != "" {
+			id, prefer = prefer, ""
+		}
 		holder, err := s.d.Store.ClaimOpenSlot(ctx, in.LeadID, p.ID, id)
 		if err != nil {
 			return domain.Deal{}, false, err
@@ -125,25 +129,66 @@ func (s *Server) CreateDeal(ctx context.Context, req *pipelinev1.CreateDealReque
 	in := domain.NewDeal{
 		LeadID: req.GetLeadId(), OrganisationID: req.GetOrganisationId(), OwnerRepID: req.GetOwnerRepId(),
 		Name: req.GetName(), Amount: fromMoney(req.GetAmount()), ExpectedCloseAt: fromTS(req.GetExpectedCloseAt()),
-		NextStep: req.GetNextStep(), Traceparent: leadtrace.Traceparent(ctx), Kind: domain.KindNewBusiness, Actor: platform.Caller(ctx),
+		NextStep: req.GetNextStep(), Traceparent: leadtrace.Traceparent(ctx), Kind: domain.KindNewBusiness,
+		Actor: platform.Caller(ctx), EventID: newID(),
 	}
-	var d domain.Deal
-	if in.LeadID != "" {
-		d, _, err = s.openDealForLead(ctx, &p, in, false)
-	} else {
-		in.ID, in.EventID = newID(), newID()
+	var (
+		d       domain.Deal
+		created bool
+		found   bool
+	)
+	if rid := req.GetRequestId(); rid != "" {
+		if d, found, err = s.requestDeal(ctx, "create-deal", rid, &in); err != nil {
+			return nil, fail(span, err)
+		}
+	}
+	switch {
+	case found:
+	case in.LeadID != "":
+		d, created, err = s.openDealForLead(ctx, &p, in, false)
+	default:
+		if in.ID == "" {
+			in.ID = newID()
+		}
 		if d, err = domain.CreateDeal(&p, in, s.now()); err == nil {
-			d, _, err = s.d.Store.InsertDeal(ctx, d)
+			d, created, err = s.d.Store.InsertDeal(ctx, d)
 		}
 	}
 	if err != nil {
 		return nil, fail(span, err)
 	}
+	// Also for a repeated request: the same event id again, in case the first
+	// call failed before it published.
 	if err := s.dealCreated(ctx, &d); err != nil {
 		return nil, fail(span, err)
 	}
-	leadtrace.SetOutcome(span, "created")
-	return &pipelinev1.CreateDealResponse{Deal: dealPB(d)}, nil
+	if created {
+		leadtrace.SetOutcome(span, "created")
+	} else {
+		leadtrace.SetOutcome(span, "existing")
+	}
+	return &pipelinev1.CreateDealResponse{Deal: dealPB(d), Created: created}, nil
+}
+
+// requestDeal resolves an idempotency key: it binds the key to a fresh deal
+// id (set on in) or finds the deal an earlier call made under it. found is
+// false when the key is new or its deal was never written (that call failed
+// or crashed: this call writes it, with SET NX, under the same id).
+func (s *Server) requestDeal(ctx context.Context, op, requestID string, in *domain.NewDeal) (domain.Deal, bool, error) {
+	id := newID()
+	holder, err := s.d.Store.ClaimRequest(ctx, op+":"+platform.Caller(ctx), requestID, id)
+	if err != nil {
+		return domain.Deal{}, false, err
+	}
+	in.ID = holder
+	if holder == id {
+		return domain.Deal{}, false, nil
+	}
+	d, err := s.d.Store.GetDeal(ctx, holder)
+	if errors.Is(err, domain.ErrNotFound) {
+		return domain.Deal{}, false, nil
+	}
+	return d, err == nil, err
 }
 
 // GetDeal implements PipelineService.
@@ -432,18 +477,36 @@ func (s *Server) OpenUpsell(ctx context.Context, req *pipelinev1.OpenUpsellReque
 	if req.GetOwnerRepId() != "" {
 		in.OwnerRepID = req.GetOwnerRepId()
 	}
+	if rid := req.GetRequestId(); rid != "" {
+		prev, found, err := s.requestDeal(ctx, "upsell:"+won.ID, rid, &in)
+		if err != nil {
+			return nil, fail(span, err)
+		}
+		if found {
+			if err := s.dealCreated(ctx, &prev); err != nil {
+				return nil, fail(span, err)
+			}
+			leadtrace.SetOutcome(span, "existing")
+			return &pipelinev1.OpenUpsellResponse{Deal: dealPB(prev)}, nil
+		}
+	}
 	d, err := domain.CreateDeal(&p, in, s.now())
 	if err != nil {
 		return nil, fail(span, err)
 	}
-	if d, _, err = s.d.Store.InsertDeal(ctx, d); err != nil {
+	var created bool
+	if d, created, err = s.d.Store.InsertDeal(ctx, d); err != nil {
 		return nil, fail(span, err)
 	}
 	if err := s.dealCreated(ctx, &d); err != nil {
 		return nil, fail(span, err)
 	}
-	leadtrace.SetOutcome(span, "upsell_opened")
-	return &pipelinev1.OpenUpsellResponse{Deal: dealPB(d)}, nil
+	if created {
+		leadtrace.SetOutcome(span, "upsell_opened")
+	} else {
+		leadtrace.SetOutcome(span, "existing")
+	}
+	return &pipelinev1.OpenUpsellResponse{Deal: dealPB(d), Created: created}, nil
 }
 
 // GetStageDurations implements PipelineService.

@@ -122,8 +122,13 @@ func fail(span trace.Span, err error) error {
 	return toStatus(err)
 }
 
-// publish appends a lifecycle event for deal d and returns the error.
+// publish appends a lifecycle event for deal d and returns the error. The
+// stream is the lead lifecycle (every LeadEvent has a lead_id; consumers
+// reject one without), so a manual deal without a lead publishes nothing.
 func (s *Server) publish(ctx context.Context, d *domain.Deal, ev *eventsv1.LeadEvent) error {
+	if d.LeadID == "" {
+		return nil
+	}
 	ev.LeadId = d.LeadID
 	ev.OrganisationId = d.OrganisationID
 	if ev.OccurredAt == nil {

@@ -11,6 +11,7 @@
 //	lf:pipeline:{deal:<id>}:actreq        HASH    LogActivity request_id → activity id
 //	lf:pipeline:{deal:<id>}:quotes        HASH    quote id → quote (JSON)
 //	lf:pipeline:{lead:<id>}:open:<pipe>   STRING  the lead's open deal in a pipeline
+//	lf:pipeline:{req:<scope>:<request>}   STRING  deal id of an idempotent create (7 days)
 //	lf:pipeline:{idx}:all|pipeline:<p>|stage:<s>|owner:<o>|close:<YYYY-MM>
 //	                                      ZSET    deal ids (lex = creation order)
 //
@@ -29,6 +30,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/redis/go-redis/v9"
 
@@ -225,6 +227,25 @@ func (s *Store) SwapOpenSlot(ctx context.Context, leadID, pipelineID, old, new s
 // ReleaseOpenSlot implements domain.Store.
 func (s *Store) ReleaseOpenSlot(ctx context.Context, leadID, pipelineID, dealID string) error {
 	return releaseScript.Run(ctx, s.rdb, []string{SlotKey(leadID, pipelineID)}, dealID).Err()
+}
+
+// ---- idempotency keys
+
+// RequestTTL is how long an idempotency key is remembered.
+const RequestTTL = 7 * 24 * time.Hour
+
+var claimRequestScript = redis.NewScript(`
+local v = redis.call('GET', KEYS[1])
+if not v then
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+  return ARGV[1]
+end
+return v`)
+
+// ClaimRequest implements domain.Store.
+func (s *Store) ClaimRequest(ctx context.Context, scope, requestID, id string) (string, error) {
+	key := prefix + "{req:" + scope + ":" + requestID + "}"
+	return claimRequestScript.Run(ctx, s.rdb, []string{key}, id, RequestTTL.Milliseconds()).Text()
 }
 
 // ---- deals

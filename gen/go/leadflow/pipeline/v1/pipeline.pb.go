@@ -1553,7 +1553,10 @@ type CreateDealRequest struct {
 	// Expected close date.
 	ExpectedCloseAt *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=expected_close_at,json=expectedCloseAt,proto3" json:"expected_close_at,omitempty"`
 	// Next step.
-	NextStep      string `protobuf:"bytes,8,opt,name=next_step,json=nextStep,proto3" json:"next_step,omitempty"`
+	NextStep string `protobuf:"bytes,8,opt,name=next_step,json=nextStep,proto3" json:"next_step,omitempty"`
+	// Idempotency key chosen by the caller (kept 7 days per caller): a repeat
+	// returns the deal the first call created, with created=false.
+	RequestId     string `protobuf:"bytes,9,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1644,11 +1647,20 @@ func (x *CreateDealRequest) GetNextStep() string {
 	return ""
 }
 
+func (x *CreateDealRequest) GetRequestId() string {
+	if x != nil {
+		return x.RequestId
+	}
+	return ""
+}
+
 // CreateDealResponse: see CreateDeal.
 type CreateDealResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// The new deal.
-	Deal          *Deal `protobuf:"bytes,1,opt,name=deal,proto3" json:"deal,omitempty"`
+	// The new deal (or the one an earlier call with the same request_id made).
+	Deal *Deal `protobuf:"bytes,1,opt,name=deal,proto3" json:"deal,omitempty"`
+	// False when request_id was seen before.
+	Created       bool `protobuf:"varint,2,opt,name=created,proto3" json:"created,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1688,6 +1700,13 @@ func (x *CreateDealResponse) GetDeal() *Deal {
 		return x.Deal
 	}
 	return nil
+}
+
+func (x *CreateDealResponse) GetCreated() bool {
+	if x != nil {
+		return x.Created
+	}
+	return false
 }
 
 // CreateDealFromLeadRequest: see CreateDealFromLead.
@@ -2715,8 +2734,11 @@ type OpenUpsellRequest struct {
 	OwnerRepId string `protobuf:"bytes,5,opt,name=owner_rep_id,json=ownerRepId,proto3" json:"owner_rep_id,omitempty"`
 	// Expected close date.
 	ExpectedCloseAt *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=expected_close_at,json=expectedCloseAt,proto3" json:"expected_close_at,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// Idempotency key chosen by the caller (kept 7 days per caller): a repeat
+	// returns the upsell the first call opened, with created=false.
+	RequestId     string `protobuf:"bytes,7,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *OpenUpsellRequest) Reset() {
@@ -2791,11 +2813,21 @@ func (x *OpenUpsellRequest) GetExpectedCloseAt() *timestamppb.Timestamp {
 	return nil
 }
 
+func (x *OpenUpsellRequest) GetRequestId() string {
+	if x != nil {
+		return x.RequestId
+	}
+	return ""
+}
+
 // OpenUpsellResponse: see OpenUpsell.
 type OpenUpsellResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// The new upsell deal.
-	Deal          *Deal `protobuf:"bytes,1,opt,name=deal,proto3" json:"deal,omitempty"`
+	// The new upsell deal (or the one an earlier call with the same
+	// request_id opened).
+	Deal *Deal `protobuf:"bytes,1,opt,name=deal,proto3" json:"deal,omitempty"`
+	// False when request_id was seen before.
+	Created       bool `protobuf:"varint,2,opt,name=created,proto3" json:"created,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2835,6 +2867,13 @@ func (x *OpenUpsellResponse) GetDeal() *Deal {
 		return x.Deal
 	}
 	return nil
+}
+
+func (x *OpenUpsellResponse) GetCreated() bool {
+	if x != nil {
+		return x.Created
+	}
+	return false
 }
 
 // GetStageDurationsRequest: see GetStageDurations.
@@ -4829,7 +4868,7 @@ const file_leadflow_pipeline_v1_pipeline_proto_rawDesc = "" +
 	"pipelineId\x12)\n" +
 	"\tstage_ids\x18\x02 \x03(\tB\f\xbaH\t\x92\x01\x06\b\x01\x102\x18\x01R\bstageIds\"S\n" +
 	"\x15ReorderStagesResponse\x12:\n" +
-	"\bpipeline\x18\x01 \x01(\v2\x1e.leadflow.pipeline.v1.PipelineR\bpipeline\"\x80\x03\n" +
+	"\bpipeline\x18\x01 \x01(\v2\x1e.leadflow.pipeline.v1.PipelineR\bpipeline\"\xa9\x03\n" +
 	"\x11CreateDealRequest\x12(\n" +
 	"\vpipeline_id\x18\x01 \x01(\tB\a\xbaH\x04r\x02\x18@R\n" +
 	"pipelineId\x12 \n" +
@@ -4841,9 +4880,12 @@ const file_leadflow_pipeline_v1_pipeline_proto_rawDesc = "" +
 	"\xbaH\ar\x05\x10\x01\x18\xc8\x01R\x04name\x12/\n" +
 	"\x06amount\x18\x06 \x01(\v2\x17.leadflow.lead.v1.MoneyR\x06amount\x12F\n" +
 	"\x11expected_close_at\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\x0fexpectedCloseAt\x12%\n" +
-	"\tnext_step\x18\b \x01(\tB\b\xbaH\x05r\x03\x18\xf4\x03R\bnextStep\"D\n" +
+	"\tnext_step\x18\b \x01(\tB\b\xbaH\x05r\x03\x18\xf4\x03R\bnextStep\x12'\n" +
+	"\n" +
+	"request_id\x18\t \x01(\tB\b\xbaH\x05r\x03\x18\x80\x01R\trequestId\"^\n" +
 	"\x12CreateDealResponse\x12.\n" +
-	"\x04deal\x18\x01 \x01(\v2\x1a.leadflow.pipeline.v1.DealR\x04deal\"\xc1\x02\n" +
+	"\x04deal\x18\x01 \x01(\v2\x1a.leadflow.pipeline.v1.DealR\x04deal\x12\x18\n" +
+	"\acreated\x18\x02 \x01(\bR\acreated\"\xc1\x02\n" +
 	"\x19CreateDealFromLeadRequest\x12\"\n" +
 	"\alead_id\x18\x01 \x01(\tB\t\xbaH\x06r\x04\x10\x01\x18@R\x06leadId\x120\n" +
 	"\x0forganisation_id\x18\x02 \x01(\tB\a\xbaH\x04r\x02\x18@R\x0eorganisationId\x12)\n" +
@@ -4918,7 +4960,7 @@ const file_leadflow_pipeline_v1_pipeline_proto_rawDesc = "" +
 	"\adeal_id\x18\x01 \x01(\tB\t\xbaH\x06r\x04\x10\x01\x18@R\x06dealId\x12\"\n" +
 	"\bstage_id\x18\x02 \x01(\tB\a\xbaH\x04r\x02\x18@R\astageId\"D\n" +
 	"\x12ReopenDealResponse\x12.\n" +
-	"\x04deal\x18\x01 \x01(\v2\x1a.leadflow.pipeline.v1.DealR\x04deal\"\xa3\x02\n" +
+	"\x04deal\x18\x01 \x01(\v2\x1a.leadflow.pipeline.v1.DealR\x04deal\"\xcc\x02\n" +
 	"\x11OpenUpsellRequest\x12\"\n" +
 	"\adeal_id\x18\x01 \x01(\tB\t\xbaH\x06r\x04\x10\x01\x18@R\x06dealId\x12(\n" +
 	"\vpipeline_id\x18\x02 \x01(\tB\a\xbaH\x04r\x02\x18@R\n" +
@@ -4927,9 +4969,12 @@ const file_leadflow_pipeline_v1_pipeline_proto_rawDesc = "" +
 	"\x06amount\x18\x04 \x01(\v2\x17.leadflow.lead.v1.MoneyR\x06amount\x12)\n" +
 	"\fowner_rep_id\x18\x05 \x01(\tB\a\xbaH\x04r\x02\x18@R\n" +
 	"ownerRepId\x12F\n" +
-	"\x11expected_close_at\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\x0fexpectedCloseAt\"D\n" +
+	"\x11expected_close_at\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\x0fexpectedCloseAt\x12'\n" +
+	"\n" +
+	"request_id\x18\a \x01(\tB\b\xbaH\x05r\x03\x18\x80\x01R\trequestId\"^\n" +
 	"\x12OpenUpsellResponse\x12.\n" +
-	"\x04deal\x18\x01 \x01(\v2\x1a.leadflow.pipeline.v1.DealR\x04deal\">\n" +
+	"\x04deal\x18\x01 \x01(\v2\x1a.leadflow.pipeline.v1.DealR\x04deal\x12\x18\n" +
+	"\acreated\x18\x02 \x01(\bR\acreated\">\n" +
 	"\x18GetStageDurationsRequest\x12\"\n" +
 	"\adeal_id\x18\x01 \x01(\tB\t\xbaH\x06r\x04\x10\x01\x18@R\x06dealId\"\x98\x01\n" +
 	"\rStageDuration\x12\x19\n" +
