@@ -34,6 +34,9 @@ type Config struct {
 	SLAPoll time.Duration `env:"LEADFLOW_ROUTING_SLA_POLL" envDefault:"500ms"`
 	// HandoffAttempts before a status hand-off to scoring is dead-lettered.
 	HandoffAttempts int `env:"LEADFLOW_ROUTING_HANDOFF_ATTEMPTS" envDefault:"10"`
+	// HealWindow: each sweep re-schedules the SLA timers of leads assigned
+	// this recently, in case a crash lost them (0 = off).
+	HealWindow time.Duration `env:"LEADFLOW_ROUTING_SLA_HEAL_WINDOW" envDefault:"30s"`
 
 	// Now is the clock (tests inject one); nil = time.Now.
 	Now func() time.Time `env:"-"`
@@ -102,7 +105,7 @@ func NewRouter(rt *platform.Runtime, cfg Config) (*router.Router, error) {
 		d.Capture = captureClient{capturev1.NewCaptureServiceClient(conn)}
 	}
 	return router.New(d, router.Options{SweepInterval: cfg.SweepInterval, InboxBlock: cfg.InboxBlock, ContactTimeout: cfg.ContactTimeout,
-		SLAPoll: cfg.SLAPoll, HandoffAttempts: cfg.HandoffAttempts, Now: cfg.Now}), nil
+		SLAPoll: cfg.SLAPoll, HandoffAttempts: cfg.HandoffAttempts, HealWindow: cfg.HealWindow, Now: cfg.Now}), nil
 }
 
 type scoringClient struct {

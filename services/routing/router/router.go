@@ -50,6 +50,9 @@ type Options struct {
 	SLAPoll time.Duration
 	// HandoffAttempts before a status hand-off is dead-lettered.
 	HandoffAttempts int
+	// HealWindow: the sweep re-schedules (idempotently) the SLA timers of
+	// leads assigned this recently; 0 turns healing off.
+	HealWindow time.Duration
 	// Now is the clock; nil = time.Now.
 	Now func() time.Time
 }

@@ -11,6 +11,7 @@ import (
 	leadv1 "github.com/leadflow/leadflow/gen/go/leadflow/lead/v1"
 	routingv1 "github.com/leadflow/leadflow/gen/go/leadflow/routing/v1"
 	"github.com/leadflow/leadflow/services/platform/platformtest"
+	"github.com/leadflow/leadflow/services/routing/router"
 )
 
 func slaConfig(action routingv1.BreachAction, parkAfter int32) *routingv1.RoutingConfig {
@@ -199,5 +200,59 @@ func TestRestartKeepsTimersAndQueue(t *testing.T) {
 	a3, _ := r2.GetAssignment(ctx, ids[2])
 	if a3.GetState() != routingv1.AssignmentState_ASSIGNMENT_STATE_ASSIGNED {
 		t.Fatalf("queued lead not handed out after breach freed capacity: %v", a3)
+	}
+}
+
+// A timer lost between the team script and its scheduling (a crash) is
+// re-created by the sweep; a timer cancelled by a touch is not.
+func TestSweepHealsLostTimers(t *testing.T) {
+	e := newEnv(t)
+	rt := platformtest.Runtime(t, "routing", e.redis.URL())
+	r := router.New(router.Deps{Redis: rt.Redis, Tracer: rt.Tracer(), Meter: rt.Meter(), Logger: rt.Logger, Events: rt.Events, Scoring: e.scoring},
+		router.Options{Now: e.clock.Now, HealWindow: time.Minute})
+	cfg := slaConfig(routingv1.BreachAction_BREACH_ACTION_REASSIGN, 0)
+	cfg.Teams[0].TeamLeadRepId = ""
+	apply(t, r, cfg)
+	ctx := context.Background()
+	p1, s1 := lead("DE", leadv1.Heat_HEAT_HOT, 80)
+	d1 := route(t, r, p1, s1)
+	p2, s2 := lead("DE", leadv1.Heat_HEAT_HOT, 80)
+	d2 := route(t, r, p2, s2)
+	if _, _, _, _, err := r.RecordTouch(ctx, p2.GetLeadId(), d2.GetRepId(), routingv1.TouchType_TOUCH_TYPE_CALL, ""); err != nil {
+		t.Fatal(err)
+	}
+	// Lose every timer, as a crash right after the scripts would.
+	for _, id := range []string{p1.GetLeadId(), p2.GetLeadId()} {
+		for _, kind := range []string{"first_touch", "touches"} {
+			if _, err := r.SLA().Cancel(ctx, "sla:t:"+id+":1:"+kind); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if n, _ := r.SLA().Depth(ctx); n != 0 {
+		t.Fatalf("%d timers left", n)
+	}
+	if err := r.SweepOnce(ctx); err != nil {
+		t.Fatal(err)
+	}
+	// p1: first touch + touches; p2: touches only (its first touch happened).
+	if n, _ := r.SLA().Depth(ctx); n != 3 {
+		t.Fatalf("%d timers after the sweep, want 3", n)
+	}
+	if err := r.SweepOnce(ctx); err != nil { // idempotent
+		t.Fatal(err)
+	}
+	if n, _ := r.SLA().Depth(ctx); n != 3 {
+		t.Fatalf("%d timers after a second sweep, want 3", n)
+	}
+	e.clock.Advance(61 * time.Minute)
+	if _, err := r.ProcessSLA(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if a, _ := r.GetAssignment(ctx, p1.GetLeadId()); a.GetRepId() == d1.GetRepId() {
+		t.Fatalf("healed timer did not fire: %v", a)
+	}
+	if a, _ := r.GetAssignment(ctx, p2.GetLeadId()); a.GetRepId() != d2.GetRepId() {
+		t.Fatalf("touched lead moved: %v", a)
 	}
 }

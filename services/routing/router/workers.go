@@ -2,7 +2,11 @@ package router
 
 import (
 	"context"
+	"errors"
 	"time"
+
+	"github.com/leadflow/leadflow/services/routing/domain"
+	"github.com/leadflow/leadflow/services/routing/store"
 )
 
 // Workers are the Router's background loops: the SLA timers, the status
@@ -47,6 +51,9 @@ func (r *Router) SweepOnce(ctx context.Context) error {
 			return err
 		}
 	}
+	if err := r.healTimers(ctx, c); err != nil {
+		return err
+	}
 	for _, t := range c.TeamIDs {
 		n, err := r.st.QueueDepth(ctx, t)
 		if err != nil {
@@ -56,6 +63,57 @@ func (r *Router) SweepOnce(ctx context.Context) error {
 			continue
 		}
 		if _, err := r.Drain(ctx, t); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// healTimers re-schedules the SLA timers of leads assigned in the last
+// HealWindow. A process that dies between the team script and scheduling
+// the timers (or a Redis error there) would otherwise leave an assignment
+// without its SLA. Scheduling is idempotent by job id, and only timers that
+// are still in the future and still needed are scheduled, so a timer that
+// fired or was cancelled by a touch is never re-created.
+func (r *Router) healTimers(ctx context.Context, c *domain.Config) error {
+	if r.opts.HealWindow <= 0 {
+		return nil
+	}
+	now := r.now()
+	since := now.Add(-r.opts.HealWindow)
+	for _, t := range c.TeamIDs {
+		reps := make([]string, 0, len(c.Teams[t].Reps))
+		for _, rp := range c.Teams[t].Reps {
+			reps = append(reps, rp.ID)
+		}
+		recent, err := r.st.RecentLeads(ctx, t, reps, ms(since))
+		if err != nil {
+			return err
+		}
+		e := &effects{}
+		for rep, ids := range recent {
+			for _, id := range ids {
+				rec, err := r.st.Lead(ctx, t, id)
+				if errors.Is(err, store.ErrNotFound) {
+					continue
+				}
+				if err != nil {
+					return err
+				}
+				if (rec.State != "assigned" && rec.State != "accepted") || rec.Rep != rep {
+					continue
+				}
+				a := store.Assigned{Lead: id, Seq: rec.Seq, Pol: rec.Pol, TP: rec.TP}
+				if rec.FTA == 0 && rec.FTD > ms(now) {
+					a.FTD = rec.FTD
+				}
+				if rec.TouchesReq > 0 && rec.Touches < rec.TouchesReq && rec.TDue > ms(now) {
+					a.TDue = rec.TDue
+				}
+				r.timers(e, t, &a)
+			}
+		}
+		if err := r.flush(ctx, e); err != nil {
 			return err
 		}
 	}

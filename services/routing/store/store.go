@@ -361,6 +361,26 @@ func (s *Store) RepLeads(ctx context.Context, team, rep string, offset, limit in
 	return s.rdb.ZRange(ctx, TeamPrefix(team)+"rep:"+rep, offset, offset+limit-1).Result()
 }
 
+// RecentLeads lists, per rep of a team, the open leads assigned at or after
+// since (ms), in one round trip.
+func (s *Store) RecentLeads(ctx context.Context, team string, reps []string, since int64) (map[string][]string, error) {
+	pipe := s.rdb.Pipeline()
+	cmds := make([]*redis.StringSliceCmd, len(reps))
+	for i, rep := range reps {
+		cmds[i] = pipe.ZRangeByScore(ctx, TeamPrefix(team)+"rep:"+rep, &redis.ZRangeBy{Min: strconv.FormatInt(since, 10), Max: "+inf"})
+	}
+	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
+		return nil, err
+	}
+	out := map[string][]string{}
+	for i, rep := range reps {
+		if ids := cmds[i].Val(); len(ids) > 0 {
+			out[rep] = ids
+		}
+	}
+	return out, nil
+}
+
 // QueueEntries lists a team's queue (hand-out order) or parked leads.
 func (s *Store) QueueEntries(ctx context.Context, team string, parked bool, offset, limit int64) ([]redis.Z, int64, error) {
 	key := TeamPrefix(team) + "queue"
