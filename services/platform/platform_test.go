@@ -131,13 +131,12 @@ func TestHealthFollowsRedis(t *testing.T) {
 	rt := platformtest.Runtime(t, "capture", r.URL())
 	conn := platformtest.Serve(t, rt, (&echo{}).service())
 
-	waitHealth(t, conn, "", healthpb.HealthCheckResponse_SERVING)
 	waitHealth(t, conn, echoDesc.ServiceName, healthpb.HealthCheckResponse_SERVING)
 	r.Kill()
-	waitHealth(t, conn, "", healthpb.HealthCheckResponse_NOT_SERVING)
 	waitHealth(t, conn, echoDesc.ServiceName, healthpb.HealthCheckResponse_NOT_SERVING)
-	r.Start()
+	// Liveness ("") stays SERVING: a Redis outage must not restart every pod.
 	waitHealth(t, conn, "", healthpb.HealthCheckResponse_SERVING)
+	r.Start()
 	waitHealth(t, conn, echoDesc.ServiceName, healthpb.HealthCheckResponse_SERVING)
 }
 
@@ -212,7 +211,7 @@ func TestAuthentication(t *testing.T) {
 		t.Fatalf("caller identity = %q, want scoring", id)
 	}
 	// Health needs no token: probes have none.
-	waitHealth(t, platformtest.Dial(t, addr, ""), "", healthpb.HealthCheckResponse_SERVING)
+	waitHealth(t, platformtest.Dial(t, addr, ""), echoDesc.ServiceName, healthpb.HealthCheckResponse_SERVING)
 }
 
 func TestTraceContextCrossesClientServerHopAndStoredLeadContext(t *testing.T) {
@@ -326,7 +325,7 @@ func TestSIGTERMDrainsInFlightCall(t *testing.T) {
 	exited := make(chan error, 1)
 	go func() { exited <- cmd.Wait() }()
 	conn := platformtest.Dial(t, addr, platform.DevToken)
-	waitHealth(t, conn, "", healthpb.HealthCheckResponse_SERVING)
+	waitHealth(t, conn, echoDesc.ServiceName, healthpb.HealthCheckResponse_SERVING)
 
 	result := make(chan error, 1)
 	go func() {

@@ -176,21 +176,23 @@ func retryServiceConfig(idempotent []string) (string, error) {
 		}
 		names = append(names, name{Service: svc, Method: meth})
 	}
+	// round_robin spreads calls over every address the target resolves to
+	// (a headless Service, or dns:/// with several A records).
+	cfg := map[string]any{"loadBalancingConfig": []any{map[string]any{"round_robin": map[string]any{}}}}
 	if len(names) == 0 {
-		return `{}`, nil
+		b, err := json.Marshal(cfg)
+		return string(b), err
 	}
-	cfg := map[string]any{
-		"methodConfig": []any{map[string]any{
-			"name": names,
-			"retryPolicy": map[string]any{
-				"maxAttempts":          4,
-				"initialBackoff":       "0.1s",
-				"maxBackoff":           "1s",
-				"backoffMultiplier":    2,
-				"retryableStatusCodes": []string{"UNAVAILABLE"},
-			},
-		}},
-	}
+	cfg["methodConfig"] = []any{map[string]any{
+		"name": names,
+		"retryPolicy": map[string]any{
+			"maxAttempts":          4,
+			"initialBackoff":       "0.1s",
+			"maxBackoff":           "1s",
+			"backoffMultiplier":    2,
+			"retryableStatusCodes": []string{"UNAVAILABLE"},
+		},
+	}}
 	b, err := json.Marshal(cfg)
 	return string(b), err
 }

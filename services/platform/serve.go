@@ -61,7 +61,12 @@ func (rt *Runtime) NewServer(svc Service) (*grpc.Server, *health.Server, error) 
 		grpc.ChainUnaryInterceptor(recoveryUnary(rt.Logger), deadlineCap(rt.Config.MaxDeadline), rt.Auth.unary, v.unary, loggingUnary(rt.Logger)),
 		grpc.ChainStreamInterceptor(recoveryStream(rt.Logger), rt.Auth.stream, v.stream, loggingStream(rt.Logger)),
 		grpc.MaxRecvMsgSize(rt.Config.MaxMessageBytes),
-		grpc.KeepaliveParams(keepalive.ServerParameters{MaxConnectionIdle: 5 * time.Minute, Time: 30 * time.Second, Timeout: 10 * time.Second}),
+		// MaxConnectionAge makes clients reconnect now and then, so calls spread
+		// over replicas that were added after the client connected.
+		grpc.KeepaliveParams(keepalive.ServerParameters{
+			MaxConnectionIdle: 5 * time.Minute, MaxConnectionAge: 5 * time.Minute, MaxConnectionAgeGrace: 30 * time.Second,
+			Time: 30 * time.Second, Timeout: 10 * time.Second,
+		}),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
 	)
 	hs := health.NewServer()
@@ -70,7 +75,8 @@ func (rt *Runtime) NewServer(svc Service) (*grpc.Server, *health.Server, error) 
 	if svc.Register != nil {
 		svc.Register(s)
 	}
-	for _, n := range append([]string{""}, svc.Names...) {
+	hs.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
+	for _, n := range svc.Names {
 		hs.SetServingStatus(n, healthpb.HealthCheckResponse_NOT_SERVING)
 	}
 	return s, hs, nil
@@ -149,8 +155,11 @@ func (rt *Runtime) ServeListener(ctx context.Context, lis net.Listener, svc Serv
 
 // watchHealth makes readiness follow Redis: SERVING while PING answers,
 // NOT_SERVING while it does not.
+//
+// The overall status ("") is liveness: SERVING from start until shutdown
+// whatever Redis does, so a Redis outage never gets every pod restarted.
 func (rt *Runtime) watchHealth(ctx context.Context, hs *health.Server, names []string) {
-	all := append([]string{""}, names...)
+	all := names
 	last := healthpb.HealthCheckResponse_UNKNOWN
 	t := time.NewTicker(rt.Config.HealthInterval)
 	defer t.Stop()
