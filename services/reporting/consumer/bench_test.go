@@ -15,6 +15,7 @@ import (
 	"github.com/leadflow/leadflow/services/platform/events"
 	"github.com/leadflow/leadflow/services/platform/platformtest"
 	"github.com/leadflow/leadflow/services/reporting/consumer"
+	"github.com/leadflow/leadflow/services/reporting/domain"
 	"github.com/leadflow/leadflow/services/reporting/store"
 )
 
@@ -97,4 +98,55 @@ func BenchmarkConsume(b *testing.B) {
 	if p, err := rdb.XPending(ctx, events.StreamKey, consumer.Group).Result(); err != nil || p.Count != 0 {
 		b.Fatalf("pending after benchmark: %v %v", p, err)
 	}
+}
+
+// BenchmarkFunnelQuery measures one funnel over a cohort of 2000 leads
+// (20000 events): ZRANGE of the cohort, 2000 HGETALLs pipelined, the report.
+func BenchmarkFunnelQuery(b *testing.B) {
+	r := platformtest.StartRedis(b)
+	rdb := redis.NewClient(&redis.Options{Addr: r.Addr(), MaxRetries: -1})
+	defer rdb.Close()
+	ctx := context.Background()
+	const n = 20000
+	pipe := rdb.Pipeline()
+	for i := 0; i < n; i++ {
+		raw, err := proto.Marshal(journey(i))
+		if err != nil {
+			b.Fatal(err)
+		}
+		pipe.XAdd(ctx, &redis.XAddArgs{Stream: events.StreamKey, Values: []any{events.Field, raw}})
+	}
+	if _, err := pipe.Exec(ctx); err != nil {
+		b.Fatal(err)
+	}
+	st := store.New(rdb)
+	c, err := consumer.New(rdb, st, consumer.Options{Name: "bench", Batch: 500})
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := c.Ensure(ctx); err != nil {
+		b.Fatal(err)
+	}
+	for {
+		k, err := c.ReadOnce(ctx, -1)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if k == 0 {
+			break
+		}
+	}
+	from, to := time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC), time.Date(2027, 1, 1, 0, 0, 0, 0, time.UTC)
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		facts, err := st.CohortFacts(ctx, from, to)
+		if err != nil {
+			b.Fatal(err)
+		}
+		_, total := domain.Funnel(facts, domain.GroupWeek)
+		if total.Counts[domain.StepWon] != n/10 {
+			b.Fatalf("won = %d", total.Counts[domain.StepWon])
+		}
+	}
+	b.ReportMetric(n/10, "leads/query")
 }
