@@ -130,3 +130,38 @@ func TestRebuildWhileEventsKeepArriving(t *testing.T) {
 		t.Fatalf("MQL = %d, want 304", got)
 	}
 }
+
+// TestConsumerRecreatesADeletedGroup: the stream (and with it the group) is
+// deleted under a running consumer (e.g. a Redis without persistence
+// restarted); the consumer creates the group again and goes on.
+func TestConsumerRecreatesADeletedGroup(t *testing.T) {
+	r := platformtest.StartRedis(t)
+	rt := platformtest.Runtime(t, "reporting", r.URL())
+	cfg := testConfig()
+	cfg.Consume, cfg.Block = true, 50*time.Millisecond
+	svc, err := app.New(context.Background(), rt, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	client := reportingv1.NewReportingServiceClient(platformtest.Serve(t, rt, svc))
+	ctx := context.Background()
+	h := &harness{t: t, ctx: ctx, redis: r, rdb: r.Client(), rt: rt, client: client, store: store.New(rt.Redis)}
+	captured := func() int64 {
+		res, err := client.GetFunnel(ctx, &reportingv1.GetFunnelRequest{Period: novPeriod()})
+		if err != nil {
+			return -1
+		}
+		return res.GetTotal().GetCaptured()
+	}
+	h.publish(captured1("G1"))
+	eventually(t, "G1 consumed", func() bool { return captured() == 1 })
+	if err := h.rdb.Del(ctx, "lf:{events}:stream").Err(); err != nil {
+		t.Fatal(err)
+	}
+	h.publish(captured1("G2"))
+	eventually(t, "G2 consumed after the group was recreated", func() bool { return captured() == 2 })
+}
+
+func captured1(lead string) *eventsv1.LeadEvent {
+	return captured(lead, at(3, 9, 0), "google", "c", leadv1.Channel_CHANNEL_WEB_FORM)
+}

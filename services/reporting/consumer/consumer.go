@@ -159,11 +159,14 @@ func (c *Consumer) Run(ctx context.Context) error {
 	}
 	var lastClaim, lastTrim time.Time
 	failures := 0
-	ownDone := false
+	ownDone, ensured := false, false
 	for ctx.Err() == nil {
 		err := func() error {
-			if err := c.Ensure(ctx); err != nil {
-				return err
+			if !ensured {
+				if err := c.Ensure(ctx); err != nil {
+					return err
+				}
+				ensured = true
 			}
 			if !ownDone {
 				if _, err := c.readOwnPending(ctx); err != nil {
@@ -195,6 +198,9 @@ func (c *Consumer) Run(ctx context.Context) error {
 			break
 		}
 		failures++
+		if redis.HasErrorPrefix(err, "NOGROUP") {
+			ensured = false // the stream or group was deleted: create it again
+		}
 		log.WarnContext(ctx, "event stream consumer", "error", err.Error(), "attempt", failures)
 		select {
 		case <-ctx.Done():
