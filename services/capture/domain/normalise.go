@@ -16,11 +16,10 @@ import (
 // Errors of the field normalisers. Their text is shown to callers; it never
 // contains the offending value (which may be personal data).
 var (
-	ErrEmailSyntax   = errors.New("not a valid e-mail address")
-	ErrPhone         = errors.New("not a valid phone number (E.164, or national in the default region)")
-	ErrDomain        = errors.New("not a valid domain or website")
-	ErrCountry       = errors.New("unknown country: use an ISO 3166-1 code or an English country name")
-	ErrRegionDefault = errors.New("unknown default region")
+	ErrEmailSyntax = errors.New("not a valid e-mail address")
+	ErrPhone       = errors.New("not a valid phone number (E.164, or national in the default region)")
+	ErrDomain      = errors.New("not a valid domain or website")
+	ErrCountry     = errors.New("unknown country: use an ISO 3166-1 code or an English country name")
 )
 
 // NormaliseEmail trims and lower-cases an e-mail address and checks its
