@@ -199,6 +199,23 @@ func (e *env) handoff(lead string) *pipelinev1.CreateDealFromLeadResponse {
 
 func code(err error) codes.Code { return status.Code(err) }
 
+// hasSpan reports whether a span with the name, lead id and outcome ended.
+func (e *env) hasSpan(name, lead, outcome string) bool {
+	for _, s := range e.spans.GetSpans() {
+		if s.Name != name {
+			continue
+		}
+		attrs := map[string]string{}
+		for _, a := range s.Attributes {
+			attrs[string(a.Key)] = a.Value.String()
+		}
+		if attrs[leadtrace.AttrLeadID] == lead && attrs[leadtrace.AttrOutcome] == outcome {
+			return true
+		}
+	}
+	return false
+}
+
 func TestDefaultPipelineOnFreshInstall(t *testing.T) {
 	e := newEnv(t)
 	res, err := e.client.GetPipeline(e.ctx, &pipelinev1.GetPipelineRequest{})
@@ -496,6 +513,9 @@ func TestCloseWonSchedulesRenewal(t *testing.T) {
 	if due == nil || due.GetDealId() != id || !due.GetRenewalAt().AsTime().Equal(wantRenewal) || due.GetAmount().GetAmountMinor() != 1200000 {
 		t.Fatalf("RenewalDue = %v", due)
 	}
+	if !e.hasSpan("pipeline.RenewalDue", "lead-5", "renewal_due") {
+		t.Fatal("no pipeline.RenewalDue span")
+	}
 	// Upsell from the won deal.
 	up, err := e.client.OpenUpsell(e.ctx, &pipelinev1.OpenUpsellRequest{DealId: id, Amount: eur(300000)})
 	if err != nil {
@@ -594,6 +614,9 @@ func TestRecycleHandoffSurvivesScoringDown(t *testing.T) {
 	}
 	if n, _ := e.svc.Recycle.Depth(e.ctx); n != 0 {
 		t.Fatalf("depth after delivery = %d", n)
+	}
+	if !e.hasSpan("pipeline.RecycleLead", "lead-7", "recycled") {
+		t.Fatal("no pipeline.RecycleLead span with outcome recycled")
 	}
 	var lostEv *eventsv1.DealLost
 	for _, ev := range e.events() {

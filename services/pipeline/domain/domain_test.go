@@ -739,3 +739,46 @@ func TestHistoryCap(t *testing.T) {
 		t.Fatalf("closing must stay possible: %v", err)
 	}
 }
+
+func TestWeightedSumMatchesBigArithmetic(t *testing.T) {
+	tests := [][]struct {
+		amount int64
+		bps    int32
+	}{
+		{{1005, 1000}, {1005, 1000}},          // 201
+		{{-1, 5000}},                          // -0.5 → -1
+		{{-3, 5000}, {1, 5000}},               // -1 → -1
+		{{math.MaxInt64, 10000}, {1, 10000}},  // overflows int64 mid-way: big path
+		{{math.MaxInt64, 10000}, {-5, 10000}}, // big path, back in range
+		{{math.MaxInt64 / 2, 9999}, {math.MaxInt64 / 2, 9999}},
+		{{math.MinInt64, 10000}, {math.MaxInt64, 10000}},
+	}
+	for i, adds := range tests {
+		var w WeightedSum
+		exact := new(big.Int)
+		for _, a := range adds {
+			w.Add(a.amount, a.bps)
+			exact.Add(exact, new(big.Int).Mul(big.NewInt(a.amount), big.NewInt(int64(a.bps))))
+		}
+		want, wantErr := divRound(exact, big.NewInt(BPS))
+		got, err := w.Minor()
+		if got != want || (err == nil) != (wantErr == nil) {
+			t.Errorf("case %d: %d,%v want %d,%v", i, got, err, want, wantErr)
+		}
+	}
+}
+
+func FuzzWeightedSum(f *testing.F) {
+	f.Add(int64(1005), int32(1000), int64(-7), int32(5000))
+	f.Fuzz(func(t *testing.T, a1 int64, b1 int32, a2 int64, b2 int32) {
+		var w WeightedSum
+		w.Add(a1, b1)
+		w.Add(a2, b2)
+		exact := new(big.Int).Add(new(big.Int).Mul(big.NewInt(a1), big.NewInt(int64(b1))), new(big.Int).Mul(big.NewInt(a2), big.NewInt(int64(b2))))
+		want, wantErr := divRound(exact, big.NewInt(BPS))
+		got, err := w.Minor()
+		if got != want || (err == nil) != (wantErr == nil) {
+			t.Fatalf("%d*%d + %d*%d: %d,%v want %d,%v", a1, b1, a2, b2, got, err, want, wantErr)
+		}
+	})
+}

@@ -2,6 +2,7 @@ package domain
 
 import (
 	"errors"
+	"math"
 	"math/big"
 	"regexp"
 )
@@ -56,19 +57,55 @@ func divRound(p, d *big.Int) (int64, error) {
 	return q.Int64(), nil
 }
 
-// WeightedSum accumulates Σ amount × bps exactly and rounds once.
-type WeightedSum struct{ acc big.Int }
+// WeightedSum accumulates Σ amount × bps exactly and rounds once. It sums in
+// an int64 while that cannot overflow and switches to a big integer when it
+// would, so the result is exact for any input.
+type WeightedSum struct {
+	small int64
+	isBig bool
+	acc   big.Int
+}
 
 // Add adds amount × bps.
 func (w *WeightedSum) Add(amount int64, bps int32) {
+	if !w.isBig {
+		if p, ok := mulChecked(amount, int64(bps)); ok {
+			if s, err := addChecked(w.small, p); err == nil {
+				w.small = s
+				return
+			}
+		}
+		w.isBig = true
+		w.acc.SetInt64(w.small)
+	}
 	w.acc.Add(&w.acc, new(big.Int).Mul(big.NewInt(amount), big.NewInt(int64(bps))))
 }
 
-// Merge adds another sum.
-func (w *WeightedSum) Merge(o *WeightedSum) { w.acc.Add(&w.acc, &o.acc) }
-
 // Minor returns Σ amount × bps / 10000 rounded half away from zero.
-func (w *WeightedSum) Minor() (int64, error) { return divRound(&w.acc, big.NewInt(BPS)) }
+func (w *WeightedSum) Minor() (int64, error) {
+	if w.isBig {
+		return divRound(&w.acc, big.NewInt(BPS))
+	}
+	q, r := w.small/BPS, w.small%BPS // truncated toward zero
+	if r >= BPS/2 {
+		q++
+	} else if r <= -BPS/2 {
+		q--
+	}
+	return q, nil
+}
+
+// mulChecked multiplies two int64; ok is false on overflow.
+func mulChecked(a, b int64) (int64, bool) {
+	if a == 0 || b == 0 {
+		return 0, true
+	}
+	p := a * b
+	if p/b != a || (a == -1 && b == math.MinInt64) || (b == -1 && a == math.MinInt64) {
+		return 0, false
+	}
+	return p, true
+}
 
 // addChecked adds two int64 or reports ErrOverflow.
 func addChecked(a, b int64) (int64, error) {
