@@ -84,7 +84,7 @@ API's answer as protojson for scripts.`,
 	pf.DurationVar(&g.timeout, "timeout", 10*time.Second, "deadline of each call")
 
 	root.AddCommand(
-		devCmd(g), demoCmd(g), applyCmd(g), healthCmd(g),
+		devCmd(g), demoCmd(g), applyCmd(g), healthCmd(g), loadCmd(g),
 		leadCmd(g),
 		queueCmd(g), assignmentsCmd(g), assignmentCmd(g), acceptCmd(g), rejectCmd(g), touchCmd(g), giveBackCmd(g), qualifyCmd(g),
 		dealCmd(g),

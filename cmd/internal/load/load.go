@@ -1,0 +1,637 @@
+// Package load drives full lead journeys against a running LeadFlow suite
+// (capture → scored → routed → assigned or queued, and a share of them on to
+// accept, touch and qualify), measures throughput and latency per RPC and end
+// to end, checks conservation (every lead answered OK is accounted for, no
+// duplicates, no dead letters) and measures two baselines on the same
+// machine in the same run: a plain gRPC echo on loopback and raw Redis PING
+// round trips. It is the engine of `leadflow load` and `make bench`.
+package load
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"net"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/leadflow/leadflow/cmd/internal/client"
+	capturev1 "github.com/leadflow/leadflow/gen/go/leadflow/capture/v1"
+	leadv1 "github.com/leadflow/leadflow/gen/go/leadflow/lead/v1"
+	routingv1 "github.com/leadflow/leadflow/gen/go/leadflow/routing/v1"
+	scoringv1 "github.com/leadflow/leadflow/gen/go/leadflow/scoring/v1"
+)
+
+// Config says what to drive and for how long. The run is always bounded:
+// by Duration, by Count, or by both (whichever comes first).
+type Config struct {
+	Addrs client.Addrs
+	Token string
+	// RedisURL, when set, enables the Redis PING baseline, the round-trip
+	// count (INFO commandstats before/after) and the dead-letter check
+	// (lf:{jobs:<queue>}:dead keys read directly: the services expose no
+	// dead-letter API).
+	RedisURL string
+	// Rate is journeys started per second; 0 = as fast as Concurrency allows.
+	Rate float64
+	// Concurrency is the number of journeys in flight at most.
+	Concurrency int
+	// Duration bounds the submitting phase; Count bounds the number of
+	// journeys. At least one must be set.
+	Duration time.Duration
+	Count    int
+	// Further is the share (0..1) of assigned leads taken on to accept,
+	// touch, BANT and QUALIFIED.
+	Further float64
+	// CallTimeout is the deadline of each call; AssignWait how long a
+	// journey waits for its lead to be routed.
+	CallTimeout, AssignWait time.Duration
+	// Baseline is how long each baseline runs (0 = skip baselines).
+	Baseline time.Duration
+	// AllowRemote permits non-loopback addresses.
+	AllowRemote bool
+	// RunID makes the run's leads unique (e-mails, idempotency keys).
+	RunID string
+}
+
+// Report is a run's figures.
+type Report struct {
+	Started, Accepted, Failed int64 // SubmitLead calls started, answered OK, failed
+	Elapsed                   time.Duration
+	Throughput                float64 // leads answered OK and routed per second
+	SubmitRate                float64 // leads answered OK per second
+	RPC                       map[string]*Hist
+	EndToEnd                  *Hist // SubmitLead start → assignment observed
+	Errors                    map[string]int64
+	// Conservation.
+	Assigned, Queued, Nurturing, BadFit, Other, Unaccounted int64
+	Duplicates                                             int64
+	DeadLetters                                            int64
+	DeadLetterNote                                         string
+	Further                                                int64
+	// Baselines.
+	EchoRate, EchoP50, EchoP99    float64 // calls/s, ms
+	RedisRate, RedisP50, RedisP99 float64
+	// Redis round trips (commands) per lead answered OK, from INFO commandstats.
+	RoundTripsPerLead float64
+	TopCommands       []string
+}
+
+// CheckAddrs refuses non-loopback addresses unless allowRemote.
+func CheckAddrs(addrs []string, allowRemote bool) error {
+	if allowRemote {
+		return nil
+	}
+	for _, a := range addrs {
+		if a == "" {
+			continue
+		}
+		host := a
+		if u, ok := strings.CutPrefix(a, "redis://"); ok {
+			host = u
+			if i := strings.LastIndex(host, "@"); i >= 0 {
+				host = host[i+1:]
+			}
+			if i := strings.Index(host, "/"); i >= 0 {
+				host = host[:i]
+			}
+		}
+		h, _, err := net.SplitHostPort(host)
+		if err != nil {
+			h = host
+		}
+		if h == "localhost" {
+			continue
+		}
+		ip := net.ParseIP(h)
+		if ip == nil || !ip.IsLoopback() {
+			return fmt.Errorf("%q is not a loopback address: load sends traffic only to loopback unless --allow-remote", a)
+		}
+	}
+	return nil
+}
+
+// Hist records latencies (kept in full: runs are bounded).
+type Hist struct {
+	mu sync.Mutex
+	d  []time.Duration
+}
+
+func (h *Hist) Add(d time.Duration) {
+	h.mu.Lock()
+	h.d = append(h.d, d)
+	h.mu.Unlock()
+}
+
+// N is the number of samples.
+func (h *Hist) N() int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return len(h.d)
+}
+
+// Quantile q (0..1) in milliseconds.
+func (h *Hist) Quantile(q float64) float64 {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if len(h.d) == 0 {
+		return math.NaN()
+	}
+	sort.Slice(h.d, func(i, j int) bool { return h.d[i] < h.d[j] })
+	i := int(math.Ceil(q*float64(len(h.d)))) - 1
+	if i < 0 {
+		i = 0
+	}
+	return float64(h.d[i]) / float64(time.Millisecond)
+}
+
+type runner struct {
+	cfg  Config
+	c    *client.Clients
+	rep  *Report
+	mu   sync.Mutex
+	ids  map[string]int // lead id → submissions that returned it
+	errs map[string]int64
+}
+
+func (r *runner) hist(name string) *Hist {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	h, ok := r.rep.RPC[name]
+	if !ok {
+		h = &Hist{}
+		r.rep.RPC[name] = h
+	}
+	return h
+}
+
+func (r *runner) fail(name string, err error) {
+	r.mu.Lock()
+	r.errs[name+" "+status.Code(err).String()]++
+	r.mu.Unlock()
+}
+
+// timed runs one call with the call deadline and records its latency.
+func timed[Req, Resp any](ctx context.Context, r *runner, name string, fn func(context.Context, Req, ...grpc.CallOption) (Resp, error), req Req) (Resp, error) {
+	cctx, cancel := context.WithTimeout(ctx, r.cfg.CallTimeout)
+	defer cancel()
+	t0 := time.Now()
+	resp, err := fn(cctx, req)
+	if err != nil {
+		r.fail(name, err)
+		return resp, err
+	}
+	r.hist(name).Add(time.Since(t0))
+	return resp, nil
+}
+
+// Submission is the i-th lead of a run: a good fit (the default scoring
+// model makes it an MQL on fit alone), unique e-mail per run.
+func Submission(runID string, i int) *capturev1.LeadSubmission {
+	dom := fmt.Sprintf("co%d-%s.loadtest.example", i%997, runID)
+	return &capturev1.LeadSubmission{
+		Contact: &leadv1.Contact{FirstName: "Load", LastName: "Test" + strconv.Itoa(i), Email: fmt.Sprintf("lead%d@%s", i, dom), JobTitle: "VP Engineering"},
+		Company: &capturev1.Company{Name: "Load Co " + strconv.Itoa(i%997), Website: "https://www." + dom, Industry: "software",
+			EmployeeCount: 250, Country: "US", Region: "US-CA", AnnualRevenue: &leadv1.Money{AmountMinor: 40_000_000_00, CurrencyCode: "USD"}},
+		ProductInterests: []string{"analytics"},
+		Touch:            &leadv1.Touch{Channel: leadv1.Channel_CHANNEL_WEB_FORM, Source: "google", Medium: "cpc", Campaign: "load"},
+		Consent:          &leadv1.Consent{MarketingOptIn: true, GivenAt: timestamppb.Now(), WordingVersion: "privacy-2026-03"},
+	}
+}
+
+// Run drives the load and returns the report. Progress lines go to logw.
+func Run(ctx context.Context, cfg Config, logw io.Writer) (*Report, error) {
+	if cfg.Duration <= 0 && cfg.Count <= 0 {
+		return nil, errors.New("load: set a duration or a count (the run must be bounded)")
+	}
+	if cfg.Concurrency <= 0 {
+		cfg.Concurrency = 64
+	}
+	if cfg.CallTimeout <= 0 {
+		cfg.CallTimeout = 5 * time.Second
+	}
+	if cfg.AssignWait <= 0 {
+		cfg.AssignWait = 30 * time.Second
+	}
+	if cfg.RunID == "" {
+		cfg.RunID = strconv.FormatInt(time.Now().UnixNano()%1e10, 36)
+	}
+	if err := CheckAddrs([]string{cfg.Addrs.Capture, cfg.Addrs.Scoring, cfg.Addrs.Routing, cfg.Addrs.Pipeline, cfg.Addrs.Reporting, cfg.RedisURL}, cfg.AllowRemote); err != nil {
+		return nil, err
+	}
+	c, err := client.Dial(cfg.Addrs, cfg.Token)
+	if err != nil {
+		return nil, err
+	}
+	defer c.Close()
+	rep := &Report{RPC: map[string]*Hist{}, EndToEnd: &Hist{}, Errors: map[string]int64{}}
+	r := &runner{cfg: cfg, c: c, rep: rep, ids: map[string]int{}, errs: map[string]int64{}}
+
+	var rdb *redis.Client
+	if cfg.RedisURL != "" {
+		opt, err := redis.ParseURL(cfg.RedisURL)
+		if err != nil {
+			return nil, fmt.Errorf("--redis: %w", err)
+		}
+		opt.PoolSize = cfg.Concurrency
+		rdb = redis.NewClient(opt)
+		defer rdb.Close()
+	}
+
+	// Baselines first (the suite is idle, as in the measured phase's start).
+	if cfg.Baseline > 0 {
+		fmt.Fprintf(logw, "baseline: gRPC health echo on loopback, %d concurrent, %s\n", cfg.Concurrency, cfg.Baseline)
+		if rep.EchoRate, rep.EchoP50, rep.EchoP99, err = EchoBaseline(ctx, cfg.Concurrency, cfg.Baseline); err != nil {
+			return nil, fmt.Errorf("echo baseline: %w", err)
+		}
+		if rdb != nil {
+			fmt.Fprintf(logw, "baseline: Redis PING, %d concurrent, %s\n", cfg.Concurrency, cfg.Baseline)
+			rep.RedisRate, rep.RedisP50, rep.RedisP99 = RedisBaseline(ctx, rdb, cfg.Concurrency, cfg.Baseline)
+		}
+	}
+
+	var before map[string]int64
+	if rdb != nil {
+		before, _ = CommandStats(ctx, rdb)
+	}
+
+	fmt.Fprintf(logw, "load: run %s, rate %s, %d concurrent, duration %s, count %d\n", cfg.RunID, rateText(cfg.Rate), cfg.Concurrency, cfg.Duration, cfg.Count)
+	runCtx := ctx
+	var cancel context.CancelFunc = func() {}
+	if cfg.Duration > 0 {
+		runCtx, cancel = context.WithTimeout(ctx, cfg.Duration)
+	}
+	defer cancel()
+
+	type lead struct {
+		id    string
+		i     int
+		state routingv1.AssignmentState
+	}
+	var (
+		leadsMu sync.Mutex
+		leads   []lead
+		started atomic.Int64
+		routed  atomic.Int64
+		wg      sync.WaitGroup
+		sem     = make(chan struct{}, cfg.Concurrency)
+	)
+	var tick *time.Ticker
+	if cfg.Rate > 0 {
+		tick = time.NewTicker(time.Duration(float64(time.Second) / cfg.Rate))
+		defer tick.Stop()
+	}
+	t0 := time.Now()
+loop:
+	for i := 0; cfg.Count <= 0 || i < cfg.Count; i++ {
+		if tick != nil {
+			select {
+			case <-runCtx.Done():
+				break loop
+			case <-tick.C:
+			}
+		}
+		select {
+		case <-runCtx.Done():
+			break loop
+		case sem <- struct{}{}:
+		}
+		started.Add(1)
+		wg.Add(1)
+		go func(i int) {
+			defer wg.Done()
+			defer func() { <-sem }()
+			// The journey itself runs on ctx (not runCtx): a journey started
+			// before the end is finished, bounded by its own deadlines.
+			js := time.Now()
+			resp, err := timed(ctx, r, "capture.SubmitLead", c.Capture.SubmitLead, &capturev1.SubmitLeadRequest{
+				IdempotencyKey: "load-" + cfg.RunID + "-" + strconv.Itoa(i), Submission: Submission(cfg.RunID, i),
+			})
+			if err != nil {
+				return
+			}
+			r.mu.Lock()
+			r.ids[resp.GetLeadId()]++
+			r.mu.Unlock()
+			l := lead{id: resp.GetLeadId(), i: i}
+			st, rep2 := r.waitRouted(ctx, l.id)
+			l.state = st
+			if st != routingv1.AssignmentState_ASSIGNMENT_STATE_UNSPECIFIED {
+				rep.EndToEnd.Add(time.Since(js))
+				routed.Add(1)
+			}
+			if st == routingv1.AssignmentState_ASSIGNMENT_STATE_ASSIGNED && cfg.Further > 0 && float64(i%100) < cfg.Further*100 {
+				if r.further(ctx, l.id, rep2) {
+					atomic.AddInt64(&rep.Further, 1)
+				}
+			}
+			leadsMu.Lock()
+			leads = append(leads, l)
+			leadsMu.Unlock()
+		}(i)
+	}
+	submitEnd := time.Since(t0)
+	wg.Wait()
+	rep.Elapsed = time.Since(t0)
+	rep.Started = started.Load()
+	rep.Accepted = int64(len(r.ids))
+	for _, n := range r.ids {
+		if n > 1 {
+			rep.Duplicates += int64(n - 1)
+		}
+	}
+	// Accepted counts distinct ids; the OK answers are the SubmitLead samples.
+	ok := int64(r.hist("capture.SubmitLead").N())
+	rep.Accepted = ok
+	rep.Failed = rep.Started - ok
+	rep.SubmitRate = float64(ok) / submitEnd.Seconds()
+	rep.Throughput = float64(routed.Load()) / rep.Elapsed.Seconds()
+
+	// Conservation: every lead answered OK must be assigned, queued,
+	// nurturing or bad fit, read back from routing and scoring.
+	fmt.Fprintf(logw, "conservation: reading back %d leads\n", len(r.ids))
+	ids := make([]string, 0, len(r.ids))
+	for id := range r.ids {
+		ids = append(ids, id)
+	}
+	r.account(ctx, ids)
+
+	if rdb != nil {
+		after, err := CommandStats(ctx, rdb)
+		if err == nil && ok > 0 {
+			var total int64
+			type kv struct {
+				k string
+				v int64
+			}
+			var top []kv
+			for k, v := range after {
+				d := v - before[k]
+				if k == "ping" || k == "info" || d <= 0 {
+					continue
+				}
+				total += d
+				top = append(top, kv{k, d})
+			}
+			sort.Slice(top, func(i, j int) bool { return top[i].v > top[j].v })
+			for i, e := range top {
+				if i == 8 {
+					break
+				}
+				rep.TopCommands = append(rep.TopCommands, fmt.Sprintf("%s %.1f", e.k, float64(e.v)/float64(ok)))
+			}
+			rep.RoundTripsPerLead = float64(total) / float64(ok)
+		}
+		rep.DeadLetters, rep.DeadLetterNote = DeadLetters(ctx, rdb)
+	} else {
+		rep.DeadLetters = -1
+		rep.DeadLetterNote = "not checked (no --redis: the services expose no dead-letter API)"
+	}
+	r.mu.Lock()
+	for k, v := range r.errs {
+		rep.Errors[k] = v
+	}
+	r.mu.Unlock()
+	return rep, nil
+}
+
+func rateText(r float64) string {
+	if r <= 0 {
+		return "max"
+	}
+	return fmt.Sprintf("%.0f/s", r)
+}
+
+// waitRouted polls routing until the lead is assigned or queued (or scoring
+// says it is not routed: nurturing, bad fit), or AssignWait passes.
+func (r *runner) waitRouted(ctx context.Context, id string) (routingv1.AssignmentState, string) {
+	deadline := time.Now().Add(r.cfg.AssignWait)
+	wait := 2 * time.Millisecond
+	for time.Now().Before(deadline) && ctx.Err() == nil {
+		a, err := timed(ctx, r, "routing.GetAssignment", r.c.Routing.GetAssignment, &routingv1.GetAssignmentRequest{LeadId: id})
+		if err == nil {
+			switch st := a.GetAssignment().GetState(); st {
+			case routingv1.AssignmentState_ASSIGNMENT_STATE_ASSIGNED, routingv1.AssignmentState_ASSIGNMENT_STATE_QUEUED, routingv1.AssignmentState_ASSIGNMENT_STATE_ACCEPTED:
+				return st, a.GetAssignment().GetRepId()
+			}
+		}
+		time.Sleep(wait)
+		if wait < 50*time.Millisecond {
+			wait *= 2
+		}
+	}
+	return routingv1.AssignmentState_ASSIGNMENT_STATE_UNSPECIFIED, ""
+}
+
+// further takes an assigned lead on: accept, touch, BANT, QUALIFIED.
+func (r *runner) further(ctx context.Context, id, repID string) bool {
+	if _, err := timed(ctx, r, "routing.AcceptLead", r.c.Routing.AcceptLead, &routingv1.AcceptLeadRequest{LeadId: id, RepId: repID}); err != nil {
+		return false
+	}
+	if _, err := timed(ctx, r, "routing.RecordTouch", r.c.Routing.RecordTouch, &routingv1.RecordTouchRequest{LeadId: id, RepId: repID, Type: routingv1.TouchType_TOUCH_TYPE_CALL, TouchId: "load-touch-" + id}); err != nil {
+		return false
+	}
+	if _, err := timed(ctx, r, "scoring.UpdateBant", r.c.Scoring.UpdateBant, &scoringv1.UpdateBantRequest{LeadId: id, Bant: &scoringv1.Bant{
+		Budget: &leadv1.Money{AmountMinor: 60_000_00, CurrencyCode: "USD"}, BudgetConfirmed: true,
+		AuthorityRole: scoringv1.AuthorityRole_AUTHORITY_ROLE_DECISION_MAKER, NeedDescription: "load test", NeedConfirmed: true,
+		Timeline: timestamppb.New(time.Now().AddDate(0, 1, 0)),
+	}}); err != nil {
+		return false
+	}
+	// SetStatus QUALIFIED may race routing's WORKING hand-off (FailedPrecondition
+	// until the lead is WORKING): retry a few times.
+	for attempt := 0; attempt < 20; attempt++ {
+		_, err := timed(ctx, r, "scoring.SetStatus", r.c.Scoring.SetStatus, &scoringv1.SetStatusRequest{
+			LeadId: id, Status: leadv1.ProspectStatus_PROSPECT_STATUS_QUALIFIED, Reason: "load", RequestId: "load-q-" + id,
+		})
+		if err == nil {
+			return true
+		}
+		if status.Code(err) != codes.FailedPrecondition {
+			return false
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return false
+}
+
+// account reads every lead back and sorts it into the conservation classes.
+func (r *runner) account(ctx context.Context, ids []string) {
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, r.cfg.Concurrency)
+	var assigned, queued, nurturing, badFit, other, unacc atomic.Int64
+	for _, id := range ids {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			cctx, cancel := context.WithTimeout(ctx, r.cfg.CallTimeout)
+			defer cancel()
+			a, err := r.c.Routing.GetAssignment(cctx, &routingv1.GetAssignmentRequest{LeadId: id})
+			if err == nil {
+				switch a.GetAssignment().GetState() {
+				case routingv1.AssignmentState_ASSIGNMENT_STATE_ASSIGNED, routingv1.AssignmentState_ASSIGNMENT_STATE_ACCEPTED:
+					assigned.Add(1)
+					return
+				case routingv1.AssignmentState_ASSIGNMENT_STATE_QUEUED:
+					queued.Add(1)
+					return
+				}
+			}
+			l, err := r.c.Scoring.GetLead(cctx, &scoringv1.GetLeadRequest{LeadId: id})
+			if err != nil {
+				unacc.Add(1)
+				return
+			}
+			switch l.GetLead().GetStatus() {
+			case leadv1.ProspectStatus_PROSPECT_STATUS_NURTURING:
+				nurturing.Add(1)
+			case leadv1.ProspectStatus_PROSPECT_STATUS_BAD_FIT:
+				badFit.Add(1)
+			case leadv1.ProspectStatus_PROSPECT_STATUS_QUALIFIED, leadv1.ProspectStatus_PROSPECT_STATUS_WORKING:
+				// Taken further (deal opened, assignment closed): assigned.
+				assigned.Add(1)
+			default:
+				unacc.Add(1)
+			}
+		}()
+	}
+	wg.Wait()
+	r.rep.Assigned, r.rep.Queued, r.rep.Nurturing, r.rep.BadFit, r.rep.Other, r.rep.Unaccounted =
+		assigned.Load(), queued.Load(), nurturing.Load(), badFit.Load(), other.Load(), unacc.Load()
+}
+
+// EchoBaseline serves grpc.health.v1 on a loopback port in this process and
+// calls Check with the given concurrency for d: the rate (calls/s) and p50,
+// p99 (ms) of the plainest gRPC round trip on this machine.
+func EchoBaseline(ctx context.Context, conc int, d time.Duration) (rate, p50, p99 float64, err error) {
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, 0, 0, err
+	}
+	srv := grpc.NewServer()
+	healthpb.RegisterHealthServer(srv, health.NewServer())
+	go func() { _ = srv.Serve(lis) }()
+	defer srv.Stop()
+	conn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		return 0, 0, 0, err
+	}
+	defer conn.Close()
+	hc := healthpb.NewHealthClient(conn)
+	return hammer(ctx, conc, d, func(ctx context.Context) error {
+		_, err := hc.Check(ctx, &healthpb.HealthCheckRequest{})
+		return err
+	})
+}
+
+// RedisBaseline sends PING with the given concurrency for d.
+func RedisBaseline(ctx context.Context, rdb *redis.Client, conc int, d time.Duration) (rate, p50, p99 float64) {
+	rate, p50, p99, _ = hammer(ctx, conc, d, func(ctx context.Context) error { return rdb.Ping(ctx).Err() })
+	return
+}
+
+func hammer(ctx context.Context, conc int, d time.Duration, call func(context.Context) error) (rate, p50, p99 float64, err error) {
+	h := &Hist{}
+	var n atomic.Int64
+	var firstErr atomic.Value
+	end := time.Now().Add(d)
+	var wg sync.WaitGroup
+	t0 := time.Now()
+	for w := 0; w < conc; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for time.Now().Before(end) && ctx.Err() == nil {
+				s := time.Now()
+				if err := call(ctx); err != nil {
+					firstErr.CompareAndSwap(nil, err)
+					return
+				}
+				h.Add(time.Since(s))
+				n.Add(1)
+			}
+		}()
+	}
+	wg.Wait()
+	if e, ok := firstErr.Load().(error); ok {
+		return 0, 0, 0, e
+	}
+	return float64(n.Load()) / time.Since(t0).Seconds(), h.Quantile(0.5), h.Quantile(0.99), nil
+}
+
+// CommandStats reads INFO commandstats: calls per command.
+func CommandStats(ctx context.Context, rdb *redis.Client) (map[string]int64, error) {
+	s, err := rdb.Info(ctx, "commandstats").Result()
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]int64{}
+	for _, line := range strings.Split(s, "\n") {
+		line = strings.TrimSpace(line)
+		name, rest, ok := strings.Cut(line, ":")
+		if !ok || !strings.HasPrefix(name, "cmdstat_") {
+			continue
+		}
+		for _, f := range strings.Split(rest, ",") {
+			if v, ok := strings.CutPrefix(f, "calls="); ok {
+				n, _ := strconv.ParseInt(v, 10, 64)
+				out[strings.TrimPrefix(name, "cmdstat_")] = n
+			}
+		}
+	}
+	return out, nil
+}
+
+// DeadLetters counts the jobs in every platform/jobs dead-letter key
+// (lf:{jobs:<queue>}:dead), read directly from Redis: the services expose no
+// dead-letter API.
+func DeadLetters(ctx context.Context, rdb *redis.Client) (int64, string) {
+	var total int64
+	var parts []string
+	iter := rdb.Scan(ctx, 0, "lf:{jobs:*}:dead", 200).Iterator()
+	for iter.Next(ctx) {
+		k := iter.Val()
+		var n int64
+		switch t, _ := rdb.Type(ctx, k).Result(); t {
+		case "zset":
+			n, _ = rdb.ZCard(ctx, k).Result()
+		case "list":
+			n, _ = rdb.LLen(ctx, k).Result()
+		case "hash":
+			n, _ = rdb.HLen(ctx, k).Result()
+		case "set":
+			n, _ = rdb.SCard(ctx, k).Result()
+		case "stream":
+			n, _ = rdb.XLen(ctx, k).Result()
+		}
+		total += n
+		if n > 0 {
+			parts = append(parts, fmt.Sprintf("%s=%d", k, n))
+		}
+	}
+	if err := iter.Err(); err != nil {
+		return -1, "not checked: " + err.Error()
+	}
+	note := "read from Redis keys lf:{jobs:*}:dead (no dead-letter API)"
+	if len(parts) > 0 {
+		note += ": " + strings.Join(parts, " ")
+	}
+	return total, note
+}

@@ -1,0 +1,76 @@
+package load
+
+import (
+	"fmt"
+	"io"
+	"math"
+	"sort"
+	"text/tabwriter"
+)
+
+// Print writes the report as a table, every figure also as a ratio to the
+// baselines measured in the same run.
+func (r *Report) Print(w io.Writer) {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	ratio := func(a, b float64) string {
+		if b <= 0 || math.IsNaN(a) || math.IsNaN(b) {
+			return "-"
+		}
+		return fmt.Sprintf("%.3g", a/b)
+	}
+	fmt.Fprintf(w, "\nBaselines (same run, same concurrency)\n")
+	fmt.Fprintf(tw, "\tcalls/s\tp50 ms\tp99 ms\t\n")
+	fmt.Fprintf(tw, "gRPC echo (health.Check, loopback)\t%.0f\t%.3f\t%.3f\t\n", r.EchoRate, r.EchoP50, r.EchoP99)
+	fmt.Fprintf(tw, "Redis PING\t%.0f\t%.3f\t%.3f\t\n", r.RedisRate, r.RedisP50, r.RedisP99)
+	_ = tw.Flush()
+
+	fmt.Fprintf(w, "\nJourneys: %d started, %d answered OK, %d failed, %.1fs\n", r.Started, r.Accepted, r.Failed, r.Elapsed.Seconds())
+	fmt.Fprintf(tw, "\tper s\t÷ echo rate\techo ÷ x\t\n")
+	fmt.Fprintf(tw, "SubmitLead answered OK\t%.1f\t%s\t%s\t\n", r.SubmitRate, ratio(r.SubmitRate, r.EchoRate), ratio(r.EchoRate, r.SubmitRate))
+	fmt.Fprintf(tw, "capture→assigned/queued (end to end)\t%.1f\t%s\t%s\t\n", r.Throughput, ratio(r.Throughput, r.EchoRate), ratio(r.EchoRate, r.Throughput))
+	_ = tw.Flush()
+
+	fmt.Fprintf(w, "\nLatency (ms; ratio = p50 / echo p50, p99 / echo p99)\n")
+	fmt.Fprintf(tw, "\tn\tp50\tp90\tp99\tp50 ratio\tp99 ratio\t\n")
+	names := make([]string, 0, len(r.RPC))
+	for n := range r.RPC {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	row := func(name string, h *Hist) {
+		p50, p90, p99 := h.Quantile(0.5), h.Quantile(0.9), h.Quantile(0.99)
+		fmt.Fprintf(tw, "%s\t%d\t%.2f\t%.2f\t%.2f\t%s\t%s\t\n", name, h.N(), p50, p90, p99, ratio(p50, r.EchoP50), ratio(p99, r.EchoP99))
+	}
+	for _, n := range names {
+		row(n, r.RPC[n])
+	}
+	row("end to end capture→assignment", r.EndToEnd)
+	_ = tw.Flush()
+
+	fmt.Fprintf(w, "\nConservation\n")
+	acc := r.Assigned + r.Queued + r.Nurturing + r.BadFit
+	fmt.Fprintf(tw, "leads answered OK\t%d\t\n", r.Accepted)
+	fmt.Fprintf(tw, "accounted for (assigned %d + queued %d + nurturing %d + bad fit %d)\t%d\t\n", r.Assigned, r.Queued, r.Nurturing, r.BadFit, acc)
+	fmt.Fprintf(tw, "unaccounted\t%d\t\n", r.Unaccounted)
+	fmt.Fprintf(tw, "duplicates\t%d\t\n", r.Duplicates)
+	fmt.Fprintf(tw, "dead letters\t%d\t\n", r.DeadLetters)
+	fmt.Fprintf(tw, "taken further (accept, touch, BANT, QUALIFIED)\t%d\t\n", r.Further)
+	_ = tw.Flush()
+	fmt.Fprintf(w, "dead letters: %s\n", r.DeadLetterNote)
+	if r.RoundTripsPerLead > 0 {
+		fmt.Fprintf(w, "Redis commands per lead answered OK (INFO commandstats delta, all services, incl. pollers): %.1f\n  top: %v\n", r.RoundTripsPerLead, r.TopCommands)
+	}
+	if len(r.Errors) > 0 {
+		fmt.Fprintf(w, "errors: %v\n", r.Errors)
+	}
+	if r.OK() {
+		fmt.Fprintln(w, "conservation: OK")
+	} else {
+		fmt.Fprintln(w, "conservation: FAILED")
+	}
+}
+
+// OK reports whether the conservation check holds.
+func (r *Report) OK() bool {
+	return r.Accepted > 0 && r.Assigned+r.Queued+r.Nurturing+r.BadFit == r.Accepted && r.Duplicates == 0 && r.DeadLetters <= 0 && r.Unaccounted == 0
+}

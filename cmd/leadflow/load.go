@@ -1,0 +1,88 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/leadflow/leadflow/cmd/internal/apply"
+	"github.com/leadflow/leadflow/cmd/internal/client"
+	"github.com/leadflow/leadflow/cmd/internal/load"
+)
+
+func loadCmd(g *globals) *cobra.Command {
+	var (
+		cfg   load.Config
+		setup bool
+		fail  bool
+	)
+	cmd := &cobra.Command{
+		Use:   "load",
+		Short: "Drive full lead journeys against a running suite; throughput, latency, conservation, baselines",
+		Long: `load submits good-fit leads to capture at --rate per second (0 = as fast as --concurrency
+allows) for --duration or --count (whichever comes first), follows each to routing
+(assigned or queued) and takes --further of the assigned ones on to accept, touch, BANT and
+QUALIFIED. It prints throughput, p50/p90/p99 per RPC and end to end (SubmitLead → assignment
+observed by polling routing GetAssignment), and the conservation check: leads answered OK =
+assigned + queued + nurturing + bad fit, duplicates = 0, dead letters = 0.
+
+Baselines in the same run: a plain gRPC echo (grpc.health.v1 Check served in this process on
+loopback) and, with --redis, Redis PING round trips, at the same concurrency; every figure is
+also printed as a ratio to them. With --redis the Redis commands per lead (INFO commandstats)
+and the dead letters (keys lf:{jobs:<queue>}:dead, read directly: no service exposes them) are
+reported. Traffic goes only to the given addresses, and only to loopback unless --allow-remote.`,
+		Example: `  leadflow load --duration 20s --redis redis://127.0.0.1:6379/0 --setup
+  leadflow load --count 1000 --rate 200`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx := cmd.Context()
+			cfg.Addrs, cfg.Token = g.addrs, g.token
+			if err := load.CheckAddrs([]string{cfg.Addrs.Capture, cfg.Addrs.Scoring, cfg.Addrs.Routing, cfg.Addrs.Pipeline, cfg.Addrs.Reporting, cfg.RedisURL}, cfg.AllowRemote); err != nil {
+				return err
+			}
+			if setup {
+				if err := g.withClients(func(c *client.Clients) error {
+					f, err := apply.Parse([]byte(load.SetupConfig))
+					if err != nil {
+						return err
+					}
+					actx, cancel := context.WithTimeout(ctx, 30*time.Second)
+					defer cancel()
+					if err := c.WaitReady(actx); err != nil {
+						return err
+					}
+					_, err = apply.Apply(actx, c, f)
+					return err
+				}); err != nil {
+					return fmt.Errorf("--setup: %w", err)
+				}
+				fmt.Fprintln(g.errOut, "setup: applied the load configuration (team load, 20 reps)")
+			}
+			rep, err := load.Run(ctx, cfg, g.errOut)
+			if err != nil {
+				return err
+			}
+			rep.Print(g.out)
+			if fail && !rep.OK() {
+				return fmt.Errorf("conservation check failed")
+			}
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&cfg.RedisURL, "redis", "", "Redis of the suite: Redis PING baseline, commands per lead, dead letters")
+	f.Float64Var(&cfg.Rate, "rate", 0, "journeys started per second (0 = as fast as possible)")
+	f.IntVar(&cfg.Concurrency, "concurrency", 32, "journeys in flight at most")
+	f.DurationVar(&cfg.Duration, "duration", 10*time.Second, "how long to submit (0 = until --count)")
+	f.IntVar(&cfg.Count, "count", 0, "journeys to run (0 = until --duration)")
+	f.Float64Var(&cfg.Further, "further", 0.1, "share of assigned leads taken on to accept, touch, BANT and QUALIFIED")
+	f.DurationVar(&cfg.CallTimeout, "call-timeout", 5*time.Second, "deadline of each call")
+	f.DurationVar(&cfg.AssignWait, "assign-wait", 30*time.Second, "how long a journey waits for its lead to be routed")
+	f.DurationVar(&cfg.Baseline, "baseline", 3*time.Second, "duration of each baseline (0 = skip)")
+	f.BoolVar(&cfg.AllowRemote, "allow-remote", false, "allow non-loopback addresses")
+	f.BoolVar(&setup, "setup", false, "apply the load configuration (one team of 20 reps) first: CHANGES the suite's routing config")
+	f.BoolVar(&fail, "fail", true, "exit non-zero when the conservation check fails")
+	return cmd
+}
