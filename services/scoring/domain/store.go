@@ -25,6 +25,12 @@ type LeadWrite struct {
 // when scoring has not seen the lead; pending are signals kept for it.
 type LeadFunc func(cur *Record, pending []Signal) (*LeadWrite, error)
 
+// FlushMark is a lead with effects to deliver, marked at a revision.
+type FlushMark struct {
+	LeadID string
+	Rev    int64
+}
+
 // ListQuery selects one status list.
 type ListQuery struct {
 	Status Status
@@ -53,8 +59,9 @@ type Store interface {
 	// AckEffects removes delivered effects from the lead's outbox and
 	// returns how many remain.
 	AckEffects(ctx context.Context, leadID string, keys []string) (int64, error)
-	// FlushPending lists leads marked by LeadWrite.Flush, oldest first.
-	FlushPending(ctx context.Context, limit int64) ([]string, error)
+	// FlushPending lists leads marked by LeadWrite.Flush with the marked
+	// revision, lowest revision first.
+	FlushPending(ctx context.Context, limit int64) ([]FlushMark, error)
 	// FlushDone clears the mark when the record has no outbox effect left
 	// at revision rev (a later write keeps it marked).
 	FlushDone(ctx context.Context, leadID string, rev int64) error

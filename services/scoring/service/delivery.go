@@ -94,7 +94,7 @@ func (s *Scoring) flush(ctx context.Context, rec *domain.Record) error {
 			break
 		}
 		if s.handoffs != nil && e.Kind != domain.EffectRouteLead {
-			s.handoffs.Add(ctx, 1, metric.WithAttributes(attribute.String("kind", string(e.Kind))))
+			s.handoffs.Add(ctx, 1, metric.WithAttributes(attribute.String("kind", strings.TrimPrefix(string(e.Kind), "job."))))
 		}
 		acked = append(acked, e.Key)
 	}
@@ -213,15 +213,31 @@ func (s *Scoring) DeliverPipeline(ctx context.Context, j jobs.Job) (err error) {
 }
 
 // Sweep delivers the outboxes of leads whose call died between the write
-// and the delivery (and repairs their list entries). It returns how many
-// leads it looked at.
+// and the delivery (and repairs their list entries). A lead is swept only
+// when the previous Sweep saw it marked at the same revision, so calls still
+// delivering their own effects are left alone for one interval. It returns
+// how many leads it swept.
 func (s *Scoring) Sweep(ctx context.Context) (int, error) {
-	ids, err := s.store.FlushPending(ctx, 100)
+	marked, err := s.store.FlushPending(ctx, 200)
 	if err != nil {
 		return 0, err
 	}
+	s.sweepMu.Lock()
+	prev := s.lastSeen
+	seen := make(map[string]int64, len(marked))
+	for _, m := range marked {
+		seen[m.LeadID] = m.Rev
+	}
+	s.lastSeen = seen
+	s.sweepMu.Unlock()
 	var errs []error
-	for _, id := range ids {
+	n := 0
+	for _, m := range marked {
+		if rev, ok := prev[m.LeadID]; !ok || rev != m.Rev {
+			continue
+		}
+		n++
+		id := m.LeadID
 		if err := s.store.Reindex(ctx, id); err != nil {
 			errs = append(errs, err)
 			continue
@@ -243,7 +259,7 @@ func (s *Scoring) Sweep(ctx context.Context) (int, error) {
 		end(span, "flushed", err)
 		errs = append(errs, err)
 	}
-	return len(ids), errors.Join(errs...)
+	return n, errors.Join(errs...)
 }
 
 // RunSweeper runs Sweep every interval until ctx is done.

@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/google/uuid"
@@ -48,6 +49,9 @@ type Scoring struct {
 	now      func() time.Time
 
 	scored, handoffs metric.Int64Counter
+
+	sweepMu  sync.Mutex
+	lastSeen map[string]int64 // lead → marked revision at the previous sweep
 }
 
 // Deps are what Scoring needs.
@@ -180,7 +184,7 @@ func (s *Scoring) count(ctx context.Context, out domain.Outcome) {
 		s.scored.Add(ctx, 1)
 	}
 	if s.handoffs != nil && out.Handoff {
-		s.handoffs.Add(ctx, 1, metric.WithAttributes(attribute.String("kind", "route")))
+		s.handoffs.Add(ctx, 1, metric.WithAttributes(attribute.String("kind", "route_lead")))
 	}
 }
 

@@ -423,9 +423,18 @@ func matches(r *domain.Record, q domain.ListQuery) bool {
 		(q.Heat == domain.HeatUnspecified || r.Score.Heat == q.Heat)
 }
 
-// FlushPending lists leads with effects to deliver, oldest mark first.
-func (s *Store) FlushPending(ctx context.Context, limit int64) ([]string, error) {
-	return s.rdb.ZRange(ctx, flushKey, 0, limit-1).Result()
+// FlushPending lists leads with effects to deliver, lowest revision first.
+func (s *Store) FlushPending(ctx context.Context, limit int64) ([]domain.FlushMark, error) {
+	zs, err := s.rdb.ZRangeWithScores(ctx, flushKey, 0, limit-1).Result()
+	if err != nil {
+		return nil, err
+	}
+	out := make([]domain.FlushMark, len(zs))
+	for i, z := range zs {
+		id, _ := z.Member.(string)
+		out[i] = domain.FlushMark{LeadID: id, Rev: int64(z.Score)}
+	}
+	return out, nil
 }
 
 var flushDoneScript = redis.NewScript(`
