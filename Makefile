@@ -121,7 +121,7 @@ SERVICES := capture scoring routing pipeline reporting
 RUN_BASE_PORT ?= 7001
 DEMO_FLAGS ?= --leads 60 --seed 1
 
-.PHONY: build run
+.PHONY: build run bench
 build: ## Build bin/leadflow and the five service binaries into bin/.
 	go build -o $(BIN)/leadflow ./cmd/leadflow
 	for s in $(SERVICES); do go build -o $(BIN)/$$s ./services/$$s; done
@@ -144,3 +144,21 @@ run: ## All five services in one process (embedded Redis) plus the demo; the sui
 	echo "  $(BIN)/leadflow assignments rep-anna"; \
 	echo "Ctrl-C stops it."; \
 	wait $$dev
+
+# bench: leadflow dev against a real redis-server on a free port (AOF off),
+# tracing on (batch OTLP export to the load tool's in-process sink), then the
+# load run with its baselines; bounded (< 60 s). BENCH_FLAGS adds load flags.
+BENCH_FLAGS ?= --duration 20s --concurrency 32 --baseline 3s
+bench: ## Load benchmark: leadflow dev on a real Redis with tracing on, leadflow load with echo/Redis baselines; prints the table.
+	@scripts/ensure-redis >/dev/null
+	go build -o $(BIN)/leadflow ./cmd/leadflow
+	@free() { python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])'; }; \
+	rp=$$(free); sp=$$(free); p=$$((20000 + $$(free) % 20000)); \
+	addrs="--capture-addr 127.0.0.1:$$p --scoring-addr 127.0.0.1:$$((p+1)) --routing-addr 127.0.0.1:$$((p+2)) --pipeline-addr 127.0.0.1:$$((p+3)) --reporting-addr 127.0.0.1:$$((p+4))"; \
+	redis-server --port $$rp --bind 127.0.0.1 --save '' --appendonly no >$(BIN)/bench-redis.log 2>&1 & rs=$$!; \
+	OTEL_TRACES_EXPORTER=otlp OTEL_EXPORTER_OTLP_TRACES_PROTOCOL=grpc OTEL_EXPORTER_OTLP_TRACES_ENDPOINT=http://127.0.0.1:$$sp OTEL_TRACES_SAMPLER=parentbased_always_on \
+		$(BIN)/leadflow dev --redis redis://127.0.0.1:$$rp/0 --base-port $$p --log-level error >$(BIN)/bench-dev.log 2>&1 & dev=$$!; \
+	stop() { kill -TERM $$dev 2>/dev/null; wait $$dev 2>/dev/null; kill $$rs 2>/dev/null; wait $$rs 2>/dev/null; }; \
+	$(BIN)/leadflow health --wait 30s $$addrs >/dev/null || { cat $(BIN)/bench-dev.log; stop; exit 1; }; \
+	timeout 120 $(BIN)/leadflow load $$addrs --redis redis://127.0.0.1:$$rp/0 --setup --otlp-sink 127.0.0.1:$$sp $(BENCH_FLAGS); st=$$?; \
+	stop; exit $$st

@@ -81,6 +81,7 @@ reported. Traffic goes only to the given addresses, and only to loopback unless 
 	f.DurationVar(&cfg.CallTimeout, "call-timeout", 5*time.Second, "deadline of each call")
 	f.DurationVar(&cfg.AssignWait, "assign-wait", 30*time.Second, "how long a journey waits for its lead to be routed")
 	f.DurationVar(&cfg.Baseline, "baseline", 3*time.Second, "duration of each baseline (0 = skip)")
+	f.StringVar(&cfg.OTLPSink, "otlp-sink", "", "serve an in-process OTLP/gRPC trace collector on this address during the run (counts and discards spans; make bench points the suite at it)")
 	f.BoolVar(&cfg.AllowRemote, "allow-remote", false, "allow non-loopback addresses")
 	f.BoolVar(&setup, "setup", false, "apply the load configuration (one team of 20 reps) first: CHANGES the suite's routing config")
 	f.BoolVar(&fail, "fail", true, "exit non-zero when the conservation check fails")

@@ -65,6 +65,9 @@ type Config struct {
 	Baseline time.Duration
 	// AllowRemote permits non-loopback addresses.
 	AllowRemote bool
+	// OTLPSink, when set (host:port), serves an in-process OTLP/gRPC trace
+	// collector there for the whole run and reports the spans it received.
+	OTLPSink string
 	// RunID makes the run's leads unique (e-mails, idempotency keys).
 	RunID string
 }
@@ -80,16 +83,18 @@ type Report struct {
 	Errors                    map[string]int64
 	// Conservation.
 	Assigned, Queued, Nurturing, BadFit, Other, Unaccounted int64
-	Duplicates                                             int64
-	DeadLetters                                            int64
-	DeadLetterNote                                         string
-	Further                                                int64
+	Duplicates                                              int64
+	DeadLetters                                             int64
+	DeadLetterNote                                          string
+	Further                                                 int64
 	// Baselines.
 	EchoRate, EchoP50, EchoP99    float64 // calls/s, ms
 	RedisRate, RedisP50, RedisP99 float64
 	// Redis round trips (commands) per lead answered OK, from INFO commandstats.
 	RoundTripsPerLead float64
 	TopCommands       []string
+	// Spans received by the OTLP sink (-1 = no sink).
+	Spans int64
 }
 
 // CheckAddrs refuses non-loopback addresses unless allowRemote.
@@ -239,7 +244,14 @@ func Run(ctx context.Context, cfg Config, logw io.Writer) (*Report, error) {
 		return nil, err
 	}
 	defer c.Close()
-	rep := &Report{RPC: map[string]*Hist{}, EndToEnd: &Hist{}, Errors: map[string]int64{}}
+	rep := &Report{RPC: map[string]*Hist{}, EndToEnd: &Hist{}, Errors: map[string]int64{}, Spans: -1}
+	if cfg.OTLPSink != "" {
+		sink, err := StartSink(cfg.OTLPSink)
+		if err != nil {
+			return nil, fmt.Errorf("otlp sink: %w", err)
+		}
+		defer func() { rep.Spans = sink.Spans(); sink.Stop() }()
+	}
 	r := &runner{cfg: cfg, c: c, rep: rep, ids: map[string]int{}, errs: map[string]int64{}}
 
 	var rdb *redis.Client

@@ -60,6 +60,9 @@ func (r *Report) Print(w io.Writer) {
 	if r.RoundTripsPerLead > 0 {
 		fmt.Fprintf(w, "Redis commands per lead answered OK (INFO commandstats delta, all services, incl. pollers): %.1f\n  top: %v\n", r.RoundTripsPerLead, r.TopCommands)
 	}
+	if r.Spans >= 0 {
+		fmt.Fprintf(w, "spans received by the in-process OTLP sink: %d\n", r.Spans)
+	}
 	if len(r.Errors) > 0 {
 		fmt.Fprintf(w, "errors: %v\n", r.Errors)
 	}
