@@ -147,8 +147,9 @@ func (c *Consumer) Ensure(ctx context.Context) error {
 	return nil
 }
 
-// Run consumes until ctx is done: first its own pending entries, then new
-// entries, claiming back stale pending entries and trimming on schedule.
+// Run consumes until ctx is done: first its own pending entries (again after
+// every error), then new entries, claiming back stale pending entries and
+// trimming on schedule.
 // Redis failures are logged and retried with backoff; Run returns only when
 // ctx is done.
 func (c *Consumer) Run(ctx context.Context) error {
@@ -175,17 +176,19 @@ func (c *Consumer) Run(ctx context.Context) error {
 				ownDone = true
 			}
 			now := c.opt.Now()
+			// A failed claim or trim waits for its next interval: new
+			// entries keep flowing meanwhile.
 			if now.Sub(lastClaim) >= c.opt.ClaimInterval {
+				lastClaim = now
 				if _, err := c.ClaimOnce(ctx); err != nil {
 					return err
 				}
-				lastClaim = now
 			}
 			if c.opt.Retention > 0 && now.Sub(lastTrim) >= c.opt.TrimInterval {
+				lastTrim = now
 				if _, err := c.TrimOnce(ctx); err != nil {
 					return err
 				}
-				lastTrim = now
 			}
 			_, err := c.ReadOnce(ctx, c.opt.Block)
 			return err
@@ -198,6 +201,10 @@ func (c *Consumer) Run(ctx context.Context) error {
 			break
 		}
 		failures++
+		// Entries delivered to this consumer may be pending without having
+		// been applied (a lost reply, a failed apply): go through them again
+		// after the backoff instead of waiting for a claim.
+		ownDone = false
 		if redis.HasErrorPrefix(err, "NOGROUP") {
 			ensured = false // the stream or group was deleted: create it again
 		}
