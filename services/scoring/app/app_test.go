@@ -602,3 +602,51 @@ func listen(t *testing.T) net.Listener {
 	}
 	return l
 }
+
+func TestRedisDownIsUnavailableAndARetryCompletesTheHandOff(t *testing.T) {
+	e := setup(t)
+	p := profile("rd")
+	p.ProductInterests = []string{"api"} // 55 + 5 = 60: MQL on arrival
+	must[*scoringv1.GetModelResponse](t)(e.c.GetModel(e.ctx, &scoringv1.GetModelRequest{}))
+	e.redis.Kill()
+	_, err := e.c.UpsertLead(e.ctx, &scoringv1.UpsertLeadRequest{Profile: p})
+	if status.Code(err) != codes.Unavailable {
+		t.Fatalf("Redis down: %v", err)
+	}
+	e.redis.Start()
+	// Capture retries the same hand-off until it gets OK.
+	var res *scoringv1.UpsertLeadResponse
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		res, err = e.c.UpsertLead(e.ctx, &scoringv1.UpsertLeadRequest{Profile: p})
+		if err == nil || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if err != nil || !res.GetScore().GetMql() {
+		t.Fatalf("retry after Redis came back: %+v %v", res, err)
+	}
+	e.processRouting()
+	if routes, _, _ := e.peer.snapshot(); len(routes) != 1 {
+		t.Fatalf("RouteLead calls = %d, want 1", len(routes))
+	}
+}
+
+func TestScoreLeadDecaysAsOfNow(t *testing.T) {
+	e := setup(t)
+	must[*scoringv1.UpsertLeadResponse](t)(e.c.UpsertLead(e.ctx, &scoringv1.UpsertLeadRequest{Profile: profile("dc")}))
+	r := must[*scoringv1.RecordEngagementResponse](t)(e.c.RecordEngagement(e.ctx, signal("dc", "p", leadv1.SignalType_SIGNAL_TYPE_CHAT, t0)))
+	if r.GetScore().GetEngagement() != 8 {
+		t.Fatalf("engagement %d", r.GetScore().GetEngagement())
+	}
+	// Two chat half-lives (28 days) later: 8 → 2.
+	sc := must[*scoringv1.ScoreLeadResponse](t)(e.c.ScoreLead(e.ctx, &scoringv1.ScoreLeadRequest{LeadId: "dc", AsOf: timestamppb.New(t0.Add(28 * 24 * time.Hour))}))
+	if sc.GetScore().GetEngagement() != 2 || !sc.GetScore().GetScoredAt().AsTime().Equal(t0.Add(28*24*time.Hour)) {
+		t.Fatalf("rescored: %+v", sc.GetScore())
+	}
+	h := must[*scoringv1.ListScoreHistoryResponse](t)(e.c.ListScoreHistory(e.ctx, &scoringv1.ListScoreHistoryRequest{LeadId: "dc", PageSize: 2}))
+	if len(h.GetEntries()) != 2 || h.GetEntries()[0].GetCause() != "rescore" || h.GetEntries()[1].GetSignalId() != "p" || h.GetNextPageToken() == "" {
+		t.Fatalf("history: %+v", h)
+	}
+}

@@ -175,6 +175,20 @@ func (s *Store) ActiveModel(ctx context.Context, now time.Time) (domain.Model, e
 		return domain.Model{}, err
 	}
 	if v == 0 {
+		// Redis lost its data (or was replaced) since the default was
+		// installed: install it again.
+		s.mu.Lock()
+		s.ensured = false
+		s.models = map[int32]domain.Model{}
+		s.mu.Unlock()
+		if err := s.ensureDefault(ctx, now); err != nil {
+			return domain.Model{}, err
+		}
+		if v, err = s.activeVersion(ctx); err != nil {
+			return domain.Model{}, err
+		}
+	}
+	if v == 0 {
 		return domain.Model{}, fmt.Errorf("no active model: %w", domain.ErrNotFound)
 	}
 	m, err := s.cached(ctx, v)
