@@ -30,6 +30,10 @@ import (
 // identity) first; merge into its lead instead.
 var errLostClaim = errors.New("identity claimed by another submission")
 
+// errNeedPrep stops a merge transaction that needs Redis calls made outside
+// it first (see merge).
+var errNeedPrep = errors.New("merge needs preparation")
+
 // eventNS makes deterministic event ids for events that may be published
 // again after a crash (reporting de-duplicates by id).
 var eventNS = uuid.MustParse("6f1c1b0e-2a55-4c0e-9a61-1d1f0c5a7e10")
@@ -103,6 +107,13 @@ func (c *Capture) Submit(ctx context.Context, sub *capturev1.LeadSubmission, ide
 			return resp, err
 		}
 		resp, err := c.merge(ctx, target, matched, n, ids, idem, now)
+		if errors.Is(err, domain.ErrErased) {
+			// An erased lead must own no identity: drop entries that still
+			// point at it (a claim that raced the erasure).
+			if err := c.store.Release(ctx, target, ids); err != nil {
+				return nil, err
+			}
+		}
 		if errors.Is(err, domain.ErrNotFound) || errors.Is(err, domain.ErrErased) {
 			// The winner of the claim has not written its lead yet, or the
 			// lead is being erased (its index entries go next): look again.
@@ -225,61 +236,101 @@ func (c *Capture) merge(ctx context.Context, target, matched string, n *domain.S
 		orgCreated bool
 		newDomain  string
 	)
-	sl, err := c.store.Update(ctx, target, func(sl *domain.StoredLead) error {
-		replay, resp, filled, newDomain = nil, nil, nil, ""
-		if idem.key != "" {
-			if r := sl.Idem[idem.hash]; r != nil && c.fresh(r, now) {
-				replay = r
-				return domain.ErrNoChange
+	// The transaction function makes no Redis calls of its own (a WATCH
+	// holds a pooled connection; nested calls could exhaust the pool under
+	// load, and on a Cluster they may live on other nodes). When the merge
+	// needs the organisation of a newly filled domain or claims for new
+	// identities, it stops with errNeedPrep; they are prepared outside and
+	// the merge runs again (rare: only when something new arrives).
+	var (
+		prepOrg     *leadv1.Organisation
+		prepHeld    []domain.Identity
+		prepClaimed bool
+		needOrg     bool
+		needIDs     []domain.Identity
+		sl          *domain.StoredLead
+		err         error
+	)
+	for round := 0; round < 4; round++ {
+		sl, err = c.store.Update(ctx, target, func(sl *domain.StoredLead) error {
+			replay, resp, filled, newDomain, needOrg, needIDs = nil, nil, nil, "", false, nil
+			if idem.key != "" {
+				if r := sl.Idem[idem.hash]; r != nil && c.fresh(r, now) {
+					replay = r
+					return domain.ErrNoChange
+				}
 			}
+			var err error
+			if filled, err = domain.Merge(sl.Lead, n, now); err != nil {
+				return err
+			}
+			if slices.Contains(filled, "organisation.domain") {
+				if prepOrg == nil || prepOrg.GetDomain() != sl.Lead.GetOrganisation().GetDomain() {
+					needOrg = true
+				} else {
+					domain.AttachOrganisation(sl.Lead, prepOrg)
+					newDomain = prepOrg.GetDomain()
+				}
+			}
+			if !prepClaimed {
+				for _, id := range ids {
+					if !slices.Contains(sl.Identities, id) {
+						needIDs = append(needIDs, id)
+					}
+				}
+			}
+			if needOrg || len(needIDs) > 0 {
+				return errNeedPrep
+			}
+			for _, id := range prepHeld {
+				if !slices.Contains(sl.Identities, id) {
+					sl.Identities = append(sl.Identities, id)
+				}
+			}
+			if slices.Contains(filled, "contact.email") {
+				sl.FreeMail = n.FreeMail
+			}
+			sl.Revision++
+			resp = &capturev1.SubmitLeadResponse{
+				LeadId: target, Outcome: capturev1.SubmitOutcome_SUBMIT_OUTCOME_MERGED, MatchedOn: matched,
+				FilledFields: filled, OrganisationId: sl.Lead.GetOrganisation().GetId(), NewOrganisation: orgCreated && newDomain != "",
+				TraceId: sl.Lead.GetTraceId(),
+			}
+			for h, r := range sl.Idem {
+				if !c.fresh(r, now) {
+					delete(sl.Idem, h)
+				}
+			}
+			if idem.key != "" {
+				sl.Idem[idem.hash] = c.idemRecord(idem, resp, domain.HandoffJobID(target, sl.Revision), sl.Lead.GetTraceparent(), now)
+			}
+			return nil
+		})
+		if !errors.Is(err, errNeedPrep) {
+			break
 		}
-		var err error
-		if filled, err = domain.Merge(sl.Lead, n, now); err != nil {
-			return err
-		}
-		if slices.Contains(filled, "organisation.domain") {
+		if needOrg {
 			oid, err := uuid.NewV7()
 			if err != nil {
-				return err
+				return nil, err
 			}
 			org, created, err := c.store.EnsureOrganisation(ctx, domain.NewOrganisation(oid.String(), n, now))
 			if err != nil {
-				return err
+				return nil, err
 			}
-			domain.AttachOrganisation(sl.Lead, org)
-			orgCreated = orgCreated || created
-			newDomain = org.GetDomain()
+			prepOrg, orgCreated = org, orgCreated || created
 		}
-		var missing []domain.Identity
-		for _, id := range ids {
-			if !slices.Contains(sl.Identities, id) {
-				missing = append(missing, id)
+		if len(needIDs) > 0 {
+			held, err := c.store.ClaimFor(ctx, target, needIDs)
+			if err != nil {
+				return nil, err
 			}
+			prepHeld, prepClaimed = append(prepHeld, held...), true
 		}
-		held, err := c.store.ClaimFor(ctx, target, missing)
-		if err != nil {
-			return err
-		}
-		sl.Identities = append(sl.Identities, held...)
-		if slices.Contains(filled, "contact.email") {
-			sl.FreeMail = n.FreeMail
-		}
-		sl.Revision++
-		resp = &capturev1.SubmitLeadResponse{
-			LeadId: target, Outcome: capturev1.SubmitOutcome_SUBMIT_OUTCOME_MERGED, MatchedOn: matched,
-			FilledFields: filled, OrganisationId: sl.Lead.GetOrganisation().GetId(), NewOrganisation: orgCreated,
-			TraceId: sl.Lead.GetTraceId(),
-		}
-		for h, r := range sl.Idem {
-			if !c.fresh(r, now) {
-				delete(sl.Idem, h)
-			}
-		}
-		if idem.key != "" {
-			sl.Idem[idem.hash] = c.idemRecord(idem, resp, domain.HandoffJobID(target, sl.Revision), sl.Lead.GetTraceparent(), now)
-		}
-		return nil
-	})
+	}
+	if errors.Is(err, errNeedPrep) {
+		return nil, domain.ErrConflict
+	}
 	if err != nil {
 		return nil, err
 	}

@@ -415,6 +415,15 @@ func TestEraseRemovesPersonalDataAndKeepsTheFacts(t *testing.T) {
 	if r2.GetOutcome() != capturev1.SubmitOutcome_SUBMIT_OUTCOME_CREATED || r2.GetLeadId() == r.GetLeadId() {
 		t.Fatalf("after erasure: %v", r2)
 	}
+	// A claim that raced the erasure (an index entry still naming the erased
+	// lead) is dropped, and the submission makes a new lead.
+	if err := rdb.Set(ctx, store.IdentityKey(domain.NewIdentity("email", "raced@acme.io")), r.GetLeadId(), 0).Err(); err != nil {
+		t.Fatal(err)
+	}
+	r3 := submit(t, e, submission("raced@acme.io", ""), "")
+	if r3.GetOutcome() != capturev1.SubmitOutcome_SUBMIT_OUTCOME_CREATED || r3.GetLeadId() == r.GetLeadId() {
+		t.Fatalf("index entry of an erased lead: %v", r3)
+	}
 	if _, err := e.client.EraseLead(ctx, &capturev1.EraseLeadRequest{LeadId: "missing", Reason: "x"}); status.Code(err) != codes.NotFound {
 		t.Fatalf("erase missing: %v", err)
 	}
