@@ -276,7 +276,7 @@ func TestTraceContextCrossesClientServerHopAndStoredLeadContext(t *testing.T) {
 	}
 	attrs := map[string]string{}
 	for _, a := range stepSpan.Attributes {
-		attrs[string(a.Key)] = a.Value.Emit()
+		attrs[string(a.Key)] = a.Value.AsString()
 	}
 	if attrs[leadtrace.AttrLeadID] != "lead-1" || attrs[leadtrace.AttrOutcome] != "accepted" {
 		t.Errorf("step attributes = %v", attrs)
