@@ -215,7 +215,7 @@ func Submission(runID string, i int) *capturev1.LeadSubmission {
 			EmployeeCount: 250, Country: "US", Region: "US-CA", AnnualRevenue: &leadv1.Money{AmountMinor: 40_000_000_00, CurrencyCode: "USD"}},
 		ProductInterests: []string{"analytics"},
 		Touch:            &leadv1.Touch{Channel: leadv1.Channel_CHANNEL_WEB_FORM, Source: "google", Medium: "cpc", Campaign: "load"},
-		Consent:          &leadv1.Consent{MarketingOptIn: true, GivenAt: timestamppb.Now(), WordingVersion: "privacy-2026-03"},
+		Consent:          &leadv1.Consent{MarketingOptIn: true, GivenAt: timestamppb.New(consentAt), WordingVersion: "privacy-2026-03"},
 	}
 }
 
@@ -647,3 +647,7 @@ func DeadLetters(ctx context.Context, rdb *redis.Client) (int64, string) {
 	}
 	return total, note
 }
+
+// consentAt is the consent time of every load submission: fixed, so the same
+// (run, i) is the same submission (a retry with its idempotency key matches).
+var consentAt = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
