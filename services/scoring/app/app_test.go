@@ -650,3 +650,20 @@ func TestScoreLeadDecaysAsOfNow(t *testing.T) {
 		t.Fatalf("history: %+v", h)
 	}
 }
+
+func TestSweeperClearsAMarkLeftByALostRace(t *testing.T) {
+	e := setup(t)
+	must[*scoringv1.UpsertLeadResponse](t)(e.c.UpsertLead(e.ctx, &scoringv1.UpsertLeadRequest{Profile: profile("m1")}))
+	// A writer marked revision 99 and then lost its race: nothing to deliver.
+	if err := e.rdb.ZAdd(e.ctx, "lf:scoring:{flush}:leads", redis.Z{Score: 99, Member: "m1"}).Err(); err != nil {
+		t.Fatal(err)
+	}
+	for range 2 {
+		if _, err := e.sc.Sweep(e.ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if marks, _ := e.sc.Store().FlushPending(e.ctx, 10); len(marks) != 0 {
+		t.Fatalf("stale mark kept: %+v", marks)
+	}
+}

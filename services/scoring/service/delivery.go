@@ -251,7 +251,9 @@ func (s *Scoring) Sweep(ctx context.Context) (int, error) {
 			continue
 		}
 		if len(rec.Outbox) == 0 {
-			errs = append(errs, s.store.FlushDone(ctx, id, rec.Rev))
+			// A mark above the record's revision is left by a write that
+			// lost its optimistic race and then had nothing to write.
+			errs = append(errs, s.store.FlushDone(ctx, id, max(rec.Rev, m.Rev)))
 			continue
 		}
 		sctx, span := s.step(ctx, rec.Traceparent, "scoring.sweep", id)
