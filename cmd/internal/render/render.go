@@ -3,6 +3,8 @@
 package render
 
 import (
+	"bytes"
+	"encoding/json"
 	"fmt"
 	"io"
 	"sort"
@@ -19,14 +21,21 @@ import (
 	reportingv1 "github.com/leadflow/leadflow/gen/go/leadflow/reporting/v1"
 )
 
-// JSON writes m as indented protojson (enum names, proto field names kept as
-// lowerCamelCase, zero values left out) followed by a newline.
+// JSON writes m as protojson (enum names, lowerCamelCase field names, zero
+// values left out), indented the same way every time, and a newline.
 func JSON(w io.Writer, m proto.Message) error {
-	b, err := protojson.MarshalOptions{Multiline: true, Indent: "  "}.Marshal(m)
+	b, err := protojson.Marshal(m)
 	if err != nil {
 		return err
 	}
-	_, err = fmt.Fprintf(w, "%s\n", b)
+	// protojson's own multiline output varies its spacing on purpose; a
+	// stable layout is friendlier to diffs and line-based tools.
+	var out bytes.Buffer
+	if err := json.Indent(&out, b, "", "  "); err != nil {
+		return err
+	}
+	out.WriteByte('\n')
+	_, err = out.WriteTo(w)
 	return err
 }
 
