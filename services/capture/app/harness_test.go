@@ -96,19 +96,6 @@ func serveFakeScoring(t testing.TB) (*fakeScoring, string) {
 	return f, lis.Addr().String()
 }
 
-// clock is an injectable clock.
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *clock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
-func (c *clock) Advance(d time.Duration) {
-	c.mu.Lock()
-	c.t = c.t.Add(d)
-	c.mu.Unlock()
-}
-
 // env is one capture replica on a real Redis with a fake scoring.
 type env struct {
 	redis   *platformtest.Redis
@@ -118,14 +105,14 @@ type env struct {
 	scoring *fakeScoring
 	spans   *tracetest.InMemoryExporter
 	logs    *platformtest.LogBuffer
-	clock   *clock
+	clock   *platformtest.Clock
 }
 
 type envOpt struct {
 	redis   *platformtest.Redis
 	scoring *fakeScoring
 	addr    string
-	clock   *clock
+	clock   *platformtest.Clock
 	cfg     func(*app.Config)
 	metrics *sdkmetric.ManualReader
 }
@@ -141,7 +128,7 @@ func newEnv(t testing.TB, o envOpt) *env {
 		e.scoring, addr = serveFakeScoring(t)
 	}
 	if e.clock == nil {
-		e.clock = &clock{t: time.Now().UTC().Truncate(time.Millisecond)}
+		e.clock = platformtest.NewClock(time.Now().UTC().Truncate(time.Millisecond))
 	}
 	base := platformtest.Base("capture", e.redis.URL())
 	base.Peers.Scoring = addr

@@ -18,7 +18,7 @@ import (
 // anyone calling ProcessDue.
 func TestWorkerDeliversInTheBackground(t *testing.T) {
 	e := newEnv(t, envOpt{
-		clock: &clock{t: time.Now()},
+		clock: platformtest.NewClock(time.Now()),
 		cfg:   func(c *app.Config) { c.HandoffWorkers = 1 },
 	})
 	// The worker's queue uses the injected clock; keep it moving with real time.

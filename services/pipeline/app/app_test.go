@@ -28,24 +28,6 @@ import (
 	"github.com/leadflow/leadflow/services/platform/platformtest"
 )
 
-// clock is an injectable, settable clock.
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *clock) Advance(d time.Duration) {
-	c.mu.Lock()
-	c.t = c.t.Add(d)
-	c.mu.Unlock()
-}
-
 // fakeScoring records SetStatus calls; down makes it answer Unavailable and
 // reject makes it answer FailedPrecondition.
 type fakeScoring struct {
@@ -118,7 +100,7 @@ type env struct {
 	client  pipelinev1.PipelineServiceClient
 	svc     *app.Service
 	redis   *platformtest.Redis
-	clock   *clock
+	clock   *platformtest.Clock
 	spans   *tracetest.InMemoryExporter
 	scoring *scoringServer
 }
@@ -133,7 +115,7 @@ func newEnv(t testing.TB, mut ...func(*app.Config)) *env {
 	base := platformtest.Base("pipeline", r.URL())
 	base.Peers.Scoring = sc.addr
 	rt := platformtest.RuntimeWith(t, base, platform.WithSpanExporter(spans))
-	clk := &clock{t: t0}
+	clk := platformtest.NewClock(t0)
 	cfg := app.Config{
 		LostReasons: "no_budget,timing,lost_to_competitor", RenewalTermMonths: 12, RenewalLeadTime: 30 * 24 * time.Hour,
 		HandoffMaxAttempts: 5, HandoffMaxBackoff: time.Minute, Now: clk.Now,

@@ -14,19 +14,7 @@ import (
 	"github.com/leadflow/leadflow/services/platform/platformtest"
 )
 
-type clock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func (c *clock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.now }
-func (c *clock) Add(d time.Duration) {
-	c.mu.Lock()
-	c.now = c.now.Add(d)
-	c.mu.Unlock()
-}
-
-func newQueue(t *testing.T, rdb redis.UniversalClient, c *clock, o Options) *Queue {
+func newQueue(t *testing.T, rdb redis.UniversalClient, c *platformtest.Clock, o Options) *Queue {
 	o.Now = c.Now
 	if o.BaseBackoff == 0 {
 		o.BaseBackoff = time.Second
@@ -34,9 +22,9 @@ func newQueue(t *testing.T, rdb redis.UniversalClient, c *clock, o Options) *Que
 	return New(rdb, "test", o)
 }
 
-func setup(t *testing.T) (redis.UniversalClient, *clock) {
+func setup(t *testing.T) (redis.UniversalClient, *platformtest.Clock) {
 	r := platformtest.StartRedis(t)
-	return r.Client(), &clock{now: time.Date(2026, 11, 24, 9, 0, 0, 0, time.UTC)}
+	return r.Client(), platformtest.NewClock(time.Date(2026, 11, 24, 9, 0, 0, 0, time.UTC))
 }
 
 func TestScheduleIsIdempotentAndWaitsUntilDue(t *testing.T) {
@@ -57,7 +45,7 @@ func TestScheduleIsIdempotentAndWaitsUntilDue(t *testing.T) {
 	if n, err := q.ProcessDue(ctx, h); err != nil || n != 0 {
 		t.Fatalf("before due: n=%d err=%v", n, err)
 	}
-	c.Add(time.Minute)
+	c.Advance(time.Minute)
 	if n, err := q.ProcessDue(ctx, h); err != nil || n != 1 {
 		t.Fatalf("when due: n=%d err=%v", n, err)
 	}
@@ -93,15 +81,15 @@ func TestFailedJobsBackOffThenDeadLetter(t *testing.T) {
 	if n, _ := q.ProcessDue(ctx, fail); n != 0 {
 		t.Fatalf("retried before its backoff")
 	}
-	c.Add(1300 * time.Millisecond)
+	c.Advance(1300 * time.Millisecond)
 	if n, _ := q.ProcessDue(ctx, fail); n != 1 {
 		t.Fatalf("second attempt not run after backoff")
 	}
-	c.Add(3 * time.Second) // second backoff is 2s ±20%
+	c.Advance(3 * time.Second) // second backoff is 2s ±20%
 	if n, _ := q.ProcessDue(ctx, fail); n != 1 {
 		t.Fatalf("third attempt not run")
 	}
-	c.Add(time.Hour)
+	c.Advance(time.Hour)
 	if n, _ := q.ProcessDue(ctx, fail); n != 0 {
 		t.Fatalf("a dead job must not run again")
 	}
@@ -151,7 +139,7 @@ func TestCrashedWorkerLeaseExpiresAndJobIsRetried(t *testing.T) {
 	if n, _ := q.ProcessDue(ctx, h); n != 0 {
 		t.Fatal("a leased job must not be delivered twice at once")
 	}
-	c.Add(31 * time.Second)
+	c.Advance(31 * time.Second)
 	if n, _ := q.ProcessDue(ctx, h); n != 1 || got[0] != 2 {
 		t.Fatalf("after the lease: n=%d attempts=%v", n, got)
 	}
@@ -169,7 +157,7 @@ func TestCancelAndReschedule(t *testing.T) {
 	if ok, _ := q.Reschedule(ctx, "sla", c.Now().Add(time.Minute)); !ok {
 		t.Fatal("reschedule failed")
 	}
-	c.Add(time.Minute)
+	c.Advance(time.Minute)
 	ran := 0
 	h := func(context.Context, Job) error { ran++; return nil }
 	_, _ = q.Schedule(ctx, Job{ID: "other", Due: c.Now().Add(time.Hour)})
@@ -179,7 +167,7 @@ func TestCancelAndReschedule(t *testing.T) {
 	if ok, _ := q.Cancel(ctx, "other"); ok {
 		t.Fatal("second cancel reported a job")
 	}
-	c.Add(2 * time.Hour)
+	c.Advance(2 * time.Hour)
 	_, _ = q.ProcessDue(ctx, h)
 	if ran != 1 {
 		t.Fatalf("ran %d jobs, want only the rescheduled one", ran)

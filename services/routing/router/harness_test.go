@@ -18,27 +18,9 @@ import (
 	"github.com/leadflow/leadflow/services/routing/router"
 )
 
-// clock is an injected, settable clock.
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func newClock() *clock {
+func newClock() *platformtest.Clock {
 	// A Wednesday, 10:00 UTC.
-	return &clock{t: time.Date(2026, 11, 25, 10, 0, 0, 0, time.UTC)}
-}
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *clock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
+	return platformtest.NewClock(time.Date(2026, 11, 25, 10, 0, 0, 0, time.UTC))
 }
 
 // fakeScoring records SetStatus calls.
@@ -69,7 +51,7 @@ func (fakeCapture) Contact(_ context.Context, lead string) (*leadv1.Contact, err
 type env struct {
 	t       *testing.T
 	redis   *platformtest.Redis
-	clock   *clock
+	clock   *platformtest.Clock
 	scoring *fakeScoring
 }
 

@@ -31,19 +31,6 @@ import (
 	"github.com/leadflow/leadflow/services/scoring/service"
 )
 
-// clock is the injected clock of the service and its job queues.
-type clock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func (c *clock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.now }
-func (c *clock) Add(d time.Duration) {
-	c.mu.Lock()
-	c.now = c.now.Add(d)
-	c.mu.Unlock()
-}
-
 // peer is a fake routing + pipeline on loopback that can be down.
 type peer struct {
 	routingv1.UnimplementedRoutingServiceServer
@@ -101,7 +88,7 @@ type env struct {
 	c     scoringv1.ScoringServiceClient
 	sc    *service.Scoring
 	peer  *peer
-	clock *clock
+	clock *platformtest.Clock
 	rdb   *redis.Client
 	spans *tracetest.InMemoryExporter
 	redis *platformtest.Redis
@@ -129,7 +116,7 @@ func setup(t *testing.T) *env {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = pc.Close() })
-	clk := &clock{now: t0}
+	clk := platformtest.NewClock(t0)
 	var sc *service.Scoring
 	svc, err := app.New(context.Background(), rt, app.Config{SweepInterval: time.Hour, HandoffMaxAttempts: 20, HandoffMaxBackoff: time.Minute},
 		app.WithPeers(routingv1.NewRoutingServiceClient(pc), pipelinev1.NewPipelineServiceClient(pc)), app.WithClock(clk.Now), app.Expose(&sc))
@@ -360,7 +347,7 @@ func TestQualifiedGivesExactlyOneDealUnderRetriesAndPipelineDown(t *testing.T) {
 		if n := e.processPipeline(); n != 1 {
 			t.Fatalf("pipeline jobs claimed = %d, want 1", n)
 		}
-		e.clock.Add(2 * time.Minute)
+		e.clock.Advance(2 * time.Minute)
 	}
 	_, q := e.sc.Queues()
 	if d, _ := q.Depth(e.ctx); d != 1 {
@@ -368,7 +355,7 @@ func TestQualifiedGivesExactlyOneDealUnderRetriesAndPipelineDown(t *testing.T) {
 	}
 	e.peer.down.Store(false)
 	e.processPipeline()
-	e.clock.Add(2 * time.Minute)
+	e.clock.Advance(2 * time.Minute)
 	e.processPipeline() // nothing left
 	_, _, deals := e.peer.snapshot()
 	if deals["q1"] != 1 || len(deals) != 1 {
@@ -382,7 +369,7 @@ func TestQualifiedGivesExactlyOneDealUnderRetriesAndPipelineDown(t *testing.T) {
 	if r.GetChanged() || r.GetLead().GetStatus() != leadv1.ProspectStatus_PROSPECT_STATUS_QUALIFIED {
 		t.Fatalf("late retry: %+v", r)
 	}
-	e.clock.Add(time.Hour)
+	e.clock.Advance(time.Hour)
 	e.processPipeline()
 	if _, _, deals = e.peer.snapshot(); deals["q1"] != 1 {
 		t.Fatalf("deal hand-offs after late retry = %d", deals["q1"])
