@@ -393,6 +393,9 @@ func (r *Record) SetStatus(c StatusChange, now time.Time) (changed bool, err err
 		}
 		r.addEffect(Effect{Kind: EffectCreateDeal, Key: fmt.Sprintf("deal:%s:%d", r.LeadID, r.Qualifications), At: now, Actor: c.Actor, Owner: owner, Amount: amount})
 		r.addEffect(Effect{Kind: EffectLeadQualified, At: now, Actor: c.Actor, Owner: owner, BantMet: r.Bant.Met()})
+		// A qualified lead is a deal now, no longer an open lead: free the
+		// rep's lead capacity (the deal keeps the rep as its owner).
+		r.addEffect(Effect{Kind: EffectReleaseLead, Key: fmt.Sprintf("release:%s:%d", r.LeadID, n), At: now, Actor: c.Actor, Reason: c.To.String() + ": converted to a deal"})
 	case StatusPotential:
 		// Re-opened: it may go to routing again right away if it is MQL.
 		r.Handed = false

@@ -90,7 +90,7 @@ func TestSetStatusEffects(t *testing.T) {
 	}{
 		{"accept sets owner", StatusPotential, StatusChange{To: StatusWorking, Owner: "rep-9"}, "rep-9", []EffectKind{EffectStatusChanged}},
 		{"reassign changes owner", StatusWorking, StatusChange{To: StatusWorking, Owner: "rep-9"}, "rep-9", []EffectKind{EffectStatusChanged}},
-		{"qualify hands a deal to pipeline", StatusWorking, StatusChange{To: StatusQualified}, "rep-1", []EffectKind{EffectStatusChanged, EffectCreateDeal, EffectLeadQualified}},
+		{"qualify hands a deal to pipeline and frees the rep's lead capacity", StatusWorking, StatusChange{To: StatusQualified}, "rep-1", []EffectKind{EffectStatusChanged, EffectCreateDeal, EffectLeadQualified, EffectReleaseLead}},
 		{"recycle releases the rep", StatusWorking, StatusChange{To: StatusNurturing}, "", []EffectKind{EffectStatusChanged, EffectReleaseLead}},
 		{"junk releases the rep", StatusWorking, StatusChange{To: StatusBadFit}, "", []EffectKind{EffectStatusChanged, EffectReleaseLead}},
 		{"deal lost and recycled", StatusQualified, StatusChange{To: StatusNurturing}, "", []EffectKind{EffectStatusChanged, EffectReleaseLead}},
@@ -398,7 +398,7 @@ func TestAssignKeysAndRemoveEffects(t *testing.T) {
 		keys[e.Key] = true
 	}
 	r.RemoveEffects(map[string]bool{"deal:lead-1:1": true})
-	if hasEffect(r, EffectCreateDeal) != nil || len(r.Outbox) != 2 {
+	if hasEffect(r, EffectCreateDeal) != nil || len(r.Outbox) != 3 {
 		t.Fatalf("outbox %v", kinds(r))
 	}
 }
