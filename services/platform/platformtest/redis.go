@@ -116,18 +116,28 @@ func (r *Redis) Start() {
 	} else {
 		args = append(args, "--appendonly", "no")
 	}
-	cmd := exec.Command(r.bin, args...)
-	if err := cmd.Start(); err != nil {
-		r.t.Fatalf("start redis-server: %v", err)
+	cmd, err := launch(r.bin, r.dir, r.Addr(), args)
+	if err != nil {
+		r.t.Fatalf("redis-server on %s: %v", r.Addr(), err)
 	}
 	r.cmd = cmd
-	go func() { _ = cmd.Wait() }()
-	if err := waitForPID(r.Addr(), cmd.Process.Pid, 10*time.Second); err != nil {
-		_ = cmd.Process.Kill()
-		r.cmd = nil
-		log, _ := os.ReadFile(filepath.Join(r.dir, "redis.log"))
-		r.t.Fatalf("redis-server on %s: %v\n%s", r.Addr(), err, log)
+}
+
+// launch starts redis-server with args and waits until the server answering
+// on addr is that very process (INFO server process_id). On failure the
+// process is killed and the error carries dir/redis.log.
+func launch(bin, dir, addr string, args []string) (*exec.Cmd, error) {
+	cmd := exec.Command(bin, args...)
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("start redis-server: %w", err)
 	}
+	go func() { _ = cmd.Wait() }()
+	if err := waitForPID(addr, cmd.Process.Pid, 10*time.Second); err != nil {
+		_ = cmd.Process.Kill()
+		log, _ := os.ReadFile(filepath.Join(dir, "redis.log"))
+		return nil, fmt.Errorf("%w\n%s", err, log)
+	}
+	return cmd, nil
 }
 
 // Kill stops the server with SIGKILL (no shutdown save), as a crash would.
