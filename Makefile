@@ -134,7 +134,7 @@ run: ## All five services in one process (embedded Redis) plus the demo; the sui
 	trap 'kill -TERM $$dev 2>/dev/null || true; wait $$dev 2>/dev/null || true; echo "suite stopped."' EXIT; \
 	trap 'exit 130' INT TERM; \
 	if ! $(BIN)/leadflow health --wait 60s $$addrs >/dev/null; then echo "leadflow dev did not start:"; cat $(BIN)/dev.log; exit 1; fi; \
-	sed -n '1,/^Ctrl-C/p' $(BIN)/dev.log; echo; \
+	sed -n '1,/^Ctrl-C/p' $(BIN)/dev.log | grep -v '^{'; echo; \
 	if ! $(BIN)/leadflow demo $$addrs $(DEMO_FLAGS); then \
 		echo; echo "the demo failed; the last lines of the suite's log ($(BIN)/dev.log):"; tail -n 20 $(BIN)/dev.log; exit 1; \
 	fi; \
