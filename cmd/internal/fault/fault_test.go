@@ -193,3 +193,149 @@ func TestLostReplyRetriedWithIdempotencyKey(t *testing.T) {
 	}
 	t.Logf("lost reply: %d submissions whose first reply was lost, retried twice each with the same key: %d leads, duplicates %d", lost, n, dup)
 }
+
+// Fault 4: a service (scoring) unreachable for a while: capture keeps
+// answering, its hand-offs wait and all complete when scoring returns; none
+// lost, no dead letters.
+func TestServiceDownHandoffsWait(t *testing.T) {
+	outage := 30 * time.Second
+	if testing.Short() {
+		outage = 10 * time.Second
+	}
+	// Hand-off retries: max backoff 5 s, so 10 attempts span more than the
+	// outage (the defaults, 500 ms..1 m, span about 3 min) and recovery is
+	// seen within seconds.
+	t.Setenv("LEADFLOW_CAPTURE_HANDOFF_MAX_BACKOFF", "5s")
+	t.Setenv("LEADFLOW_SCORING_HANDOFF_MAX_BACKOFF", "5s")
+	r := platformtest.StartRedis(t)
+	var scoring *Proxy
+	_, c := suitetest.BootProxied(t, func(string) string { return r.URL() }, func(peer, addr string) string {
+		if peer != "scoring" {
+			return addr
+		}
+		scoring = StartProxy(t, "scoring", addr)
+		return scoring.Addr()
+	}, suitetest.Options{})
+
+	d := drive(c, "down-before", 2, 5*time.Second, 50*time.Millisecond)
+	time.Sleep(time.Second)
+	before := d.Stop()
+	beforeIDs, _ := okIDs(before)
+	if got := routed(c, beforeIDs, 30*time.Second); got != len(beforeIDs) {
+		t.Fatalf("before the outage: %d of %d leads routed", got, len(beforeIDs))
+	}
+
+	scoring.Stop()
+	downAt := time.Now()
+	d = drive(c, "down-during", 2, 5*time.Second, 50*time.Millisecond)
+	time.Sleep(outage)
+	during := d.Stop()
+	ids, dups := okIDs(during)
+	if len(ids) == 0 {
+		t.Fatalf("capture answered nothing while scoring was down: %s", codeCounts(during))
+	}
+	for _, res := range during {
+		if res.code != codes.OK {
+			t.Errorf("SubmitLead while scoring was down: %s (capture should answer and hand off later)", res.code)
+			break
+		}
+	}
+	if err := scoring.Start(); err != nil {
+		t.Fatal(err)
+	}
+	upAt := time.Now()
+	got := routed(c, ids, 60*time.Second)
+	recovered := time.Since(upAt)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	dead, note := load.DeadLetters(ctx, r.Client())
+	t.Logf("service down %s: %d leads accepted during the outage (%s), %d routed after scoring returned (in %s), duplicates %d, dead letters %d",
+		upAt.Sub(downAt).Round(time.Millisecond), len(ids), codeCounts(during), got, recovered.Round(time.Millisecond), dups, dead)
+	if got != len(ids) {
+		t.Errorf("%d of %d leads accepted during the outage were routed after it", got, len(ids))
+	}
+	if dups != 0 {
+		t.Errorf("duplicates: %d", dups)
+	}
+	if dead != 0 {
+		t.Errorf("dead letters: %d (%s)", dead, note)
+	}
+}
+
+// Fault 1: Redis SIGKILLed under load and restarted from its AOF: every lead
+// answered OK is found afterwards, callers saw Unavailable (never Unknown or
+// Internal) while it was down, and service resumes within 2 s of Redis being
+// ready.
+func TestRedisKilledUnderLoad(t *testing.T) {
+	r := platformtest.StartRedis(t, platformtest.WithAOF())
+	_, c := suitetest.Boot(t, r.URL(), suitetest.Options{})
+
+	d := drive(c, "redis-kill", 8, 2*time.Second, 0)
+	time.Sleep(2 * time.Second)
+	r.Kill()
+	killedAt := time.Now()
+	time.Sleep(3 * time.Second)
+	r.Start()
+	readyAt := time.Now()
+	time.Sleep(3 * time.Second)
+	rs := d.Stop()
+
+	// Recovery: the first call started after Redis was ready that succeeded.
+	var firstOK time.Time
+	var bad []string
+	for _, res := range rs {
+		if res.code == codes.OK && res.at.After(readyAt) && (firstOK.IsZero() || res.end.Before(firstOK)) {
+			firstOK = res.end
+		}
+		if res.code == codes.Unknown || res.code == codes.Internal {
+			bad = append(bad, res.code.String())
+		}
+	}
+	var outage []result
+	for _, res := range rs {
+		if res.at.After(killedAt.Add(200*time.Millisecond)) && res.end.Before(readyAt) {
+			outage = append(outage, res)
+		}
+	}
+	ids, dups := okIDs(rs)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	var missing int
+	for _, id := range ids {
+		if _, err := c.Capture.GetLead(ctx, &capturev1.GetLeadRequest{LeadId: id}); err != nil {
+			missing++
+			if missing <= 3 {
+				t.Errorf("lead %s answered OK before the kill is not found after the restart: %v", id, err)
+			}
+		}
+	}
+	got := routed(c, ids, 45*time.Second)
+	dctx, dcancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer dcancel()
+	dead, _ := load.DeadLetters(dctx, r.Client())
+	recovery := time.Duration(-1)
+	if !firstOK.IsZero() {
+		recovery = firstOK.Sub(readyAt)
+	}
+	t.Logf("redis SIGKILL: %d calls (%s); during the outage: %s; %d leads answered OK, %d found after restart, %d routed, duplicates %d, dead letters %d; recovery %s after Redis was ready",
+		len(rs), codeCounts(rs), codeCounts(outage), len(ids), len(ids)-missing, got, dups, dead, recovery.Round(time.Millisecond))
+	if len(bad) > 0 {
+		t.Errorf("callers saw %d Unknown/Internal errors: %v", len(bad), bad[:min(len(bad), 5)])
+	}
+	for _, res := range outage {
+		if res.code != codes.Unavailable && res.code != codes.OK {
+			t.Errorf("during the outage a caller saw %s, want Unavailable", res.code)
+			break
+		}
+	}
+	if firstOK.IsZero() {
+		t.Fatal("no call succeeded after Redis was ready")
+	}
+	// Requirement: resumes within 2 s of Redis being ready (CI margin: 5 s).
+	if recovery > 5*time.Second {
+		t.Errorf("service resumed %s after Redis was ready; the requirement is 2 s", recovery)
+	}
+	if got != len(ids) || dups != 0 || dead != 0 {
+		t.Errorf("conservation: %d answered OK, %d routed, duplicates %d, dead letters %d", len(ids), got, dups, dead)
+	}
+}

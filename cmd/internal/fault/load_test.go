@@ -1,0 +1,129 @@
+package fault
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/leadflow/leadflow/cmd/internal/client"
+	"github.com/leadflow/leadflow/cmd/internal/load"
+	capturev1 "github.com/leadflow/leadflow/gen/go/leadflow/capture/v1"
+	routingv1 "github.com/leadflow/leadflow/gen/go/leadflow/routing/v1"
+)
+
+// result is one SubmitLead call of a driver.
+type result struct {
+	at, end time.Time
+	code    codes.Code
+	leadID  string
+}
+
+// driver submits leads with `workers` concurrent callers until stopped.
+type driver struct {
+	mu      sync.Mutex
+	results []result
+	stop    chan struct{}
+	wg      sync.WaitGroup
+	n       atomic.Int64
+}
+
+// drive submits with `workers` callers, each pausing `pause` between calls.
+func drive(c *client.Clients, run string, workers int, timeout, pause time.Duration) *driver {
+	d := &driver{stop: make(chan struct{})}
+	for w := 0; w < workers; w++ {
+		d.wg.Add(1)
+		go func() {
+			defer d.wg.Done()
+			for {
+				select {
+				case <-d.stop:
+					return
+				default:
+				}
+				i := int(d.n.Add(1))
+				ctx, cancel := context.WithTimeout(context.Background(), timeout)
+				t0 := time.Now()
+				resp, err := c.Capture.SubmitLead(ctx, &capturev1.SubmitLeadRequest{Submission: load.Submission(run, i), IdempotencyKey: fmt.Sprintf("%s-%d", run, i)})
+				cancel()
+				d.mu.Lock()
+				d.results = append(d.results, result{at: t0, end: time.Now(), code: status.Code(err), leadID: resp.GetLeadId()})
+				d.mu.Unlock()
+				if err != nil && pause < 20*time.Millisecond {
+					time.Sleep(20 * time.Millisecond) // a client's pause before its next call
+				} else {
+					time.Sleep(pause)
+				}
+			}
+		}()
+	}
+	return d
+}
+
+func (d *driver) Stop() []result {
+	close(d.stop)
+	d.wg.Wait()
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.results
+}
+
+// okIDs are the lead ids answered OK, and the number of duplicate ids.
+func okIDs(rs []result) (ids []string, dups int) {
+	seen := map[string]bool{}
+	for _, r := range rs {
+		if r.code != codes.OK {
+			continue
+		}
+		if seen[r.leadID] {
+			dups++
+			continue
+		}
+		seen[r.leadID] = true
+		ids = append(ids, r.leadID)
+	}
+	return ids, dups
+}
+
+func codeCounts(rs []result) string {
+	m := map[codes.Code]int{}
+	for _, r := range rs {
+		m[r.code]++
+	}
+	var parts []string
+	for c, n := range m {
+		parts = append(parts, fmt.Sprintf("%s=%d", c, n))
+	}
+	sort.Strings(parts)
+	return strings.Join(parts, " ")
+}
+
+// routed waits up to d for every lead to be assigned or queued in routing
+// and returns how many are.
+func routed(c *client.Clients, ids []string, d time.Duration) int {
+	deadline := time.Now().Add(d)
+	pending := append([]string(nil), ids...)
+	for len(pending) > 0 && time.Now().Before(deadline) {
+		var next []string
+		for _, id := range pending {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			a, err := c.Routing.GetAssignment(ctx, &routingv1.GetAssignmentRequest{LeadId: id})
+			cancel()
+			st := a.GetAssignment().GetState()
+			if err != nil || (st != routingv1.AssignmentState_ASSIGNMENT_STATE_ASSIGNED && st != routingv1.AssignmentState_ASSIGNMENT_STATE_QUEUED && st != routingv1.AssignmentState_ASSIGNMENT_STATE_ACCEPTED) {
+				next = append(next, id)
+			}
+		}
+		pending = next
+		if len(pending) > 0 {
+			time.Sleep(200 * time.Millisecond)
+		}
+	}
+	return len(ids) - len(pending)
+}
