@@ -307,11 +307,11 @@ func fromStub(s tracetest.SpanStub) spanView {
 	var b strings.Builder
 	addKV := func(kvs []attribute.KeyValue) {
 		for _, kv := range kvs {
-			fmt.Fprintf(&b, "%s=%s\n", kv.Key, kv.Value.Emit())
+			fmt.Fprintf(&b, "%s=%s\n", kv.Key, kv.Value.String())
 		}
 	}
 	for _, kv := range s.Attributes {
-		v.attrs[string(kv.Key)] = kv.Value.Emit()
+		v.attrs[string(kv.Key)] = kv.Value.String()
 	}
 	addKV(s.Attributes)
 	for _, e := range s.Events {
