@@ -105,7 +105,7 @@ Ctrl-C (or SIGTERM) shuts all five down gracefully.`,
 
 			select {
 			case <-ctx.Done():
-				fmt.Fprintln(out, "\nshutting down (health NOT_SERVING, in-flight calls finish, workers stop, telemetry flushed)…")
+				fmt.Fprintln(out, "\nshutting down (health NOT_SERVING, in-flight calls finish, workers stop, telemetry flushed); Ctrl-C again quits at once…")
 			case <-s.Done():
 				fmt.Fprintln(out, "a service stopped; shutting the others down…")
 			}

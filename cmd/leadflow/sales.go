@@ -75,7 +75,10 @@ func firstTouch(a *routingv1.Assignment) string {
 	if a.GetFirstTouchAt() != nil {
 		return "done " + render.Time(a.GetFirstTouchAt())
 	}
-	return render.Time(a.GetFirstTouchDue())
+	if a.GetFirstTouchDue() == nil {
+		return ""
+	}
+	return "due " + render.Time(a.GetFirstTouchDue())
 }
 
 func printAssignment(w io.Writer, a *routingv1.Assignment) error {
