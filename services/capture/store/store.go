@@ -275,21 +275,72 @@ func (s *Redis) addWrites(ctx context.Context, pipe redis.Pipeliner, w domain.Wr
 	return nil
 }
 
-// Create implements domain.Store: one MULTI on a single Redis (one per slot
-// on a Cluster).
+// Create implements domain.Store: one MULTI on a single Redis (one per hash
+// tag on a Cluster, see txPerTag).
 func (s *Redis) Create(ctx context.Context, sl *domain.StoredLead, w domain.Writes) error {
 	m, err := encode(sl)
 	if err != nil {
 		return err
 	}
-	_, err = s.rdb.TxPipelined(ctx, func(pipe redis.Pipeliner) error {
+	return txPerTag(ctx, s.rdb, func(pipe redis.Pipeliner) error {
 		pipe.HSet(ctx, LeadKey(sl.Lead.GetId()), m)
 		for _, id := range sl.Identities {
 			pipe.Persist(ctx, IdentityKey(id))
 		}
 		return s.addWrites(ctx, pipe, w)
 	})
-	return err
+}
+
+// txPerTag runs the commands fn queues in one MULTI/EXEC on a single Redis.
+// A Redis Cluster has no cross-slot transactions (go-redis refuses such a
+// TxPipeline with CROSSSLOT), so there the commands are grouped by the hash
+// tag of their key and each group runs as its own MULTI/EXEC, one group after
+// the other in the order fn first named them (the lead's hash first, so a
+// crash part-way leaves what a retry repairs). Every command fn queues must
+// have its key as its first argument.
+func txPerTag(ctx context.Context, rdb redis.UniversalClient, fn func(redis.Pipeliner) error) error {
+	if _, ok := rdb.(*redis.ClusterClient); !ok {
+		_, err := rdb.TxPipelined(ctx, fn)
+		return err
+	}
+	queue := rdb.Pipeline() // only collects the commands; never executed
+	defer queue.Discard()
+	if err := fn(queue); err != nil {
+		return err
+	}
+	var order []string
+	groups := map[string][]redis.Cmder{}
+	for _, c := range queue.Cmds() {
+		tag := ""
+		if args := c.Args(); len(args) > 1 {
+			tag = hashTag(fmt.Sprint(args[1]))
+		}
+		if _, ok := groups[tag]; !ok {
+			order = append(order, tag)
+		}
+		groups[tag] = append(groups[tag], c)
+	}
+	for _, tag := range order {
+		tx := rdb.TxPipeline()
+		if err := tx.BatchProcess(ctx, groups[tag]...); err != nil {
+			return err
+		}
+		if _, err := tx.Exec(ctx); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// hashTag is the part of key Redis Cluster hashes: the text between the first
+// '{' and the next '}' when that is not empty, else the whole key.
+func hashTag(key string) string {
+	if i := strings.IndexByte(key, '{'); i >= 0 {
+		if j := strings.IndexByte(key[i+1:], '}'); j > 0 {
+			return key[i+1 : i+1+j]
+		}
+	}
+	return key
 }
 
 // Apply implements domain.Store.
