@@ -18,6 +18,10 @@ import (
 	"strings"
 	"testing"
 
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+
 	toxiproxy "github.com/Shopify/toxiproxy/v2"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
@@ -105,4 +109,27 @@ func Diff(a, b map[string]string) []string {
 		}
 	}
 	return d
+}
+
+var healthConns = map[string]*grpc.ClientConn{}
+
+// healthClient is a cached health client for addr (closed by
+// closeHealthClients).
+func healthClient(t testing.TB, addr string) healthpb.HealthClient {
+	if c, ok := healthConns[addr]; ok {
+		return healthpb.NewHealthClient(c)
+	}
+	c, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	healthConns[addr] = c
+	return healthpb.NewHealthClient(c)
+}
+
+func closeHealthClients() {
+	for k, c := range healthConns {
+		_ = c.Close()
+		delete(healthConns, k)
+	}
 }
