@@ -6,8 +6,10 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+	"google.golang.org/protobuf/types/known/timestamppb"
 
 	capturev1 "github.com/leadflow/leadflow/gen/go/leadflow/capture/v1"
+	leadv1 "github.com/leadflow/leadflow/gen/go/leadflow/lead/v1"
 	"github.com/leadflow/leadflow/services/capture/app"
 	"github.com/leadflow/leadflow/services/platform"
 	"github.com/leadflow/leadflow/services/platform/events"
@@ -39,11 +41,20 @@ func TestOnRedisCluster(t *testing.T) {
 	e.client = capturev1.NewCaptureServiceClient(platformtest.Serve(t, e.rt, a.Service))
 	ctx := ctxT(t)
 
+	// An anonymous visitor's signal waits for the lead, then is stitched.
+	sig := &leadv1.EngagementSignal{Id: "sig-1", VisitorId: "cookie-cluster", Type: leadv1.SignalType_SIGNAL_TYPE_PRICING_PAGE_VIEW, OccurredAt: timestamppb.Now(), Subject: "/pricing"}
+	if r, err := e.client.RecordEngagement(ctx, &capturev1.RecordEngagementRequest{Signal: sig}); err != nil || !r.GetPendingVisitor() {
+		t.Fatalf("anonymous signal: %v %v", r, err)
+	}
 	sub := submission("cluster@acme.io", "+14155550177")
 	sub.VisitorId = "cookie-cluster"
 	r1 := submit(t, e, sub, "cluster-1")
-	if r1.GetOutcome() != capturev1.SubmitOutcome_SUBMIT_OUTCOME_CREATED {
+	if r1.GetOutcome() != capturev1.SubmitOutcome_SUBMIT_OUTCOME_CREATED || r1.GetStitchedSignals() != 1 {
 		t.Fatalf("new lead: %v", r1)
+	}
+	sig2 := &leadv1.EngagementSignal{Id: "sig-2", LeadId: r1.GetLeadId(), Type: leadv1.SignalType_SIGNAL_TYPE_EMAIL_CLICK, OccurredAt: timestamppb.Now()}
+	if r, err := e.client.RecordEngagement(ctx, &capturev1.RecordEngagementRequest{Signal: sig2}); err != nil || r.GetLeadId() != r1.GetLeadId() {
+		t.Fatalf("signal of a known lead: %v %v", r, err)
 	}
 	if r := submit(t, e, sub, "cluster-1"); !r.GetReplayed() || r.GetLeadId() != r1.GetLeadId() {
 		t.Fatalf("replay: %v", r)
