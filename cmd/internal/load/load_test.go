@@ -1,0 +1,66 @@
+package load_test
+
+import (
+	"bytes"
+	"context"
+	"testing"
+	"time"
+
+	"github.com/leadflow/leadflow/cmd/internal/client"
+	"github.com/leadflow/leadflow/cmd/internal/load"
+	"github.com/leadflow/leadflow/cmd/internal/suitetest"
+	"github.com/leadflow/leadflow/services/platform"
+	"github.com/leadflow/leadflow/services/platform/platformtest"
+)
+
+// The load tool against the suite booted in this process (as leadflow dev
+// boots it): a bounded run whose conservation check holds. With
+// -cpuprofile this is also how the suite's hot spots are found (see
+// docs/performance.md).
+func TestRunAgainstSuite(t *testing.T) {
+	r := platformtest.StartRedis(t)
+	s, _ := suitetest.Boot(t, r.URL(), suitetest.Options{})
+	var log bytes.Buffer
+	d := 3 * time.Second
+	if testing.Short() {
+		d = time.Second
+	}
+	rep, err := load.Run(context.Background(), load.Config{
+		Addrs: client.FromPeers(s.Peers()), Token: platform.DevToken, RedisURL: r.URL(),
+		Concurrency: 16, Duration: d, Further: 0.1, Baseline: 500 * time.Millisecond,
+	}, &log)
+	if err != nil {
+		t.Fatalf("%v\n%s", err, log.String())
+	}
+	var out bytes.Buffer
+	rep.Print(&out)
+	t.Log("\n" + out.String())
+	if !rep.OK() {
+		t.Errorf("conservation check failed")
+	}
+	if rep.EchoRate <= 0 || rep.RedisRate <= 0 || rep.RoundTripsPerLead <= 0 {
+		t.Errorf("baselines or round trips missing: echo %.0f/s, redis %.0f/s, commands per lead %.1f", rep.EchoRate, rep.RedisRate, rep.RoundTripsPerLead)
+	}
+}
+
+func TestCheckAddrsRefusesRemote(t *testing.T) {
+	for _, tc := range []struct {
+		addr  string
+		allow bool
+		ok    bool
+	}{
+		{"127.0.0.1:7001", false, true},
+		{"localhost:7001", false, true},
+		{"[::1]:7001", false, true},
+		{"redis://127.0.0.1:6379/0", false, true},
+		{"10.0.0.5:7001", false, false},
+		{"redis://user:pw@db.example.com:6379/0", false, false},
+		{"example.com:7001", false, false},
+		{"example.com:7001", true, true},
+	} {
+		err := load.CheckAddrs([]string{tc.addr}, tc.allow)
+		if (err == nil) != tc.ok {
+			t.Errorf("CheckAddrs(%q, allow=%t) = %v, want ok=%t", tc.addr, tc.allow, err, tc.ok)
+		}
+	}
+}
