@@ -84,6 +84,7 @@ type lead struct {
 	rep      string
 	team     string
 	rejected string
+	queued   bool
 	deal     *pipelinev1.Deal
 	outcome  string
 	failed   bool
@@ -439,11 +440,21 @@ func (r *runner) awaitAssigned(ctx context.Context, what string, ls []*lead, not
 		}
 		a := resp.GetAssignment()
 		l.team = a.GetTeamId()
-		done := a.GetState() == routingv1.AssignmentState_ASSIGNMENT_STATE_ASSIGNED && a.GetRepId() != "" && a.GetRepId() != notRep(l)
-		if done {
-			l.rep = a.GetRepId()
+		switch a.GetState() {
+		case routingv1.AssignmentState_ASSIGNMENT_STATE_QUEUED, routingv1.AssignmentState_ASSIGNMENT_STATE_PARKED:
+			// Settled for now: every eligible rep is at capacity or out of
+			// hours (e.g. after many demo runs against one suite). The lead
+			// waits in the team's queue; that is not a failure.
+			l.queued = true
+			l.outcome = "waiting in the " + a.GetTeamId() + " queue"
+			return true, "", nil
+		case routingv1.AssignmentState_ASSIGNMENT_STATE_ASSIGNED:
+			if a.GetRepId() != "" && a.GetRepId() != notRep(l) {
+				l.rep, l.queued = a.GetRepId(), false
+				return true, "", nil
+			}
 		}
-		return done, fmt.Sprintf("%s in team %q", a.GetState(), a.GetTeamId()), nil
+		return false, fmt.Sprintf("%s in team %q", a.GetState(), a.GetTeamId()), nil
 	})
 }
 
@@ -456,13 +467,13 @@ func (r *runner) awaitRouting(ctx context.Context) error {
 		if l.rep != "" {
 			r.sum.Assigned++
 			byTeam[l.team]++
-		} else if l.team != "" {
+		} else if l.queued {
 			r.sum.Queued++
 		}
 	}
 	r.line("%d MQLs assigned to reps: %s (%s)", r.sum.Assigned, counts(byTeam), render.Dur(time.Since(t0)))
 	if r.sum.Queued > 0 {
-		r.more("%d still waiting in a team queue (every eligible rep at capacity or out of hours)", r.sum.Queued)
+		r.more("%d waiting in a team queue: every eligible rep is at capacity or out of hours (leadflow queue <team>)", r.sum.Queued)
 	}
 	return nil
 }
@@ -540,6 +551,11 @@ func (r *runner) work(ctx context.Context) error {
 	}
 	if len(rerouted) > 0 {
 		r.awaitAssigned(ctx, "routing GetAssignment (wait for the reroute after a rejection)", rerouted, func(l *lead) string { return l.rejected })
+		for _, l := range rerouted {
+			if l.queued && !l.failed {
+				r.sum.Queued++
+			}
+		}
 	}
 	for _, l := range ok(ls, func(l *lead) bool { return l.rep != "" }) {
 		switch l.p.fate {
@@ -583,8 +599,8 @@ func (r *runner) work(ctx context.Context) error {
 			}
 		}
 	}
-	r.line("%d accepted (%d after a rejection and reroute), %d touches; given back: %d junk, %d recycled, %d unreachable",
-		r.sum.Accepted, r.sum.Rejected, r.sum.Touches, r.sum.Junk, r.sum.Recycled, r.sum.Unreachable)
+	r.line("%d accepted, %d touches; %d rejected and rerouted to a teammate; given back: %d junk, %d recycled, %d unreachable",
+		r.sum.Accepted, r.sum.Touches, r.sum.Rejected, r.sum.Junk, r.sum.Recycled, r.sum.Unreachable)
 	return nil
 }
 
