@@ -433,7 +433,9 @@ func rateText(r float64) string {
 // says it is not routed: nurturing, bad fit), or AssignWait passes.
 func (r *runner) waitRouted(ctx context.Context, id string) (routingv1.AssignmentState, string) {
 	deadline := time.Now().Add(r.cfg.AssignWait)
-	wait := 2 * time.Millisecond
+	// The poll is itself load: start at 20 ms, back off to 200 ms (the
+	// end-to-end figure is accurate to about one poll interval).
+	wait := 20 * time.Millisecond
 	for time.Now().Before(deadline) && ctx.Err() == nil {
 		a, err := timed(ctx, r, "routing.GetAssignment", r.c.Routing.GetAssignment, &routingv1.GetAssignmentRequest{LeadId: id})
 		if err == nil {
@@ -443,8 +445,8 @@ func (r *runner) waitRouted(ctx context.Context, id string) (routingv1.Assignmen
 			}
 		}
 		time.Sleep(wait)
-		if wait < 50*time.Millisecond {
-			wait *= 2
+		if wait < 200*time.Millisecond {
+			wait = min(2*wait, 200*time.Millisecond)
 		}
 	}
 	return routingv1.AssignmentState_ASSIGNMENT_STATE_UNSPECIFIED, ""
