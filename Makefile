@@ -158,7 +158,7 @@ bench: ## Load benchmark: leadflow dev on a real Redis with tracing on, leadflow
 	redis-server --port $$rp --bind 127.0.0.1 --save '' --appendonly no >$(BIN)/bench-redis.log 2>&1 & rs=$$!; \
 	OTEL_TRACES_EXPORTER=otlp OTEL_EXPORTER_OTLP_TRACES_PROTOCOL=grpc OTEL_EXPORTER_OTLP_TRACES_ENDPOINT=http://127.0.0.1:$$sp OTEL_TRACES_SAMPLER=parentbased_always_on \
 		$(BIN)/leadflow dev --redis redis://127.0.0.1:$$rp/0 --base-port $$p --log-level error >$(BIN)/bench-dev.log 2>&1 & dev=$$!; \
-	stop() { kill -TERM $$dev 2>/dev/null; wait $$dev 2>/dev/null; kill $$rs 2>/dev/null; wait $$rs 2>/dev/null; }; \
+	stop() { kill -TERM $$dev 2>/dev/null || true; wait $$dev 2>/dev/null || true; kill $$rs 2>/dev/null || true; wait $$rs 2>/dev/null || true; }; \
 	$(BIN)/leadflow health --wait 30s $$addrs >/dev/null || { cat $(BIN)/bench-dev.log; stop; exit 1; }; \
-	timeout 120 $(BIN)/leadflow load $$addrs --redis redis://127.0.0.1:$$rp/0 --setup --otlp-sink 127.0.0.1:$$sp $(BENCH_FLAGS); st=$$?; \
+	st=0; timeout 120 $(BIN)/leadflow load $$addrs --redis redis://127.0.0.1:$$rp/0 --setup --otlp-sink 127.0.0.1:$$sp $(BENCH_FLAGS) || st=$$?; \
 	stop; exit $$st
