@@ -64,7 +64,7 @@ func (r *Report) Print(w io.Writer) {
 		fmt.Fprintf(w, "spans received by the in-process OTLP sink: %d\n", r.Spans)
 	}
 	if len(r.Errors) > 0 {
-		fmt.Fprintf(w, "errors: %v\n", r.Errors)
+		fmt.Fprintf(w, "non-OK answers (NotFound of GetAssignment = polls before the lead is routed; FailedPrecondition of SetStatus = before WORKING, retried): %v\n", r.Errors)
 	}
 	if r.OK() {
 		fmt.Fprintln(w, "conservation: OK")
