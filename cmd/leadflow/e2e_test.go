@@ -18,7 +18,6 @@ import (
 	"time"
 
 	"go.opentelemetry.io/otel/attribute"
-	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 	semconv "go.opentelemetry.io/otel/semconv/v1.26.0"
 	"go.opentelemetry.io/otel/trace"
@@ -503,7 +502,7 @@ func TestJourneyIsOneTrace(t *testing.T) {
 			exp := tracetest.NewInMemoryExporter()
 			logs := &platformtest.LogBuffer{}
 			s, c := bootSuite(t, url, func(string) []platform.Option {
-				return []platform.Option{platform.WithSpanExporter(keepSpans{exp}), platform.WithLogOutput(logs)}
+				return []platform.Option{platform.WithSpanExporter(exp), platform.WithLogOutput(logs)}
 			})
 			leadID, traceID, _ := playJourney(t, c)
 			// Reporting's step spans come from its event consumer, after the
@@ -635,12 +634,3 @@ func TestJourneyOverOTLP(t *testing.T) {
 	checkJourneyTrace(t, recv.all(), leadID, traceID)
 	checkLogs(t, logs.String())
 }
-
-// keepSpans is the in-memory exporter shared by the five runtimes; the
-// exporter's own Shutdown forgets every span, and each runtime shuts its
-// exporter down when it stops, so shutting down is a no-op here.
-type keepSpans struct{ *tracetest.InMemoryExporter }
-
-func (keepSpans) Shutdown(context.Context) error { return nil }
-
-var _ sdktrace.SpanExporter = keepSpans{}

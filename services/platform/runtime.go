@@ -50,7 +50,8 @@ type runtimeOptions struct {
 }
 
 // WithSpanExporter sends every span to exp synchronously (tests use
-// tracetest.NewInMemoryExporter).
+// tracetest.NewInMemoryExporter). exp stays the caller's: shutting the runtime
+// down does not shut it down, so several runtimes can share one.
 func WithSpanExporter(exp sdktrace.SpanExporter) Option {
 	return func(o *runtimeOptions) { o.tel.SpanExporter = exp }
 }

@@ -112,6 +112,16 @@ type Health struct {
 // Names are the services in port order.
 var Names = []string{"capture", "scoring", "routing", "pipeline", "reporting"}
 
+// protoServices are the health names of the services' readiness, which
+// follows Redis ("" is liveness and stays SERVING through a Redis outage).
+var protoServices = map[string]string{
+	"capture":   capturev1.CaptureService_ServiceDesc.ServiceName,
+	"scoring":   scoringv1.ScoringService_ServiceDesc.ServiceName,
+	"routing":   routingv1.RoutingService_ServiceDesc.ServiceName,
+	"pipeline":  pipelinev1.PipelineService_ServiceDesc.ServiceName,
+	"reporting": reportingv1.ReportingService_ServiceDesc.ServiceName,
+}
+
 // Addr is a service's dial address.
 func (c *Clients) Addr(service string) string {
 	switch service {
@@ -129,13 +139,13 @@ func (c *Clients) Addr(service string) string {
 	return ""
 }
 
-// Check asks every service's grpc.health.v1 for its overall status.
+// Check asks every service's grpc.health.v1 for its readiness.
 func (c *Clients) Check(ctx context.Context) []Health {
 	out := make([]Health, 0, len(Names))
 	for _, name := range Names {
 		h := Health{Service: name, Addr: c.Addr(name)}
 		cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-		resp, err := healthpb.NewHealthClient(c.conns[name]).Check(cctx, &healthpb.HealthCheckRequest{})
+		resp, err := healthpb.NewHealthClient(c.conns[name]).Check(cctx, &healthpb.HealthCheckRequest{Service: protoServices[name]})
 		cancel()
 		if err != nil {
 			h.Status = Describe(err)

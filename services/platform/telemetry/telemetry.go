@@ -61,7 +61,9 @@ func Setup(ctx context.Context, service string, o Options) (*Telemetry, error) {
 	tpOpts := []sdktrace.TracerProviderOption{sdktrace.WithResource(res)}
 	switch {
 	case o.SpanExporter != nil:
-		tpOpts = append(tpOpts, sdktrace.WithSyncer(o.SpanExporter))
+		// The injected exporter belongs to the caller (often shared by
+		// several runtimes in one test): the runtime never shuts it down.
+		tpOpts = append(tpOpts, sdktrace.WithSyncer(callerOwned{o.SpanExporter}))
 	case exportRequested("OTEL_TRACES_EXPORTER", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"):
 		exp, err := autoexport.NewSpanExporter(ctx)
 		if err != nil {
@@ -121,6 +123,10 @@ func resourceFromEnv(ctx context.Context) *resource.Resource {
 	}
 	return r
 }
+
+type callerOwned struct{ sdktrace.SpanExporter }
+
+func (callerOwned) Shutdown(context.Context) error { return nil }
 
 // Shutdown flushes and stops the providers.
 func (t *Telemetry) Shutdown(ctx context.Context) error {
