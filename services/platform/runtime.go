@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -40,6 +41,9 @@ type Runtime struct {
 	tel    *telemetry.Telemetry
 	tracer trace.Tracer
 	meter  metric.Meter
+
+	connsMu sync.Mutex
+	conns   []*grpc.ClientConn // dialled peers, closed with the runtime
 }
 
 // Option changes how NewRuntime builds the runtime.
@@ -119,9 +123,16 @@ func (rt *Runtime) Meter() metric.Meter { return rt.meter }
 // TracerProvider is the service's tracer provider.
 func (rt *Runtime) TracerProvider() trace.TracerProvider { return rt.tel.TracerProvider }
 
-// Close closes Redis and flushes telemetry. Serve calls it; call it yourself
-// only for a runtime that is never served.
+// Close closes the connections Dial made, closes Redis and flushes telemetry.
+// Serve calls it; call it yourself only for a runtime that is never served.
 func (rt *Runtime) Close(ctx context.Context) error {
+	rt.connsMu.Lock()
+	for _, c := range rt.conns {
+		// A service may have closed its own already; that error means nothing.
+		_ = c.Close()
+	}
+	rt.conns = nil
+	rt.connsMu.Unlock()
 	return errors.Join(rt.Redis.Close(), rt.tel.Shutdown(ctx))
 }
 
@@ -130,13 +141,14 @@ func statsFilter(info *stats.RPCTagInfo) bool { return !publicMethod(info.FullMe
 
 // Dial connects to another service: traced, authenticated with the client
 // token, with a default deadline, and with transparent retries on Unavailable
-// for the methods named idempotent ("/pkg.Service/Method").
+// for the methods named idempotent ("/pkg.Service/Method"). The connection is
+// closed with the runtime, after the workers that use it have stopped.
 func (rt *Runtime) Dial(target string, idempotent ...string) (*grpc.ClientConn, error) {
 	sc, err := retryServiceConfig(idempotent)
 	if err != nil {
 		return nil, err
 	}
-	return grpc.NewClient(target,
+	conn, err := grpc.NewClient(target,
 		grpc.WithTransportCredentials(insecure.NewCredentials()),
 		grpc.WithPerRPCCredentials(bearerCreds(rt.Config.ClientToken)),
 		grpc.WithStatsHandler(otelgrpc.NewClientHandler(
@@ -149,6 +161,13 @@ func (rt *Runtime) Dial(target string, idempotent ...string) (*grpc.ClientConn, 
 		grpc.WithChainUnaryInterceptor(defaultDeadline(rt.Config.ClientTimeout)),
 		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(rt.Config.MaxMessageBytes)),
 	)
+	if err != nil {
+		return nil, err
+	}
+	rt.connsMu.Lock()
+	rt.conns = append(rt.conns, conn)
+	rt.connsMu.Unlock()
+	return conn, nil
 }
 
 func defaultDeadline(d time.Duration) grpc.UnaryClientInterceptor {

@@ -2,7 +2,6 @@ package fault
 
 import (
 	"context"
-	"os"
 	"testing"
 	"time"
 
@@ -112,29 +111,19 @@ func TestRedisBlackhole(t *testing.T) {
 	// The redis-server process of the test is still running (stopped at
 	// cleanup): its waiter is not a leak.
 	redisWaiter := goleak.IgnoreAnyFunction("github.com/leadflow/leadflow/services/platform/platformtest.launch.func1")
-	grpcConn := goleak.IgnoreTopFunction("google.golang.org/grpc/internal/grpcsync.(*CallbackSerializer).run")
-	find := func(opts ...goleak.Option) error {
+	find := func() error {
 		var err error
 		for i := 0; i < 20; i++ { // lazily exiting goroutines get up to 2 s
-			if err = goleak.Find(append(opts, ignore, redisWaiter)...); err == nil {
+			if err = goleak.Find(ignore, redisWaiter); err == nil {
 				return nil
 			}
 			time.Sleep(100 * time.Millisecond)
 		}
 		return err
 	}
-	// Every leak but idle gRPC client connections fails the test.
-	if err := find(grpcConn); err != nil {
-		t.Errorf("goroutines leaked: %v", err)
-	}
-	// Known bug: routing/app NewRouter dials scoring and capture (rt.Dial)
-	// and never closes the two connections (its platform.Service has no
-	// Close), so each stopped routing leaves their gRPC goroutines behind.
+	// Every leak fails the test, idle gRPC client connections included (the
+	// runtime closes the peer connections it dialled).
 	if err := find(); err != nil {
-		if os.Getenv("LEADFLOW_FAULT_KNOWN_BUGS") == "1" {
-			t.Errorf("gRPC client connections leaked after the suite stopped: %v", err)
-		} else {
-			t.Logf("KNOWN BUG (fails with LEADFLOW_FAULT_KNOWN_BUGS=1): routing's peer connections are not closed at shutdown; idle gRPC client goroutines remain")
-		}
+		t.Errorf("goroutines leaked after the suite stopped: %v", err)
 	}
 }

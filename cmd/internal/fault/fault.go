@@ -6,15 +6,11 @@
 // replies, a service unreachable, a network blackhole, bad input. Each test
 // is bounded in time and logs its figures (accepted, accounted for,
 // duplicates, recovery time).
-//
-// Tests that fail because of a known service bug run only with
-// LEADFLOW_FAULT_KNOWN_BUGS=1 (each names the bug).
 package fault
 
 import (
 	"context"
 	"io"
-	"os"
 	"strings"
 	"testing"
 
@@ -62,15 +58,6 @@ func (p *Proxy) RemoveToxic(t testing.TB, name string) {
 	t.Helper()
 	if err := p.Toxics.RemoveToxic(context.Background(), name); err != nil {
 		t.Fatalf("remove toxic %s: %v", name, err)
-	}
-}
-
-// KnownBug skips t unless LEADFLOW_FAULT_KNOWN_BUGS=1: for a test that fails
-// because of the named service bug (reported to the service's owner).
-func KnownBug(t testing.TB, bug string) {
-	t.Helper()
-	if os.Getenv("LEADFLOW_FAULT_KNOWN_BUGS") != "1" {
-		t.Skipf("known service bug (run with LEADFLOW_FAULT_KNOWN_BUGS=1): %s", bug)
 	}
 }
 
