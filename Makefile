@@ -113,7 +113,7 @@ test: ## go test -race -count=1 on every workspace module (installs redis-server
 	pkgs="$$(scripts/modules tools | $(PATTERNS))"; go test -race -count=1 $$pkgs
 
 # ---------------------------------------------------------------------------
-# Run (cmd/leadflow; see docs/cli.md)
+# Run (cmd/leadflow; see the README (the all-in-one, the CLI and the demo))
 
 BIN ?= bin
 SERVICES := capture scoring routing pipeline reporting

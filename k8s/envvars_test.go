@@ -228,7 +228,7 @@ func TestCodeVarsFound(t *testing.T) {
 		"LEADFLOW_SHUTDOWN_TIMEOUT", "LEADFLOW_MAX_DEADLINE", "LEADFLOW_CLIENT_TIMEOUT", "LEADFLOW_LOG_LEVEL",
 	} {
 		if _, ok := vars[want]; !ok {
-			t.Errorf("the platform no longer reads %s (docs/ARCHITECTURE.md lists it); found %v", want, sortedKeys(vars))
+			t.Errorf("the platform no longer reads %s (the README (Architecture reference) lists it); found %v", want, sortedKeys(vars))
 		}
 	}
 	if v := vars["LEADFLOW_SHUTDOWN_TIMEOUT"]; v.Type != "time.Duration" {

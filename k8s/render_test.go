@@ -23,7 +23,7 @@ import (
 	"sigs.k8s.io/yaml"
 )
 
-// service is one LeadFlow service as docs/ARCHITECTURE.md defines it.
+// service is one LeadFlow service as the README (Architecture reference) defines it.
 type service struct {
 	name  string
 	port  int32

@@ -137,7 +137,7 @@ changed, and nothing the file does not mention is deleted.
   campaign_spend:  leadflow.reporting.v1.RecordCampaignSpendRequest list → RecordCampaignSpend
 
 Fields are the proto fields (snake_case or lowerCamelCase), enums by name, durations "900s".
-"-f -" reads standard input. See docs/cli.md and 'leadflow demo --print-config'.`,
+"-f -" reads standard input. See the README (the all-in-one, the CLI and the demo) and 'leadflow demo --print-config'.`,
 		Example: `  leadflow apply -f config.yaml
   leadflow demo --print-config | leadflow apply -f -
   leadflow apply -f config.yaml --dry-run`,

@@ -2,7 +2,7 @@
 // services in one process, `leadflow demo` plays realistic leads through a
 // running suite, and the other subcommands are the everyday calls (submit
 // and look up leads, apply a configuration file, work a rep's leads, move
-// deals, read the funnel and a lead's journey). See docs/cli.md.
+// deals, read the funnel and a lead's journey). See the README (the all-in-one, the CLI and the demo).
 package main
 
 import (

@@ -16,7 +16,7 @@ import (
 // The load tool against the suite booted in this process (as leadflow dev
 // boots it): a bounded run whose conservation check holds. With
 // -cpuprofile this is also how the suite's hot spots are found (see
-// docs/performance.md).
+// the README (Performance and reliability)).
 func TestRunAgainstSuite(t *testing.T) {
 	r := platformtest.StartRedis(t)
 	s, _ := suitetest.Boot(t, r.URL(), suitetest.Options{})

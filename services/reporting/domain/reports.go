@@ -39,7 +39,7 @@ const (
 // Steps lists the funnel steps in order.
 var Steps = []Step{StepCaptured, StepMQL, StepRouted, StepAccepted, StepQualified, StepOpportunity, StepWon}
 
-// Reached reports whether f reached step s (see docs/reporting.md).
+// Reached reports whether f reached step s (see the README (Reporting)).
 func (f *Fact) Reached(s Step) bool {
 	switch s {
 	case StepCaptured:
@@ -275,7 +275,7 @@ const (
 	SLAMissed
 )
 
-// SLAOf decides a lead's first-touch SLA (docs/reporting.md).
+// SLAOf decides a lead's first-touch SLA (the README (Reporting)).
 func SLAOf(f *Fact) SLA {
 	switch {
 	case !f.FirstTouchAt.IsZero() && f.TouchWithinSLA:

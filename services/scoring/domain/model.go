@@ -387,7 +387,7 @@ func (s *Score) Equal(o *Score) bool {
 const day = 24 * time.Hour
 
 // DefaultModel is the model shipped and activated on a fresh install
-// (version 1). See docs/scoring.md for the reasoning behind each number.
+// (version 1). See the README (Scoring) for the reasoning behind each number.
 func DefaultModel() Model {
 	return Model{
 		Name:        "default",

@@ -11,7 +11,7 @@
 //
 // Cohorts: every report counts the leads CAPTURED in the requested period
 // [from, to) (cohort by capture date, UTC), with everything those leads did
-// up to now. The exact definitions of every step are in docs/reporting.md.
+// up to now. The exact definitions of every step are in the README (Reporting).
 
 package reportingv1
 
