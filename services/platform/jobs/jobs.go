@@ -90,7 +90,7 @@ type Queue struct {
 	rdb  redis.UniversalClient
 	name string
 	o    Options
-	keys []string // due, data, dead
+	keys []string // due, data, dead, wake
 
 	delivered, retried, dead metric.Int64Counter
 }
@@ -131,7 +131,7 @@ func New(rdb redis.UniversalClient, name string, o Options) *Queue {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
 	tag := "lf:{jobs:" + name + "}:"
-	q := &Queue{rdb: rdb, name: name, o: o, keys: []string{tag + "due", tag + "data", tag + "dead"}}
+	q := &Queue{rdb: rdb, name: name, o: o, keys: []string{tag + "due", tag + "data", tag + "dead", tag + "wake"}}
 	attrs := metric.WithAttributes(attribute.String("queue", name))
 	q.delivered, _ = o.Meter.Int64Counter("leadflow.jobs.delivered", metric.WithDescription("jobs done"))
 	q.retried, _ = o.Meter.Int64Counter("leadflow.jobs.retries", metric.WithDescription("failed attempts that will be retried (hand-off retries)"))
@@ -150,10 +150,16 @@ func New(rdb redis.UniversalClient, name string, o Options) *Queue {
 // Name is the queue's name.
 func (q *Queue) Name() string { return q.name }
 
+// A job due now also pushes a token on the wake list, so an idle worker
+// blocked on it (Run) starts at once instead of at its next poll.
 var scheduleScript = redis.NewScript(`
 if redis.call('HEXISTS', KEYS[2], ARGV[1]..':d') == 1 then return 0 end
 redis.call('HSET', KEYS[2], ARGV[1]..':p', ARGV[3], ARGV[1]..':t', ARGV[4], ARGV[1]..':l', ARGV[5], ARGV[1]..':a', 0, ARGV[1]..':d', ARGV[2])
 redis.call('ZADD', KEYS[1], ARGV[2], ARGV[1])
+if tonumber(ARGV[2]) <= tonumber(ARGV[6]) then
+  redis.call('RPUSH', KEYS[4], 1)
+  redis.call('LTRIM', KEYS[4], -8, -1)
+end
 return 1`)
 
 // Schedule adds j unless a job with its id exists (waiting, in flight or
@@ -166,7 +172,7 @@ func (q *Queue) Schedule(ctx context.Context, j Job) (bool, error) {
 	if due.IsZero() {
 		due = q.o.Now()
 	}
-	n, err := scheduleScript.Run(ctx, q.rdb, q.keys, j.ID, due.UnixMilli(), j.Payload, j.Traceparent, j.LeadID).Int()
+	n, err := scheduleScript.Run(ctx, q.rdb, q.keys, j.ID, due.UnixMilli(), j.Payload, j.Traceparent, j.LeadID, q.o.Now().UnixMilli()).Int()
 	return n == 1, err
 }
 
@@ -353,25 +359,44 @@ func truncate(s string, n int) string {
 	return s[:n]
 }
 
-// Run processes due jobs until ctx is done.
+// Run processes due jobs until ctx is done. Between passes it waits on the
+// wake list for at most PollInterval, so a job scheduled due now starts at
+// once and delayed jobs (timers, retries) are found by the poll.
 func (q *Queue) Run(ctx context.Context, h Handler) error {
-	t := time.NewTimer(0)
-	defer t.Stop()
+	var wait time.Duration
 	for {
-		select {
-		case <-ctx.Done():
+		if ctx.Err() != nil {
 			return nil
-		case <-t.C:
+		}
+		if wait > 0 {
+			q.waitForWork(ctx, wait)
 		}
 		n, err := q.ProcessDue(ctx, h)
 		if err != nil && ctx.Err() == nil {
 			q.o.Logger.WarnContext(ctx, "job queue pass failed", "queue", q.name, "error", err.Error())
 		}
-		wait := q.o.PollInterval
-		if n == q.o.Batch && err == nil {
-			wait = 0 // more are due
+		wait = q.o.PollInterval
+		if n > 0 && err == nil {
+			// Work is flowing: look again at once. Failed jobs are rescheduled
+			// with backoff, so an unreachable callee cannot make this spin.
+			wait = 0
 		}
-		t.Reset(wait)
+	}
+}
+
+// waitForWork blocks on the wake list (BLPOP with a fractional timeout, sent
+// raw because go-redis rounds BLPop's timeout up to whole seconds), or, when
+// Redis does not answer, sleeps, so an outage is not a busy loop.
+func (q *Queue) waitForWork(ctx context.Context, wait time.Duration) {
+	// At most a second per block: well inside the client's read timeout.
+	wait = min(wait, time.Second)
+	err := q.rdb.Do(ctx, "blpop", q.keys[3], strconv.FormatFloat(wait.Seconds(), 'f', 3, 64)).Err()
+	if err == nil || errors.Is(err, redis.Nil) || ctx.Err() != nil {
+		return
+	}
+	select {
+	case <-ctx.Done():
+	case <-time.After(wait):
 	}
 }
 

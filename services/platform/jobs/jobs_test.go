@@ -218,3 +218,48 @@ func TestTwoWorkersDeliverEachJobOnce(t *testing.T) {
 		}
 	}
 }
+
+func TestDueNowJobsWakeAnIdleWorker(t *testing.T) {
+	rdb, c := setup(t)
+	q := newQueue(t, rdb, c, Options{})
+	ctx := context.Background()
+	if _, err := q.Schedule(ctx, Job{ID: "later", Due: c.Now().Add(time.Hour)}); err != nil {
+		t.Fatal(err)
+	}
+	if n, _ := rdb.LLen(ctx, q.keys[3]).Result(); n != 0 {
+		t.Fatalf("a delayed job woke the workers (%d tokens)", n)
+	}
+	for i := range 20 {
+		if _, err := q.Schedule(ctx, Job{ID: fmt.Sprint("now-", i)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n, _ := rdb.LLen(ctx, q.keys[3]).Result(); n < 1 || n > 8 {
+		t.Fatalf("wake tokens = %d, want 1..8 (bounded)", n)
+	}
+
+	// A running worker (real clock) delivers them.
+	rq := New(rdb, "run", Options{PollInterval: 50 * time.Millisecond})
+	runCtx, cancel := context.WithCancel(ctx)
+	var delivered atomic.Int64
+	done := make(chan error, 1)
+	go func() {
+		done <- rq.Run(runCtx, func(context.Context, Job) error { delivered.Add(1); return nil })
+	}()
+	for i := range 5 {
+		if _, err := rq.Schedule(ctx, Job{ID: fmt.Sprint(i)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for delivered.Load() < 5 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if delivered.Load() != 5 {
+		t.Fatalf("delivered %d of 5", delivered.Load())
+	}
+}
