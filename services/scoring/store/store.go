@@ -21,6 +21,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	mrand "math/rand/v2"
 	"slices"
 	"strconv"
 	"sync"
@@ -72,13 +73,26 @@ func listKey(s domain.Status, filter string) string {
 
 const maxTxAttempts = 16
 
+// backoff waits a random time that grows with the attempt (at most about
+// 2 ms per attempt), or until ctx ends.
+func backoff(ctx context.Context, attempt int) error {
+	t := time.NewTimer(time.Duration(mrand.Int64N(int64(attempt+1) * int64(2*time.Millisecond))))
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}
+
 // UpdateLead runs fn in an optimistic transaction on the lead's keys and
 // writes its result in one MULTI. After the write it updates the status
 // lists when the record moved in them. It retries when a concurrent writer
 // wins and gives up with domain.ErrConflict after maxTxAttempts.
 func (s *Store) UpdateLead(ctx context.Context, id string, fn domain.LeadFunc) (*domain.LeadWrite, error) {
 	recK, pendK, outK := leadKey(id, "rec"), leadKey(id, "pending"), leadKey(id, "outbox")
-	for range maxTxAttempts {
+	for attempt := range maxTxAttempts {
 		var w *domain.LeadWrite
 		var reindex bool
 		err := s.rdb.Watch(ctx, func(tx *redis.Tx) error {
@@ -186,6 +200,12 @@ func (s *Store) UpdateLead(ctx context.Context, id string, fn domain.LeadFunc) (
 			return err
 		}, recK, pendK, outK)
 		if errors.Is(err, redis.TxFailedErr) {
+			// Lost to a concurrent writer of this lead (a burst of signals):
+			// back off a little, jittered, so the writers spread out instead
+			// of colliding again until the attempts run out.
+			if err := backoff(ctx, attempt); err != nil {
+				return nil, err
+			}
 			continue
 		}
 		if err != nil {
