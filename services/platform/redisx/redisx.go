@@ -18,6 +18,10 @@ import (
 	"go.opentelemetry.io/otel/trace"
 )
 
+// DefaultPoolSize is the connection pool per Redis node unless the URL sets
+// ?pool_size=N.
+const DefaultPoolSize = 64
+
 // Options tune the client beyond what the URL says.
 type Options struct {
 	TracerProvider trace.TracerProvider
@@ -30,7 +34,7 @@ type Options struct {
 
 // ParseURL turns a Redis URL into universal options.
 //
-//	redis://[user:pass@]host:port[/db]                  single server
+//	redis://[user:pass@]host:port[/db][?pool_size=N]    single server
 //	rediss://...                                        the same over TLS
 //	redis+cluster://[user:pass@]host1:port,host2:port   Redis Cluster (seed nodes)
 //	redis+sentinel://[user:pass@]host1:port,host2:port/master-name[/db]  Sentinel
@@ -63,6 +67,7 @@ func ParseURL(raw string) (*redis.UniversalOptions, error) {
 		o.Addrs = []string{single.Addr}
 		o.DB = single.DB
 		o.TLSConfig = single.TLSConfig
+		o.PoolSize = single.PoolSize // ?pool_size=N
 	case "redis+cluster":
 		o.Addrs = addrs
 		o.IsClusterMode = true
@@ -101,6 +106,13 @@ func New(raw string, opts Options) (redis.UniversalClient, error) {
 		return nil, err
 	}
 	o.MaxRetries = -1
+	// go-redis's default pool (10 per CPU) runs dry under load: every WATCH
+	// transaction, blocking read (job wake-ups, stream consumers, inbox) and
+	// concurrent job delivery holds a connection, and a caller that waits for
+	// one gets ErrPoolTimeout after 4 s. Redis serves thousands of clients.
+	if o.PoolSize == 0 {
+		o.PoolSize = DefaultPoolSize
+	}
 	o.DialTimeout = orDefault(opts.DialTimeout, 2*time.Second)
 	o.ReadTimeout = orDefault(opts.ReadTimeout, 3*time.Second)
 	o.WriteTimeout = orDefault(opts.WriteTimeout, 3*time.Second)
