@@ -28,9 +28,9 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
-	"github.com/leadflow/leadflow/cmd/internal/apply"
 	"github.com/leadflow/leadflow/cmd/internal/client"
 	"github.com/leadflow/leadflow/cmd/internal/suite"
+	"github.com/leadflow/leadflow/cmd/internal/suitetest"
 	capturev1 "github.com/leadflow/leadflow/gen/go/leadflow/capture/v1"
 	leadv1 "github.com/leadflow/leadflow/gen/go/leadflow/lead/v1"
 	pipelinev1 "github.com/leadflow/leadflow/gen/go/leadflow/pipeline/v1"
@@ -80,45 +80,16 @@ pipelines:
 `
 
 // bootSuite starts the five services on free loopback ports against
-// redisURL with the given runtime options, waits until all five are SERVING
-// and returns the suite and clients. The suite is stopped at cleanup.
+// redisURL with the given runtime options (debug logs: the most lines to
+// search for personal data), waits until all five are SERVING and applies
+// the e2e configuration. The suite is stopped at cleanup.
 func bootSuite(t *testing.T, redisURL string, opts func(service string) []platform.Option) (*suite.Suite, *client.Clients) {
 	t.Helper()
-	s, err := suite.Start(context.Background(), suite.Options{
-		BasePort: 0, RedisURL: redisURL,
-		Base: func(service string) (platform.Base, error) {
-			b := platformtest.Base(service, redisURL)
-			b.LogLevel = "debug" // the most log lines to search for personal data
-			return b, nil
-		},
+	return suitetest.Boot(t, redisURL, suitetest.Options{
+		Base:           func(b *platform.Base) { b.LogLevel = "debug" },
 		RuntimeOptions: opts,
+		Config:         e2eConfig,
 	})
-	if err != nil {
-		t.Fatalf("start suite: %v", err)
-	}
-	t.Cleanup(func() {
-		if err := s.Stop(); err != nil {
-			t.Logf("suite stopped with: %v", err)
-		}
-	})
-	c, err := client.Dial(client.FromPeers(s.Peers()), platform.DevToken)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = c.Close() })
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	if err := c.WaitReady(ctx); err != nil {
-		t.Fatal(err)
-	}
-	f, err := apply.Parse([]byte(e2eConfig))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := apply.Apply(ctx, c, f); err != nil {
-		t.Fatalf("apply configuration: %v", err)
-	}
-	return s, c
 }
 
 // eventually polls fn until it returns true (with a generous deadline: the
