@@ -213,8 +213,8 @@ func checkService(t *testing.T, m *manifests, s service, deployable bool) {
 		}
 	}
 
-	// Graceful stop fits in the grace period: preStop + shutdown timeout.
-	shutdown := durationVar(t, env, "LEADFLOW_SHUTDOWN_TIMEOUT")
+	// Graceful stop fits in the grace period: preStop + drain + shutdown timeout.
+	shutdown := durationVar(t, env, "LEADFLOW_SHUTDOWN_DRAIN") + durationVar(t, env, "LEADFLOW_SHUTDOWN_TIMEOUT")
 	var preStop time.Duration
 	if c.Lifecycle != nil && c.Lifecycle.PreStop != nil && c.Lifecycle.PreStop.Sleep != nil {
 		preStop = time.Duration(c.Lifecycle.PreStop.Sleep.Seconds) * time.Second
@@ -224,7 +224,7 @@ func checkService(t *testing.T, m *manifests, s service, deployable bool) {
 		grace = time.Duration(*pod.TerminationGracePeriodSeconds) * time.Second
 	}
 	if grace <= preStop+shutdown {
-		t.Errorf("terminationGracePeriodSeconds %s <= preStop %s + LEADFLOW_SHUTDOWN_TIMEOUT %s: SIGKILL would cut the graceful stop", grace, preStop, shutdown)
+		t.Errorf("terminationGracePeriodSeconds %s <= preStop %s + LEADFLOW_SHUTDOWN_DRAIN + LEADFLOW_SHUTDOWN_TIMEOUT %s: SIGKILL would cut the graceful stop", grace, preStop, shutdown)
 	}
 
 	if deployable {

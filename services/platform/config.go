@@ -48,6 +48,10 @@ type Base struct {
 	ClientToken string `env:"LEADFLOW_CLIENT_TOKEN" envDefault:"leadflow-dev"`
 	// ShutdownTimeout bounds the graceful stop; calls still running then are cut.
 	ShutdownTimeout time.Duration `env:"LEADFLOW_SHUTDOWN_TIMEOUT" envDefault:"20s"`
+	// ShutdownDrain is how long the server keeps serving after readiness went
+	// NOT_SERVING, so balancers watching health move away before connections
+	// are refused. 0 stops at once.
+	ShutdownDrain time.Duration `env:"LEADFLOW_SHUTDOWN_DRAIN" envDefault:"1s"`
 	// MaxDeadline caps the deadline of incoming unary calls (and is the
 	// deadline of calls that came without one).
 	MaxDeadline time.Duration `env:"LEADFLOW_MAX_DEADLINE" envDefault:"30s"`
@@ -85,6 +89,9 @@ func (b Base) Validate() error {
 	var errs []error
 	if b.ShutdownTimeout <= 0 {
 		errs = append(errs, errors.New("LEADFLOW_SHUTDOWN_TIMEOUT: must be positive"))
+	}
+	if b.ShutdownDrain < 0 {
+		errs = append(errs, errors.New("LEADFLOW_SHUTDOWN_DRAIN: must not be negative"))
 	}
 	if b.MaxDeadline <= 0 {
 		errs = append(errs, errors.New("LEADFLOW_MAX_DEADLINE: must be positive"))

@@ -83,7 +83,7 @@ func (rt *Runtime) NewServer(svc Service) (*grpc.Server, *health.Server, error) 
 }
 
 // ServeListener serves on lis until ctx is done, then shuts down in order:
-// health NOT_SERVING → GracefulStop (at most ShutdownTimeout, then Stop) →
+// health NOT_SERVING → drain (ShutdownDrain, still serving) → GracefulStop (at most ShutdownTimeout, then Stop) →
 // workers stopped → svc.Close → Redis closed → telemetry flushed.
 func (rt *Runtime) ServeListener(ctx context.Context, lis net.Listener, svc Service) error {
 	s, hs, err := rt.NewServer(svc)
@@ -125,8 +125,14 @@ func (rt *Runtime) ServeListener(ctx context.Context, lis net.Listener, svc Serv
 	case runErr = <-failed:
 	}
 
-	// 1. Readiness goes first, so load balancers stop sending new calls.
+	// 1. Readiness goes first, so load balancers stop sending new calls; the
+	// server keeps answering for the drain period while they notice, instead
+	// of refusing calls a balancer is still routing here.
 	hs.Shutdown()
+	if d := rt.Config.ShutdownDrain; d > 0 {
+		rt.Logger.Info("draining", "for", d.String())
+		time.Sleep(d)
+	}
 	// 2. In-flight calls finish, up to the limit.
 	stopped := make(chan struct{})
 	go func() { s.GracefulStop(); close(stopped) }()

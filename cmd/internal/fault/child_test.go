@@ -35,6 +35,7 @@ func childSuite(redisURL string) int {
 	s, err := suite.Start(ctx, suite.Options{RedisURL: redisURL, Base: func(service string) (platform.Base, error) {
 		b := platformtest.Base(service, redisURL)
 		b.LogLevel = "error"
+		b.ShutdownDrain = time.Second // the production default
 		return b, nil
 	}})
 	if err != nil {

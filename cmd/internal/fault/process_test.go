@@ -129,8 +129,8 @@ func TestSIGTERMUnderLoad(t *testing.T) {
 	dctx, dcancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer dcancel()
 	dead, _ := load.DeadLetters(dctx, r.Client())
-	t.Logf("SIGTERM under load: %d calls (%s); health flipped %s after the signal; %d in flight at the signal, %d of them OK; exit %s after the signal; %d leads answered OK, %d routed after restart, duplicates %d, dead letters %d",
-		len(rs), codeCounts(rs), flipAt.Sub(sigAt).Round(time.Microsecond), inflight, inflightOK, exitAt.Sub(sigAt).Round(time.Millisecond), len(ids), got, dups, dead)
+	t.Logf("SIGTERM under load: %d calls (%s); health flipped %s after the signal, first call refused %s after the flip; %d in flight at the signal, %d of them OK; exit %s after the signal; %d leads answered OK, %d routed after restart, duplicates %d, dead letters %d",
+		len(rs), codeCounts(rs), flipAt.Sub(sigAt).Round(time.Microsecond), firstRefused.Sub(flipAt).Round(time.Millisecond), inflight, inflightOK, exitAt.Sub(sigAt).Round(time.Millisecond), len(ids), got, dups, dead)
 	if got != len(ids) || dups != 0 || dead != 0 {
 		t.Errorf("conservation: %d answered OK, %d routed, duplicates %d, dead letters %d", len(ids), got, dups, dead)
 	}
