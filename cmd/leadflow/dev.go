@@ -3,6 +3,9 @@ package main
 import (
 	"context"
 	"fmt"
+	"net"
+	"net/http"
+	"net/http/pprof"
 	"os"
 	"strings"
 	"time"
@@ -21,6 +24,7 @@ func devCmd(g *globals) *cobra.Command {
 		basePort     int
 		embeddedAddr string
 		logLevel     string
+		pprofAddr    string
 	)
 	cmd := &cobra.Command{
 		Use:   "dev",
@@ -88,6 +92,13 @@ Ctrl-C (or SIGTERM) shuts all five down gracefully.`,
 			}
 			fmt.Fprintf(out, "  %-12s %s\n", "redis", redisNote)
 			fmt.Fprintf(out, "  %-12s %s (development policy: accepted for every method; LEADFLOW_TOKEN=%s)\n", "dev token", platform.DevToken, platform.DevToken)
+			if pprofAddr != "" {
+				addr, err := servePprof(ctx, pprofAddr)
+				if err != nil {
+					return err
+				}
+				fmt.Fprintf(out, "  %-12s http://%s/debug/pprof/\n", "pprof", addr)
+			}
 			fmt.Fprintln(out, "Ctrl-C stops all five gracefully.")
 
 			// Report readiness (health SERVING follows Redis).
@@ -121,6 +132,26 @@ Ctrl-C (or SIGTERM) shuts all five down gracefully.`,
 	f.StringVar(&host, "host", "127.0.0.1", "listen host of the five services (0.0.0.0 to accept remote calls)")
 	f.IntVar(&basePort, "base-port", 7001, "capture's port; scoring, routing, pipeline and reporting use the next four")
 	f.StringVar(&embeddedAddr, "embedded-redis-addr", "127.0.0.1:0", "listen address of the embedded Redis (without --redis)")
+	f.StringVar(&pprofAddr, "pprof", "", "serve Go's profiler (net/http/pprof) on this address, e.g. 127.0.0.1:6060 (off when empty)")
 	f.StringVar(&logLevel, "log-level", "", "log level of the five services (debug, info, warn, error); default $LEADFLOW_LOG_LEVEL or info")
 	return cmd
+}
+
+// servePprof serves the profiler's handlers on addr until ctx ends; it
+// returns the address it listens on.
+func servePprof(ctx context.Context, addr string) (string, error) {
+	lis, err := net.Listen("tcp", addr)
+	if err != nil {
+		return "", fmt.Errorf("--pprof: %w", err)
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	go func() { _ = srv.Serve(lis) }()
+	context.AfterFunc(ctx, func() { _ = srv.Close() })
+	return lis.Addr().String(), nil
 }

@@ -44,9 +44,9 @@ type Options struct {
 	Lease time.Duration
 	// PollInterval is how often Run looks for due jobs when idle (default 100ms).
 	PollInterval time.Duration
-	// Batch is how many due jobs one pass claims (default 64).
+	// Batch is how many due jobs one claim takes at most (default 64).
 	Batch int
-	// Concurrency is how many jobs of a pass run at once (default 16).
+	// Concurrency is how many jobs run at once (default 64).
 	Concurrency int
 	// Now is the clock (tests inject one).
 	Now    func() time.Time
@@ -116,7 +116,7 @@ func New(rdb redis.UniversalClient, name string, o Options) *Queue {
 		o.Batch = 64
 	}
 	if o.Concurrency <= 0 {
-		o.Concurrency = 16
+		o.Concurrency = 64
 	}
 	if o.Now == nil {
 		o.Now = time.Now
@@ -236,11 +236,11 @@ type claimed struct {
 	token string
 }
 
-func (q *Queue) claim(ctx context.Context) ([]claimed, error) {
+func (q *Queue) claim(ctx context.Context, n int) ([]claimed, error) {
 	var tok [8]byte
 	_, _ = rand.Read(tok[:])
 	now := q.o.Now()
-	res, err := claimScript.Run(ctx, q.rdb, q.keys, now.UnixMilli(), q.o.Lease.Milliseconds(), q.o.Batch, hex.EncodeToString(tok[:])).Slice()
+	res, err := claimScript.Run(ctx, q.rdb, q.keys, now.UnixMilli(), q.o.Lease.Milliseconds(), n, hex.EncodeToString(tok[:])).Slice()
 	if err != nil {
 		return nil, err
 	}
@@ -272,7 +272,7 @@ func (q *Queue) backoff(attempt int) time.Duration {
 // Concurrency at once) and acknowledges, retries or dead-letters each. It
 // returns how many jobs it claimed.
 func (q *Queue) ProcessDue(ctx context.Context, h Handler) (int, error) {
-	jobs, err := q.claim(ctx)
+	jobs, err := q.claim(ctx, q.o.Batch)
 	if err != nil || len(jobs) == 0 {
 		return 0, err
 	}
@@ -359,24 +359,57 @@ func truncate(s string, n int) string {
 	return s[:n]
 }
 
-// Run processes due jobs until ctx is done. Between passes it waits on the
-// wake list for at most PollInterval, so a job scheduled due now starts at
-// once and delayed jobs (timers, retries) are found by the poll.
+// Run processes due jobs until ctx is done, with up to Concurrency jobs in
+// flight. It claims only as many jobs as it has free slots, and claims again
+// as soon as one frees, so one slow delivery holds one slot, not a whole
+// batch, and no claimed job waits on its lease for a slot. When nothing is
+// due it waits on the wake list for at most PollInterval, so a job scheduled
+// due now starts at once and delayed jobs (timers, retries) are found by the
+// poll. At ctx's end it waits for the jobs in flight (their context is
+// cancelled; an unacknowledged job is retried after its lease).
 func (q *Queue) Run(ctx context.Context, h Handler) error {
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	slots := make(chan struct{}, q.o.Concurrency)
+	freed := make(chan struct{}, 1)
 	var wait time.Duration
 	for {
 		if ctx.Err() != nil {
 			return nil
 		}
+		free := cap(slots) - len(slots)
+		if free == 0 {
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-freed:
+			}
+			continue
+		}
 		if wait > 0 {
 			q.waitForWork(ctx, wait)
 		}
-		n, err := q.ProcessDue(ctx, h)
+		claimed, err := q.claim(ctx, min(free, q.o.Batch))
 		if err != nil && ctx.Err() == nil {
 			q.o.Logger.WarnContext(ctx, "job queue pass failed", "queue", q.name, "error", err.Error())
 		}
+		for _, c := range claimed {
+			slots <- struct{}{}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				if err := q.run(ctx, h, c); err != nil && ctx.Err() == nil {
+					q.o.Logger.WarnContext(ctx, "job not settled; retried after its lease", "queue", q.name, "job", c.ID, "error", err.Error())
+				}
+				<-slots
+				select {
+				case freed <- struct{}{}:
+				default:
+				}
+			}()
+		}
 		wait = q.o.PollInterval
-		if n > 0 && err == nil {
+		if len(claimed) > 0 && err == nil {
 			// Work is flowing: look again at once. Failed jobs are rescheduled
 			// with backoff, so an unreachable callee cannot make this spin.
 			wait = 0

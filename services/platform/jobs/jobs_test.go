@@ -130,7 +130,7 @@ func TestCrashedWorkerLeaseExpiresAndJobIsRetried(t *testing.T) {
 	ctx := context.Background()
 	_, _ = q.Schedule(ctx, Job{ID: "k"})
 	// A worker claims the job and dies before acknowledging it.
-	claimedJobs, err := q.claim(ctx)
+	claimedJobs, err := q.claim(ctx, 64)
 	if err != nil || len(claimedJobs) != 1 {
 		t.Fatalf("claim: %v %v", claimedJobs, err)
 	}
@@ -261,5 +261,72 @@ func TestDueNowJobsWakeAnIdleWorker(t *testing.T) {
 	}
 	if delivered.Load() != 5 {
 		t.Fatalf("delivered %d of 5", delivered.Load())
+	}
+}
+
+// A job that never finishes holds one slot, not the worker: the jobs
+// scheduled after it are delivered while it still runs, and the worker
+// never holds more than Concurrency jobs at once.
+func TestRunDoesNotWaitForASlowJob(t *testing.T) {
+	rdb, _ := setup(t)
+	q := New(rdb, "slots", Options{Concurrency: 3, PollInterval: 20 * time.Millisecond})
+	ctx, cancel := context.WithCancel(context.Background())
+	release := make(chan struct{})
+	var inFlight, maxInFlight, delivered atomic.Int64
+	done := make(chan error, 1)
+	go func() {
+		done <- q.Run(ctx, func(ctx context.Context, j Job) error {
+			n := inFlight.Add(1)
+			defer inFlight.Add(-1)
+			for {
+				m := maxInFlight.Load()
+				if n <= m || maxInFlight.CompareAndSwap(m, n) {
+					break
+				}
+			}
+			if j.ID == "slow" {
+				select {
+				case <-release:
+				case <-ctx.Done():
+					return ctx.Err()
+				}
+			}
+			delivered.Add(1)
+			return nil
+		})
+	}()
+	if _, err := q.Schedule(ctx, Job{ID: "slow"}); err != nil {
+		t.Fatal(err)
+	}
+	const n = 50
+	for i := range n {
+		if _, err := q.Schedule(ctx, Job{ID: fmt.Sprint(i)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for delivered.Load() < n && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	got := delivered.Load()
+	close(release)
+	for delivered.Load() < n+1 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if got != n {
+		t.Fatalf("with the slow job running, %d of the %d others were delivered", got, n)
+	}
+	if delivered.Load() != n+1 {
+		t.Fatalf("delivered %d, want %d", delivered.Load(), n+1)
+	}
+	if m := maxInFlight.Load(); m > 3 {
+		t.Fatalf("%d jobs in flight at once, Concurrency is 3", m)
+	}
+	if d, _ := q.Depth(context.Background()); d != 0 {
+		t.Fatalf("depth %d after all were acknowledged", d)
 	}
 }
