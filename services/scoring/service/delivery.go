@@ -72,13 +72,10 @@ func (s *Scoring) flush(ctx context.Context, rec *domain.Record) error {
 		if !e.Kind.IsJob() {
 			continue
 		}
-		if delivered, err := s.store.Delivered(ctx, rec.LeadID, e.Key); err != nil {
-			ferr = err
-			break
-		} else if delivered {
-			acked = append(acked, e.Key)
-			continue
-		}
+		// No "delivered already?" read here: scheduling is idempotent by
+		// job id, and a job scheduled again after it was delivered (a retry
+		// or the sweeper after a crash) is skipped by its handler, which
+		// checks the delivered mark.
 		if profile == nil {
 			profile = &leadv1.LeadProfile{}
 			if err := proto.Unmarshal(rec.ProfileRaw, profile); err != nil {
@@ -98,14 +95,14 @@ func (s *Scoring) flush(ctx context.Context, rec *domain.Record) error {
 		}
 		acked = append(acked, e.Key)
 	}
-	remaining, err := s.store.AckEffects(ctx, rec.LeadID, acked)
-	if err != nil || ferr != nil {
-		return errors.Join(ferr, err)
+	// With everything delivered, the flush mark of this revision goes in the
+	// same round trip (a later write marked a later revision, which stays).
+	var clearRev int64
+	if ferr == nil {
+		clearRev = rec.Rev
 	}
-	if remaining == 0 {
-		return s.store.FlushDone(ctx, rec.LeadID, rec.Rev)
-	}
-	return nil
+	_, err := s.store.AckEffects(ctx, rec.LeadID, acked, clearRev)
+	return errors.Join(ferr, err)
 }
 
 // jobFor builds the hand-off request of an effect.
@@ -155,22 +152,19 @@ func (s *Scoring) DeliverRouting(ctx context.Context, j jobs.Job) (err error) {
 	ctx, span := s.step(ctx, j.Traceparent, "scoring.deliver."+kind, j.LeadID)
 	outcome := "delivered"
 	defer func() { end(span, outcome, err) }()
-	if ok, err := s.store.Delivered(ctx, j.LeadID, j.ID); err != nil || ok {
-		outcome = "already_delivered"
-		return err
-	}
 	switch kind {
 	case "route":
 		req := &routingv1.RouteLeadRequest{}
 		if err := proto.Unmarshal(j.Payload, req); err != nil {
 			return jobs.Permanent(err)
 		}
-		// A hand-off overtaken by events (marked BAD_FIT, recycled, or a
-		// newer episode) is not delivered.
-		rec, err := s.store.GetLead(ctx, j.LeadID)
-		if err != nil {
+		rec, delivered, err := s.store.LeadDelivered(ctx, j.LeadID, j.ID)
+		if err != nil || delivered {
+			outcome = "already_delivered"
 			return err
 		}
+		// A hand-off overtaken by events (marked BAD_FIT, recycled, or a
+		// newer episode) is not delivered.
 		episode, _ := strconv.Atoi(j.ID[strings.LastIndexByte(j.ID, ':')+1:])
 		if !rec.Handed || int(rec.MQLEpisodes) != episode || (rec.Status != domain.StatusPotential && rec.Status != domain.StatusNurturing && rec.Status != domain.StatusWorking) {
 			outcome = "superseded"
@@ -180,6 +174,10 @@ func (s *Scoring) DeliverRouting(ctx context.Context, j jobs.Job) (err error) {
 			return classify(err)
 		}
 	case "release":
+		if ok, err := s.store.Delivered(ctx, j.LeadID, j.ID); err != nil || ok {
+			outcome = "already_delivered"
+			return err
+		}
 		req := &routingv1.ReleaseLeadRequest{}
 		if err := proto.Unmarshal(j.Payload, req); err != nil {
 			return jobs.Permanent(err)

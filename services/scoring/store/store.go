@@ -95,6 +95,7 @@ func (s *Store) UpdateLead(ctx context.Context, id string, fn domain.LeadFunc) (
 	for attempt := range maxTxAttempts {
 		var w *domain.LeadWrite
 		var reindex bool
+		var oldIndex []string
 		err := s.rdb.Watch(ctx, func(tx *redis.Tx) error {
 			var recCmd *redis.StringCmd
 			var pendCmd, outCmd *redis.MapStringStringCmd
@@ -121,8 +122,10 @@ func (s *Store) UpdateLead(ctx context.Context, id string, fn domain.LeadFunc) (
 			var rev int64
 			var before string
 			stored := map[string]bool{}
+			oldIndex = []string{}
 			if cur != nil {
 				rev, before = cur.Rev, indexSig(cur)
+				oldIndex = indexKeys(cur)
 				for _, e := range cur.Outbox {
 					stored[e.Key] = true
 				}
@@ -212,7 +215,7 @@ func (s *Store) UpdateLead(ctx context.Context, id string, fn domain.LeadFunc) (
 			return nil, err
 		}
 		if reindex {
-			if err := s.reindex(ctx, w.Record); err != nil {
+			if err := s.reindex(ctx, w.Record, oldIndex); err != nil {
 				return w, err
 			}
 		}
@@ -227,8 +230,9 @@ func indexSig(r *domain.Record) string {
 		strconv.Itoa(int(r.Score.Heat)) + "|" + strconv.Itoa(int(r.Score.Total))
 }
 
-// AckEffects removes delivered effects and returns how many remain.
-func (s *Store) AckEffects(ctx context.Context, id string, keys []string) (int64, error) {
+// AckEffects removes delivered effects and returns how many remain; with
+// clearRev > 0 it also clears the flush mark of that revision.
+func (s *Store) AckEffects(ctx context.Context, id string, keys []string, clearRev int64) (int64, error) {
 	outK := leadKey(id, "outbox")
 	var n *redis.IntCmd
 	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
@@ -236,6 +240,10 @@ func (s *Store) AckEffects(ctx context.Context, id string, keys []string) (int64
 			p.HDel(ctx, outK, keys...)
 		}
 		n = p.HLen(ctx, outK)
+		if clearRev > 0 {
+			// EVAL, not EVALSHA: a pipeline cannot fall back on NOSCRIPT.
+			flushDoneScript.Eval(ctx, p, []string{flushKey}, id, clearRev)
+		}
 		return nil
 	})
 	if err != nil {
@@ -280,6 +288,25 @@ func (s *Store) GetLead(ctx context.Context, id string) (*domain.Record, error) 
 		return nil, err
 	}
 	return decodeRecord(recCmd, outCmd.Val())
+}
+
+// LeadDelivered returns the lead's record (domain.ErrNotFound when there is
+// none) and whether the hand-off key was delivered, in one round trip.
+func (s *Store) LeadDelivered(ctx context.Context, id, key string) (*domain.Record, bool, error) {
+	var recCmd *redis.StringCmd
+	var outCmd *redis.MapStringStringCmd
+	var delCmd *redis.BoolCmd
+	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		recCmd = p.Get(ctx, leadKey(id, "rec"))
+		outCmd = p.HGetAll(ctx, leadKey(id, "outbox"))
+		delCmd = p.SIsMember(ctx, leadKey(id, "delivered"), key)
+		return nil
+	})
+	if err != nil && !errors.Is(err, redis.Nil) {
+		return nil, false, err
+	}
+	rec, err := decodeRecord(recCmd, outCmd.Val())
+	return rec, delCmd.Val(), err
 }
 
 // ScoreHistory returns past scores, newest first, and whether there are more.
@@ -328,7 +355,7 @@ func (s *Store) Reindex(ctx context.Context, id string) error {
 	if err != nil {
 		return err
 	}
-	return s.reindex(ctx, r)
+	return s.reindex(ctx, r, nil)
 }
 
 // reindex converges the lists: record the union of old and new memberships
@@ -336,11 +363,18 @@ func (s *Store) Reindex(ctx context.Context, id string) error {
 // wanted set. Each step is idempotent, so a crash anywhere is repaired by
 // the next reindex (the sweeper runs one for every lead marked for flush).
 // Readers also check every listed record against the filter.
-func (s *Store) reindex(ctx context.Context, r *domain.Record) error {
+//
+// old, when not nil, are the lists of the record this write replaced (the
+// write path knows them), which saves reading the membership set; a
+// membership left by an earlier crash is then cleaned by the next full
+// reindex (old == nil) that the sweeper runs.
+func (s *Store) reindex(ctx context.Context, r *domain.Record, old []string) error {
 	mk := leadKey(r.LeadID, "idx")
-	old, err := s.rdb.SMembers(ctx, mk).Result()
-	if err != nil {
-		return err
+	if old == nil {
+		var err error
+		if old, err = s.rdb.SMembers(ctx, mk).Result(); err != nil {
+			return err
+		}
 	}
 	want := indexKeys(r)
 	wantSet := map[string]bool{}
@@ -357,7 +391,7 @@ func (s *Store) reindex(ctx context.Context, r *domain.Record) error {
 	}
 	// A pipeline runs in order: membership first, then the lists, then the
 	// clean-up of the membership.
-	_, err = s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
 		p.SAdd(ctx, mk, members...)
 		for _, k := range want {
 			p.ZAdd(ctx, k, redis.Z{Score: float64(r.Score.Total), Member: r.LeadID})

@@ -303,4 +303,30 @@ func TestFlushMarks(t *testing.T) {
 	if ok, _ := s.Delivered(ctx, "f", "deal:f:1"); !ok {
 		t.Fatal("not delivered after marking")
 	}
+	if rec, ok, err := s.LeadDelivered(ctx, "f", "deal:f:1"); err != nil || !ok || rec.Rev != r2 {
+		t.Fatalf("LeadDelivered = rev %v, %t, %v; want rev %d, true", rec, ok, err, r2)
+	}
+	if _, ok, _ := s.LeadDelivered(ctx, "f", "route:f:1"); ok {
+		t.Fatal("LeadDelivered: an undelivered key reads as delivered")
+	}
+	if _, _, err := s.LeadDelivered(ctx, "nobody", "route:nobody:1"); !errors.Is(err, domain.ErrNotFound) {
+		t.Fatalf("LeadDelivered of an unknown lead: %v, want ErrNotFound", err)
+	}
+
+	// Acknowledging with a revision clears that revision's mark in the same
+	// call, and never a later one.
+	r3 := write()
+	r4 := write()
+	if _, err := s.AckEffects(ctx, "f", nil, r3); err != nil {
+		t.Fatal(err)
+	}
+	if p, _ := s.FlushPending(ctx, 10); len(p) != 1 || p[0].Rev != r4 {
+		t.Fatalf("ack at revision %d touched the mark of %d: %v", r3, r4, p)
+	}
+	if _, err := s.AckEffects(ctx, "f", nil, r4); err != nil {
+		t.Fatal(err)
+	}
+	if p, _ := s.FlushPending(ctx, 10); len(p) != 0 {
+		t.Fatalf("ack at the marked revision left the mark: %v", p)
+	}
 }
