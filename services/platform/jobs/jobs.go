@@ -176,6 +176,24 @@ func (q *Queue) Schedule(ctx context.Context, j Job) (bool, error) {
 	return n == 1, err
 }
 
+// ScheduleOn queues the scheduling of j on pipe, so a caller can schedule
+// in the same round trip as its other writes (Cluster splits a pipeline by
+// node). The command's result is 1 when the job was added, 0 when one with
+// its id exists; pipe's Exec reports errors.
+func (q *Queue) ScheduleOn(ctx context.Context, pipe redis.Pipeliner, j Job) error {
+	if j.ID == "" {
+		return errors.New("jobs: empty job id")
+	}
+	due := j.Due
+	if due.IsZero() {
+		due = q.o.Now()
+	}
+	// EVAL, not EVALSHA: a pipeline cannot fall back when the script cache
+	// is empty (a restarted Redis).
+	scheduleScript.Eval(ctx, pipe, q.keys, j.ID, due.UnixMilli(), j.Payload, j.Traceparent, j.LeadID, q.o.Now().UnixMilli())
+	return nil
+}
+
 var rescheduleScript = redis.NewScript(`
 if not redis.call('ZSCORE', KEYS[1], ARGV[1]) then return 0 end
 redis.call('ZADD', KEYS[1], ARGV[2], ARGV[1])

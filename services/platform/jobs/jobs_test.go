@@ -330,3 +330,36 @@ func TestRunDoesNotWaitForASlowJob(t *testing.T) {
 		t.Fatalf("depth %d after all were acknowledged", d)
 	}
 }
+
+// ScheduleOn schedules in the caller's pipeline with the same rules as
+// Schedule: once per id, due now wakes a worker, later waits.
+func TestScheduleOnPipeline(t *testing.T) {
+	rdb, c := setup(t)
+	q := newQueue(t, rdb, c, Options{})
+	ctx := context.Background()
+	pipe := rdb.Pipeline()
+	pipe.Set(ctx, "other-write", "x", 0)
+	for _, j := range []Job{{ID: "now", Payload: []byte("p1")}, {ID: "now", Payload: []byte("p2")}, {ID: "later", Due: c.Now().Add(time.Minute)}} {
+		if err := q.ScheduleOn(ctx, pipe, j); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := q.ScheduleOn(ctx, pipe, Job{}); err == nil {
+		t.Fatal("a job without an id was accepted")
+	}
+	if _, err := pipe.Exec(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if n, _ := rdb.LLen(ctx, q.keys[3]).Result(); n != 1 {
+		t.Fatalf("wake tokens = %d, want 1 (one due-now job added)", n)
+	}
+	var got []string
+	h := func(_ context.Context, j Job) error { got = append(got, j.ID+"="+string(j.Payload)); return nil }
+	if n, err := q.ProcessDue(ctx, h); err != nil || n != 1 || len(got) != 1 || got[0] != "now=p1" {
+		t.Fatalf("due now: %d %v %v, want the first scheduling of \"now\" only", n, got, err)
+	}
+	c.Advance(time.Minute)
+	if n, _ := q.ProcessDue(ctx, h); n != 1 || got[1] != "later=" {
+		t.Fatalf("after a minute: %v", got)
+	}
+}

@@ -454,7 +454,10 @@ func (r *Router) event(ctx context.Context, e *effects, ev *eventsv1.LeadEvent) 
 // flush writes decisions and events in one round trip, then schedules the
 // timers and hand-offs (each idempotent by id) and cancels stale timers.
 func (r *Router) flush(ctx context.Context, e *effects) error {
-	if len(e.decisions)+len(e.events) > 0 {
+	// One round trip: decisions, events, hand-offs and timers are each
+	// idempotent, so when part of it fails the caller's retry (or existing()
+	// on the next RouteLead) writes them again.
+	if len(e.decisions)+len(e.events)+len(e.handoffs)+len(e.timers) > 0 {
 		pipe := r.rdb.Pipeline()
 		if err := store.SaveDecisions(ctx, pipe, e.decisions...); err != nil {
 			return err
@@ -464,17 +467,17 @@ func (r *Router) flush(ctx context.Context, e *effects) error {
 				return err
 			}
 		}
+		for _, j := range e.handoffs {
+			if err := r.handoff.ScheduleOn(ctx, pipe, j); err != nil {
+				return err
+			}
+		}
+		for _, j := range e.timers {
+			if err := r.sla.ScheduleOn(ctx, pipe, j); err != nil {
+				return err
+			}
+		}
 		if _, err := pipe.Exec(ctx); err != nil {
-			return err
-		}
-	}
-	for _, j := range e.handoffs {
-		if _, err := r.handoff.Schedule(ctx, j); err != nil {
-			return err
-		}
-	}
-	for _, j := range e.timers {
-		if _, err := r.sla.Schedule(ctx, j); err != nil {
 			return err
 		}
 	}
