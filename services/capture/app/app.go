@@ -73,7 +73,7 @@ func Build(_ context.Context, rt *platform.Runtime, cfg Config, opts ...Option) 
 		Now: o.now, Meter: rt.Meter(), Tracer: rt.Tracer(), Logger: rt.Logger,
 	})
 	c := &Capture{
-		store: store.New(rt.Redis), queue: q, events: rt.Events, scoring: o.scoring,
+		store: store.New(rt.Redis, q), queue: q, events: rt.Events, scoring: o.scoring,
 		tracer: rt.Tracer(), logger: rt.Logger, cfg: cfg, now: o.now,
 	}
 	m := rt.Meter()

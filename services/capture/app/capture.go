@@ -207,14 +207,16 @@ func (c *Capture) create(ctx context.Context, n *domain.Submission, ids []domain
 		return nil, nil, err
 	}
 	w.Events = []*eventsv1.LeadEvent{ev}
+	h, err := upsertHandoff(jobID, id, tp)
+	if err != nil {
+		return nil, nil, err
+	}
+	w.Handoffs = []domain.Handoff{h}
+	// The lead and its hand-off to scoring are written together.
 	if err := c.store.Create(jctx, sl, w); err != nil {
 		// The claims are not released: the write may have succeeded with its
 		// reply lost, and then they index a real lead. If it did fail, they
 		// expire after ClaimTTL.
-		leadtrace.Fail(span, err)
-		return nil, nil, err
-	}
-	if err := c.scheduleUpsert(jctx, jobID, id, tp); err != nil {
 		leadtrace.Fail(span, err)
 		return nil, nil, err
 	}
@@ -353,11 +355,12 @@ func (c *Capture) merge(ctx context.Context, target, matched string, n *domain.S
 		return nil, err
 	}
 	w.Events = []*eventsv1.LeadEvent{ev}
-	if err := c.store.Apply(jctx, w); err != nil {
-		leadtrace.Fail(span, err)
+	h, err := upsertHandoff(domain.HandoffJobID(target, sl.Revision), target, tp)
+	if err != nil {
 		return nil, err
 	}
-	if err := c.scheduleUpsert(jctx, domain.HandoffJobID(target, sl.Revision), target, tp); err != nil {
+	w.Handoffs = []domain.Handoff{h}
+	if err := c.store.Apply(jctx, w); err != nil {
 		leadtrace.Fail(span, err)
 		return nil, err
 	}
@@ -403,12 +406,18 @@ func (c *Capture) replay(ctx context.Context, idem idemReq, rec *capturev1.Idemp
 	return resp, nil
 }
 
-func (c *Capture) scheduleUpsert(ctx context.Context, jobID, leadID, tp string) error {
+// upsertHandoff is the job that sends the lead's profile to scoring.
+func upsertHandoff(jobID, leadID, tp string) (domain.Handoff, error) {
 	b, err := proto.Marshal(&capturev1.Handoff{Kind: &capturev1.Handoff_UpsertLeadId{UpsertLeadId: leadID}})
+	return domain.Handoff{ID: jobID, LeadID: leadID, Traceparent: tp, Payload: b}, err
+}
+
+func (c *Capture) scheduleUpsert(ctx context.Context, jobID, leadID, tp string) error {
+	h, err := upsertHandoff(jobID, leadID, tp)
 	if err != nil {
 		return err
 	}
-	_, err = c.queue.Schedule(ctx, jobs.Job{ID: jobID, Payload: b, Traceparent: tp, LeadID: leadID})
+	_, err = c.queue.Schedule(ctx, jobs.Job{ID: h.ID, Payload: h.Payload, Traceparent: h.Traceparent, LeadID: h.LeadID})
 	return err
 }
 

@@ -86,6 +86,17 @@ type Writes struct {
 	OrgDomain string
 	LeadID    string
 	Events    []*eventsv1.LeadEvent
+	// Handoffs are scheduled on capture's hand-off queue with the other
+	// writes: in the same transaction on a single Redis, so a lead is never
+	// stored without its hand-off (on a Cluster, in the same round trip,
+	// after the lead's own writes).
+	Handoffs []Handoff
+}
+
+// Handoff is a job for capture's hand-off queue (see app.Deliver).
+type Handoff struct {
+	ID, LeadID, Traceparent string
+	Payload                 []byte
 }
 
 // Store is what capture needs from its storage (Redis in production).

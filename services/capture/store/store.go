@@ -34,19 +34,24 @@ import (
 	leadv1 "github.com/leadflow/leadflow/gen/go/leadflow/lead/v1"
 	"github.com/leadflow/leadflow/services/capture/domain"
 	"github.com/leadflow/leadflow/services/platform/events"
+	"github.com/leadflow/leadflow/services/platform/jobs"
 )
 
 // Redis implements domain.Store.
 type Redis struct {
 	rdb redis.UniversalClient
+	// handoffs is the queue Writes.Handoffs go to.
+	handoffs *jobs.Queue
 	// MaxTxRetries bounds the optimistic retries of Update.
 	MaxTxRetries int
 }
 
 var _ domain.Store = (*Redis)(nil)
 
-// New returns the store on rdb.
-func New(rdb redis.UniversalClient) *Redis { return &Redis{rdb: rdb, MaxTxRetries: 20} }
+// New returns the store on rdb; Writes.Handoffs are scheduled on handoffs.
+func New(rdb redis.UniversalClient, handoffs *jobs.Queue) *Redis {
+	return &Redis{rdb: rdb, handoffs: handoffs, MaxTxRetries: 20}
+}
 
 const prefix = "lf:capture:"
 
@@ -272,6 +277,14 @@ func (s *Redis) addWrites(ctx context.Context, pipe redis.Pipeliner, w domain.Wr
 			return err
 		}
 	}
+	for _, h := range w.Handoffs {
+		if s.handoffs == nil {
+			return errors.New("capture store: hand-offs written without a hand-off queue")
+		}
+		if err := s.handoffs.ScheduleOn(ctx, pipe, jobs.Job{ID: h.ID, Payload: h.Payload, Traceparent: h.Traceparent, LeadID: h.LeadID}); err != nil {
+			return err
+		}
+	}
 	return nil
 }
 
@@ -297,7 +310,7 @@ func (s *Redis) Create(ctx context.Context, sl *domain.StoredLead, w domain.Writ
 // tag of their key and each group runs as its own MULTI/EXEC, one group after
 // the other in the order fn first named them (the lead's hash first, so a
 // crash part-way leaves what a retry repairs). Every command fn queues must
-// have its key as its first argument.
+// have its key as its first argument, or be an EVAL/EVALSHA (first key).
 func txPerTag(ctx context.Context, rdb redis.UniversalClient, fn func(redis.Pipeliner) error) error {
 	if _, ok := rdb.(*redis.ClusterClient); !ok {
 		_, err := rdb.TxPipelined(ctx, fn)
@@ -312,7 +325,11 @@ func txPerTag(ctx context.Context, rdb redis.UniversalClient, fn func(redis.Pipe
 	groups := map[string][]redis.Cmder{}
 	for _, c := range queue.Cmds() {
 		tag := ""
-		if args := c.Args(); len(args) > 1 {
+		args := c.Args()
+		switch name := c.Name(); {
+		case (name == "eval" || name == "evalsha") && len(args) > 3:
+			tag = hashTag(fmt.Sprint(args[3]))
+		case len(args) > 1:
 			tag = hashTag(fmt.Sprint(args[1]))
 		}
 		if _, ok := groups[tag]; !ok {

@@ -13,13 +13,52 @@ import (
 	leadv1 "github.com/leadflow/leadflow/gen/go/leadflow/lead/v1"
 	"github.com/leadflow/leadflow/services/capture/domain"
 	"github.com/leadflow/leadflow/services/capture/store"
+	"github.com/leadflow/leadflow/services/platform/jobs"
 	"github.com/leadflow/leadflow/services/platform/platformtest"
 )
 
 func newStore(t *testing.T) (*store.Redis, *redis.Client) {
-	r := platformtest.StartRedis(t)
-	c := r.Client()
-	return store.New(c), c
+	c := platformtest.StartRedis(t).Client()
+	s, _, _ := newStoreQueue(t, c)
+	return s, c
+}
+
+func newStoreQueue(t *testing.T, c redis.UniversalClient) (*store.Redis, *jobs.Queue, redis.UniversalClient) {
+	q := jobs.New(c, "test-handoff", jobs.Options{})
+	return store.New(c, q), q, c
+}
+
+// A lead is written with its hand-off: after Create, the job is in the
+// queue with its payload, on one Redis and on a Cluster (where the job's
+// slot gets its own transaction, after the lead's).
+func TestCreateSchedulesTheHandoffWithTheLead(t *testing.T) {
+	for name, c := range map[string]func() redis.UniversalClient{
+		"single":  func() redis.UniversalClient { return platformtest.StartRedis(t).Client() },
+		"cluster": func() redis.UniversalClient { return platformtest.StartRedisCluster(t).Client() },
+	} {
+		t.Run(name, func(t *testing.T) {
+			if name == "cluster" && testing.Short() {
+				t.Skip("cluster: not with -short")
+			}
+			s, q, _ := newStoreQueue(t, c())
+			ctx := context.Background()
+			sl := &domain.StoredLead{Lead: &leadv1.Lead{Id: "L9"}, Revision: 1}
+			h := domain.Handoff{ID: "upsert:L9:1", LeadID: "L9", Traceparent: "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01", Payload: []byte("profile")}
+			if err := s.Create(ctx, sl, domain.Writes{LeadID: "L9", Handoffs: []domain.Handoff{h}}); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := s.Get(ctx, "L9"); err != nil {
+				t.Fatal(err)
+			}
+			var got []jobs.Job
+			if _, err := q.ProcessDue(ctx, func(_ context.Context, j jobs.Job) error { got = append(got, j); return nil }); err != nil {
+				t.Fatal(err)
+			}
+			if len(got) != 1 || got[0].ID != h.ID || string(got[0].Payload) != "profile" || got[0].LeadID != "L9" || got[0].Traceparent != h.Traceparent {
+				t.Fatalf("hand-offs after Create = %+v, want the one written with the lead", got)
+			}
+		})
+	}
 }
 
 // Concurrent read-modify-writes of one lead never lose an update.
