@@ -43,6 +43,9 @@ type Options struct {
 // Store implements domain.Store on Redis.
 type Store struct {
 	rdb redis.UniversalClient
+	// single is a non-Cluster Redis: UpdateLead then sends WATCH with its
+	// reads and the flush mark inside its MULTI (one round trip each).
+	single bool
 	o   Options
 
 	mu      sync.RWMutex
@@ -60,7 +63,8 @@ func New(rdb redis.UniversalClient, o Options) *Store {
 	if o.HistoryLimit <= 0 {
 		o.HistoryLimit = 500
 	}
-	return &Store{rdb: rdb, o: o, models: map[int32]domain.Model{}}
+	_, cluster := rdb.(*redis.ClusterClient)
+	return &Store{rdb: rdb, o: o, models: map[int32]domain.Model{}, single: !cluster}
 }
 
 func leadKey(id, suffix string) string { return "lf:scoring:{lead:" + id + "}:" + suffix }
@@ -96,10 +100,29 @@ func (s *Store) UpdateLead(ctx context.Context, id string, fn domain.LeadFunc) (
 		var w *domain.LeadWrite
 		var reindex bool
 		var oldIndex []string
-		err := s.rdb.Watch(ctx, func(tx *redis.Tx) error {
+		// On a single Redis, WATCH goes in the same round trip as the reads
+		// (go-redis would send it alone first); a Cluster client needs the
+		// keys to find the node.
+		watchKeys := []string{recK, pendK, outK}
+		if s.single {
+			watchKeys = nil
+		}
+		err := s.rdb.Watch(ctx, func(tx *redis.Tx) (err error) {
+			if s.single {
+				defer func() {
+					// No EXEC ran (nothing to write, or an error): release
+					// the WATCH before the connection goes back to the pool.
+					if w == nil || err != nil {
+						_ = tx.Unwatch(ctx).Err()
+					}
+				}()
+			}
 			var recCmd *redis.StringCmd
 			var pendCmd, outCmd *redis.MapStringStringCmd
 			if _, err := tx.Pipelined(ctx, func(p redis.Pipeliner) error {
+				if s.single {
+					p.Do(ctx, "watch", recK, pendK, outK)
+				}
 				recCmd = p.Get(ctx, recK)
 				pendCmd = p.HGetAll(ctx, pendK)
 				outCmd = p.HGetAll(ctx, outK)
@@ -162,7 +185,7 @@ func (s *Store) UpdateLead(ctx context.Context, id string, fn domain.LeadFunc) (
 						drop = append(drop, k)
 					}
 				}
-				if w.Flush || len(effects) > 0 {
+				if (w.Flush || len(effects) > 0) && !s.single {
 					// Marked before the write: if we die after EXEC, the sweeper
 					// still finds the lead. GT keeps the highest revision.
 					if err := s.rdb.ZAddGT(ctx, flushKey, redis.Z{Score: float64(w.Record.Rev), Member: id}).Err(); err != nil {
@@ -171,6 +194,11 @@ func (s *Store) UpdateLead(ctx context.Context, id string, fn domain.LeadFunc) (
 				}
 			}
 			_, err = tx.TxPipelined(ctx, func(p redis.Pipeliner) error {
+				if w.Record != nil && (w.Flush || len(effects) > 0) && s.single {
+					// In the transaction itself (one slot is not required
+					// on a single Redis): the mark and the write are one.
+					p.ZAddGT(ctx, flushKey, redis.Z{Score: float64(w.Record.Rev), Member: id})
+				}
 				if w.AddPending != nil {
 					b, _ := json.Marshal(w.AddPending)
 					p.HSet(ctx, pendK, w.AddPending.ID, b)
@@ -201,7 +229,7 @@ func (s *Store) UpdateLead(ctx context.Context, id string, fn domain.LeadFunc) (
 				return nil
 			})
 			return err
-		}, recK, pendK, outK)
+		}, watchKeys...)
 		if errors.Is(err, redis.TxFailedErr) {
 			// Lost to a concurrent writer of this lead (a burst of signals):
 			// back off a little, jittered, so the writers spread out instead
