@@ -24,9 +24,14 @@ func loadCmd(g *globals) *cobra.Command {
 		Long: `load submits good-fit leads to capture at --rate per second (0 = as fast as --concurrency
 allows) for --duration or --count (whichever comes first), follows each to routing
 (assigned or queued) and takes --further of the assigned ones on to accept, touch, BANT and
-QUALIFIED. It prints throughput, p50/p90/p99 per RPC and end to end (SubmitLead → assignment
-observed by polling routing GetAssignment), and the conservation check: leads answered OK =
-assigned + queued + nurturing + bad fit, duplicates = 0, dead letters = 0.
+QUALIFIED. Assignments are observed as a rep's UI sees them: at the start it reads the routing
+configuration and opens one routing WatchInbox stream per rep (from now; reconnecting from the
+last cursor if a stream breaks), and each journey waits for its lead's ASSIGNED item; a lead
+not announced within --inbox-grace (queued, nurturing, bad fit) is polled with routing
+GetAssignment. It prints throughput, p50/p90/p99 per RPC and end to end (SubmitLead start →
+inbox item received, or assignment polled), how many journeys were observed each way, and the
+conservation check: leads answered OK = assigned + queued + nurturing + bad fit,
+duplicates = 0, dead letters = 0.
 
 Baselines in the same run: a plain gRPC echo (grpc.health.v1 Check served in this process on
 loopback) and, with --redis, Redis PING round trips, at the same concurrency; every figure is
@@ -80,6 +85,9 @@ reported. Traffic goes only to the given addresses, and only to loopback unless 
 	f.Float64Var(&cfg.Further, "further", 0.1, "share of assigned leads taken on to accept, touch, BANT and QUALIFIED")
 	f.DurationVar(&cfg.CallTimeout, "call-timeout", 5*time.Second, "deadline of each call")
 	f.DurationVar(&cfg.AssignWait, "assign-wait", 30*time.Second, "how long a journey waits for its lead to be routed")
+	f.DurationVar(&cfg.InboxGrace, "inbox-grace", 2*time.Second, "how long a journey waits for its lead's ASSIGNED inbox item before polling GetAssignment")
+	f.IntVar(&cfg.InboxStreams, "inbox-streams", 32, "WatchInbox streams at most (one per rep; leads of reps beyond it are polled)")
+	f.BoolVar(&cfg.PollOnly, "poll-only", false, "observe assignments only by polling GetAssignment (no inbox streams), for comparison")
 	f.DurationVar(&cfg.Baseline, "baseline", 3*time.Second, "duration of each baseline (0 = skip)")
 	f.StringVar(&cfg.OTLPSink, "otlp-sink", "", "serve an in-process OTLP/gRPC trace collector on this address during the run (counts and discards spans; make bench points the suite at it)")
 	f.BoolVar(&cfg.AllowRemote, "allow-remote", false, "allow non-loopback addresses")

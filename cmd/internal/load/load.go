@@ -61,6 +61,16 @@ type Config struct {
 	// CallTimeout is the deadline of each call; AssignWait how long a
 	// journey waits for its lead to be routed.
 	CallTimeout, AssignWait time.Duration
+	// InboxGrace is how long a journey waits for its lead's ASSIGNED item
+	// on the reps' inbox streams before it polls routing GetAssignment
+	// (queued, nurturing and bad-fit leads never reach an inbox).
+	InboxGrace time.Duration
+	// InboxStreams caps the WatchInbox streams (one per rep; each holds a
+	// Redis connection of routing in a blocking read). 0 = 32.
+	InboxStreams int
+	// PollOnly observes every lead by polling GetAssignment (no inbox
+	// streams), as the tool did before: for comparison.
+	PollOnly bool
 	// Baseline is how long each baseline runs (0 = skip baselines).
 	Baseline time.Duration
 	// AllowRemote permits non-loopback addresses.
@@ -80,7 +90,17 @@ type Report struct {
 	SubmitRate                float64 // leads answered OK per second
 	RPC                       map[string]*Hist
 	EndToEnd                  *Hist // SubmitLead start → assignment observed
-	Errors                    map[string]int64
+	// How journeys learned where their lead went: an ASSIGNED item on a
+	// rep's inbox stream, or polling GetAssignment after the grace.
+	ByInbox, ByPoll int64
+	// GetAssignment calls made by journeys (every answer, NotFound too).
+	Polls int64
+	// Inbox streams opened (-1 = none: PollOnly or GetConfig failed), reps
+	// in the configuration, stream reconnects and items received.
+	InboxStreams, InboxReps     int
+	InboxReconnects, InboxItems int64
+
+	Errors map[string]int64
 	// Conservation.
 	Assigned, Queued, Nurturing, BadFit, Other, Unaccounted int64
 	Duplicates                                              int64
@@ -166,9 +186,13 @@ func (h *Hist) Quantile(q float64) float64 {
 }
 
 type runner struct {
-	cfg  Config
-	c    *client.Clients
-	rep  *Report
+	cfg   Config
+	c     *client.Clients
+	rep   *Report
+	inbox *inboxWatch // nil: every lead is polled
+
+	byInbox, byPoll, polls atomic.Int64
+
 	mu   sync.Mutex
 	ids  map[string]int // lead id → submissions that returned it
 	errs map[string]int64
@@ -233,6 +257,12 @@ func Run(ctx context.Context, cfg Config, logw io.Writer) (*Report, error) {
 	if cfg.AssignWait <= 0 {
 		cfg.AssignWait = 30 * time.Second
 	}
+	if cfg.InboxGrace <= 0 {
+		cfg.InboxGrace = 2 * time.Second
+	}
+	if cfg.InboxStreams <= 0 {
+		cfg.InboxStreams = 32
+	}
 	if cfg.RunID == "" {
 		cfg.RunID = strconv.FormatInt(time.Now().UnixNano()%1e10, 36)
 	}
@@ -244,7 +274,7 @@ func Run(ctx context.Context, cfg Config, logw io.Writer) (*Report, error) {
 		return nil, err
 	}
 	defer c.Close()
-	rep := &Report{RPC: map[string]*Hist{}, EndToEnd: &Hist{}, Errors: map[string]int64{}, Spans: -1}
+	rep := &Report{RPC: map[string]*Hist{}, EndToEnd: &Hist{}, Errors: map[string]int64{}, Spans: -1, InboxStreams: -1}
 	if cfg.OTLPSink != "" {
 		sink, err := StartSink(cfg.OTLPSink)
 		if err != nil {
@@ -280,6 +310,19 @@ func Run(ctx context.Context, cfg Config, logw io.Writer) (*Report, error) {
 	var before map[string]int64
 	if rdb != nil {
 		before, _ = CommandStats(ctx, rdb)
+	}
+
+	// The inbox streams open after the baselines and before the first
+	// submission (their cursor is "now").
+	if !cfg.PollOnly {
+		w, err := startInbox(ctx, c.Routing, cfg.InboxStreams, cfg.CallTimeout, logw)
+		if err != nil {
+			fmt.Fprintf(logw, "inbox: %v: every lead is observed by polling GetAssignment\n", err)
+		} else {
+			r.inbox = w
+			defer w.stop()
+			rep.InboxStreams, rep.InboxReps = w.streams, w.reps
+		}
 	}
 
 	fmt.Fprintf(logw, "load: run %s, rate %s, %d concurrent, duration %s, count %d\n", cfg.RunID, rateText(cfg.Rate), cfg.Concurrency, cfg.Duration, cfg.Count)
@@ -341,10 +384,10 @@ loop:
 			r.ids[resp.GetLeadId()]++
 			r.mu.Unlock()
 			l := lead{id: resp.GetLeadId(), i: i}
-			st, rep2 := r.waitRouted(ctx, l.id)
+			st, rep2, seen := r.waitRouted(ctx, l.id)
 			l.state = st
 			if st != routingv1.AssignmentState_ASSIGNMENT_STATE_UNSPECIFIED {
-				rep.EndToEnd.Add(time.Since(js))
+				rep.EndToEnd.Add(seen.Sub(js))
 				routed.Add(1)
 			}
 			if st == routingv1.AssignmentState_ASSIGNMENT_STATE_ASSIGNED && cfg.Further > 0 && float64(i%100) < cfg.Further*100 {
@@ -360,6 +403,11 @@ loop:
 	submitEnd := time.Since(t0)
 	wg.Wait()
 	rep.Elapsed = time.Since(t0)
+	if r.inbox != nil {
+		r.inbox.stop()
+		rep.InboxReconnects, rep.InboxItems = r.inbox.reconnects.Load(), r.inbox.items.Load()
+	}
+	rep.ByInbox, rep.ByPoll, rep.Polls = r.byInbox.Load(), r.byPoll.Load(), r.polls.Load()
 	rep.Started = started.Load()
 	rep.Accepted = int64(len(r.ids))
 	for _, n := range r.ids {
@@ -429,27 +477,58 @@ func rateText(r float64) string {
 	return fmt.Sprintf("%.0f/s", r)
 }
 
-// waitRouted polls routing until the lead is assigned or queued (or scoring
-// says it is not routed: nurturing, bad fit), or AssignWait passes.
-func (r *runner) waitRouted(ctx context.Context, id string) (routingv1.AssignmentState, string) {
+// waitRouted learns where the lead went, and when: from its ASSIGNED item
+// on the inbox streams when one comes within InboxGrace, else by polling
+// routing GetAssignment until the lead is assigned or queued, or AssignWait
+// passes (nurturing and bad-fit leads are never routed). An inbox item that
+// comes while polling still counts. seen is when it was observed.
+func (r *runner) waitRouted(ctx context.Context, id string) (st routingv1.AssignmentState, repID string, seen time.Time) {
 	deadline := time.Now().Add(r.cfg.AssignWait)
+	var note <-chan inboxNote
+	if r.inbox != nil {
+		ch, done := r.inbox.expect(id)
+		defer done()
+		note = ch
+		grace := time.NewTimer(min(r.cfg.InboxGrace, r.cfg.AssignWait))
+		select {
+		case n := <-ch:
+			grace.Stop()
+			r.byInbox.Add(1)
+			return routingv1.AssignmentState_ASSIGNMENT_STATE_ASSIGNED, n.rep, n.at
+		case <-grace.C:
+		case <-ctx.Done():
+			grace.Stop()
+			return routingv1.AssignmentState_ASSIGNMENT_STATE_UNSPECIFIED, "", time.Now()
+		}
+	}
 	// The poll is itself load: start at 20 ms, back off to 200 ms (the
 	// end-to-end figure is accurate to about one poll interval).
 	wait := 20 * time.Millisecond
 	for time.Now().Before(deadline) && ctx.Err() == nil {
+		r.polls.Add(1)
 		a, err := timed(ctx, r, "routing.GetAssignment", r.c.Routing.GetAssignment, &routingv1.GetAssignmentRequest{LeadId: id})
 		if err == nil {
 			switch st := a.GetAssignment().GetState(); st {
 			case routingv1.AssignmentState_ASSIGNMENT_STATE_ASSIGNED, routingv1.AssignmentState_ASSIGNMENT_STATE_QUEUED, routingv1.AssignmentState_ASSIGNMENT_STATE_ACCEPTED:
-				return st, a.GetAssignment().GetRepId()
+				r.byPoll.Add(1)
+				return st, a.GetAssignment().GetRepId(), time.Now()
 			}
 		}
-		time.Sleep(wait)
+		t := time.NewTimer(wait)
+		select {
+		case n := <-note: // nil without streams: never ready
+			t.Stop()
+			r.byInbox.Add(1)
+			return routingv1.AssignmentState_ASSIGNMENT_STATE_ASSIGNED, n.rep, n.at
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+		}
 		if wait < 200*time.Millisecond {
 			wait = min(2*wait, 200*time.Millisecond)
 		}
 	}
-	return routingv1.AssignmentState_ASSIGNMENT_STATE_UNSPECIFIED, ""
+	return routingv1.AssignmentState_ASSIGNMENT_STATE_UNSPECIFIED, "", time.Now()
 }
 
 // further takes an assigned lead on: accept, touch, BANT, QUALIFIED.

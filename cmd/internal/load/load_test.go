@@ -38,6 +38,12 @@ func TestRunAgainstSuite(t *testing.T) {
 	if !rep.OK() {
 		t.Errorf("conservation check failed")
 	}
+	// Every lead is assigned (20 reps with room for all): journeys learn it
+	// from the reps' inbox streams, not by polling. A journey whose item
+	// comes after the grace (a slow -race run) is polled, so "most", not all.
+	if rep.InboxStreams != 20 || rep.ByInbox == 0 || rep.ByInbox < 9*rep.ByPoll || rep.ByInbox+rep.ByPoll != int64(rep.EndToEnd.N()) {
+		t.Errorf("inbox path not used: %d streams, %d observed through the inbox, %d by polling, %d routed", rep.InboxStreams, rep.ByInbox, rep.ByPoll, rep.EndToEnd.N())
+	}
 	if rep.EchoRate <= 0 || rep.RedisRate <= 0 || rep.RoundTripsPerLead <= 0 {
 		t.Errorf("baselines or round trips missing: echo %.0f/s, redis %.0f/s, commands per lead %.1f", rep.EchoRate, rep.RedisRate, rep.RoundTripsPerLead)
 	}

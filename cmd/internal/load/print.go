@@ -29,6 +29,13 @@ func (r *Report) Print(w io.Writer) {
 	fmt.Fprintf(tw, "SubmitLead answered OK\t%.1f\t%s\t%s\t\n", r.SubmitRate, ratio(r.SubmitRate, r.EchoRate), ratio(r.EchoRate, r.SubmitRate))
 	fmt.Fprintf(tw, "capture→assigned/queued (end to end)\t%.1f\t%s\t%s\t\n", r.Throughput, ratio(r.Throughput, r.EchoRate), ratio(r.EchoRate, r.Throughput))
 	_ = tw.Flush()
+	switch {
+	case r.InboxStreams >= 0:
+		fmt.Fprintf(w, "Observed: %d through the reps' inbox streams (routing WatchInbox, %d streams for %d reps, %d items, %d reconnects), %d by polling GetAssignment after the grace (%d GetAssignment calls)\n",
+			r.ByInbox, r.InboxStreams, r.InboxReps, r.InboxItems, r.InboxReconnects, r.ByPoll, r.Polls)
+	default:
+		fmt.Fprintf(w, "Observed: %d by polling GetAssignment (no inbox streams; %d GetAssignment calls)\n", r.ByPoll, r.Polls)
+	}
 
 	fmt.Fprintf(w, "\nLatency (ms; ratio = p50 / echo p50, p99 / echo p99)\n")
 	fmt.Fprintf(tw, "\tn\tp50\tp90\tp99\tp50 ratio\tp99 ratio\t\n")
