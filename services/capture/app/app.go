@@ -13,6 +13,7 @@ import (
 	"github.com/leadflow/leadflow/services/capture/store"
 	"github.com/leadflow/leadflow/services/platform"
 	"github.com/leadflow/leadflow/services/platform/jobs"
+	"github.com/leadflow/leadflow/services/platform/jobs/jobsapi"
 	"go.opentelemetry.io/otel/metric"
 	"google.golang.org/grpc"
 )
@@ -85,8 +86,11 @@ func Build(_ context.Context, rt *platform.Runtime, cfg Config, opts ...Option) 
 		return nil, fmt.Errorf("capture gRPC face: %w", err)
 	}
 	svc := platform.Service{
-		Register: func(s *grpc.Server) { capturev1.RegisterCaptureServiceServer(s, face) },
-		Names:    []string{capturev1.CaptureService_ServiceDesc.ServiceName},
+		Register: func(s *grpc.Server) {
+			capturev1.RegisterCaptureServiceServer(s, face)
+			jobsapi.Register(s, q)
+		},
+		Names: []string{capturev1.CaptureService_ServiceDesc.ServiceName, jobsapi.ServiceName},
 		Close: func() error {
 			if closeConn != nil {
 				return closeConn()

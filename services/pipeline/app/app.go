@@ -17,6 +17,7 @@ import (
 	"github.com/leadflow/leadflow/services/pipeline/store"
 	"github.com/leadflow/leadflow/services/platform"
 	"github.com/leadflow/leadflow/services/platform/jobs"
+	"github.com/leadflow/leadflow/services/platform/jobs/jobsapi"
 )
 
 // Config is the pipeline's own configuration (LEADFLOW_PIPELINE_*).
@@ -89,8 +90,11 @@ func New(ctx context.Context, rt *platform.Runtime, cfg Config) (platform.Servic
 		return platform.Service{}, err
 	}
 	return platform.Service{
-		Register: func(s *grpc.Server) { pipelinev1.RegisterPipelineServiceServer(s, svc.Server) },
-		Names:    []string{pipelinev1.PipelineService_ServiceDesc.ServiceName},
+		Register: func(s *grpc.Server) {
+			pipelinev1.RegisterPipelineServiceServer(s, svc.Server)
+			jobsapi.Register(s, svc.Recycle, svc.Renewals)
+		},
+		Names: []string{pipelinev1.PipelineService_ServiceDesc.ServiceName, jobsapi.ServiceName},
 		Workers: []func(context.Context) error{
 			func(ctx context.Context) error { return svc.Recycle.Run(ctx, svc.Server.HandleRecycle) },
 			func(ctx context.Context) error { return svc.Renewals.Run(ctx, svc.Server.HandleRenewal) },

@@ -71,6 +71,8 @@ type Job struct {
 	Attempt int
 	// LastError is the error of the previous attempt (dead letters show it).
 	LastError string
+	// DeadAt is when the job was dead-lettered (dead letters only).
+	DeadAt time.Time
 }
 
 // Handler does a job. nil acknowledges it; an error retries it later;
@@ -458,21 +460,68 @@ func (q *Queue) Depth(ctx context.Context) (int64, error) {
 
 // DeadLetters lists up to limit dead jobs, oldest first.
 func (q *Queue) DeadLetters(ctx context.Context, limit int64) ([]Job, error) {
-	ids, err := q.rdb.ZRange(ctx, q.keys[2], 0, limit-1).Result()
-	if err != nil || len(ids) == 0 {
-		return nil, err
+	jobs, _, err := q.DeadPage(ctx, 0, limit)
+	return jobs, err
+}
+
+// DeadPage lists up to limit dead jobs from offset, oldest first, and how
+// many there are in all.
+func (q *Queue) DeadPage(ctx context.Context, offset, limit int64) ([]Job, int64, error) {
+	var zs *redis.ZSliceCmd
+	var total *redis.IntCmd
+	if _, err := q.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		zs = p.ZRangeWithScores(ctx, q.keys[2], offset, offset+limit-1)
+		total = p.ZCard(ctx, q.keys[2])
+		return nil
+	}); err != nil {
+		return nil, 0, err
 	}
-	out := make([]Job, 0, len(ids))
-	for _, id := range ids {
-		f, err := q.rdb.HMGet(ctx, q.keys[1], id+":p", id+":t", id+":l", id+":a", id+":e").Result()
-		if err != nil {
-			return nil, err
-		}
+	dead := zs.Val()
+	if len(dead) == 0 {
+		return nil, total.Val(), nil
+	}
+	pipe := q.rdb.Pipeline()
+	fields := make([]*redis.SliceCmd, len(dead))
+	for i, z := range dead {
+		id, _ := z.Member.(string)
+		fields[i] = pipe.HMGet(ctx, q.keys[1], id+":p", id+":t", id+":l", id+":a", id+":e")
+	}
+	if _, err := pipe.Exec(ctx); err != nil {
+		return nil, 0, err
+	}
+	out := make([]Job, 0, len(dead))
+	for i, z := range dead {
+		id, _ := z.Member.(string)
+		f := fields[i].Val()
 		s := func(i int) string { v, _ := f[i].(string); return v }
 		attempt, _ := strconv.Atoi(s(3))
-		out = append(out, Job{ID: id, Payload: []byte(s(0)), Traceparent: s(1), LeadID: s(2), Attempt: attempt, LastError: s(4)})
+		out = append(out, Job{ID: id, Payload: []byte(s(0)), Traceparent: s(1), LeadID: s(2), Attempt: attempt, LastError: s(4), DeadAt: time.UnixMilli(int64(z.Score))})
 	}
-	return out, nil
+	return out, total.Val(), nil
+}
+
+// Stats are a queue's counts.
+type Stats struct {
+	// Depth: waiting (due now or later) or in flight. Due: due now and not
+	// claimed. Dead: dead letters.
+	Depth, Due, Dead int64
+}
+
+// Stats counts the queue's jobs in one round trip. A claimed job's score is
+// the end of its lease, so Due counts only unclaimed work (and jobs whose
+// worker died, once their lease is over).
+func (q *Queue) Stats(ctx context.Context) (Stats, error) {
+	var depth, due, dead *redis.IntCmd
+	_, err := q.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		depth = p.ZCard(ctx, q.keys[0])
+		due = p.ZCount(ctx, q.keys[0], "-inf", strconv.FormatInt(q.o.Now().UnixMilli(), 10))
+		dead = p.ZCard(ctx, q.keys[2])
+		return nil
+	})
+	if err != nil {
+		return Stats{}, err
+	}
+	return Stats{Depth: depth.Val(), Due: due.Val(), Dead: dead.Val()}, nil
 }
 
 var redriveScript = redis.NewScript(`

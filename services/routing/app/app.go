@@ -17,6 +17,7 @@ import (
 	routingv1 "github.com/leadflow/leadflow/gen/go/leadflow/routing/v1"
 	scoringv1 "github.com/leadflow/leadflow/gen/go/leadflow/scoring/v1"
 	"github.com/leadflow/leadflow/services/platform"
+	"github.com/leadflow/leadflow/services/platform/jobs/jobsapi"
 	"github.com/leadflow/leadflow/services/routing/grpcapi"
 	"github.com/leadflow/leadflow/services/routing/router"
 )
@@ -75,9 +76,12 @@ func New(ctx context.Context, rt *platform.Runtime, cfg Config) (platform.Servic
 // Service is the platform service of a Router: the gRPC face and workers.
 func Service(r *router.Router) platform.Service {
 	return platform.Service{
-		Register: func(s *grpc.Server) { routingv1.RegisterRoutingServiceServer(s, grpcapi.New(r)) },
-		Names:    []string{routingv1.RoutingService_ServiceDesc.ServiceName},
-		Workers:  r.Workers(),
+		Register: func(s *grpc.Server) {
+			routingv1.RegisterRoutingServiceServer(s, grpcapi.New(r))
+			jobsapi.Register(s, r.Handoff(), r.SLA())
+		},
+		Names:   []string{routingv1.RoutingService_ServiceDesc.ServiceName, jobsapi.ServiceName},
+		Workers: r.Workers(),
 	}
 }
 

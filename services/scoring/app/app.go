@@ -13,6 +13,7 @@ import (
 	"github.com/leadflow/leadflow/services/platform"
 	"github.com/leadflow/leadflow/services/platform/events"
 	"github.com/leadflow/leadflow/services/platform/jobs"
+	"github.com/leadflow/leadflow/services/platform/jobs/jobsapi"
 	"github.com/leadflow/leadflow/services/scoring/grpcapi"
 	"github.com/leadflow/leadflow/services/scoring/service"
 	"github.com/leadflow/leadflow/services/scoring/store"
@@ -105,8 +106,11 @@ func New(ctx context.Context, rt *platform.Runtime, cfg Config, opts ...Option) 
 	}
 	api := grpcapi.New(sc)
 	return platform.Service{
-		Register: func(s *grpc.Server) { scoringv1.RegisterScoringServiceServer(s, api) },
-		Names:    []string{scoringv1.ScoringService_ServiceDesc.ServiceName},
+		Register: func(s *grpc.Server) {
+			scoringv1.RegisterScoringServiceServer(s, api)
+			jobsapi.Register(s, routingQ, dealQ)
+		},
+		Names: []string{scoringv1.ScoringService_ServiceDesc.ServiceName, jobsapi.ServiceName},
 		Workers: []func(context.Context) error{
 			func(ctx context.Context) error { return routingQ.Run(ctx, sc.DeliverRouting) },
 			func(ctx context.Context) error { return dealQ.Run(ctx, sc.DeliverPipeline) },

@@ -46,7 +46,7 @@ type Store struct {
 	// single is a non-Cluster Redis: UpdateLead then sends WATCH with its
 	// reads and the flush mark inside its MULTI (one round trip each).
 	single bool
-	o   Options
+	o      Options
 
 	mu      sync.RWMutex
 	models  map[int32]domain.Model // versions are immutable: cached forever
