@@ -35,8 +35,11 @@ type inboxWatch struct {
 	reps       int
 	reconnects atomic.Int64
 	items      atomic.Int64
-	cancel     context.CancelFunc
-	wg         sync.WaitGroup
+	// lag is ASSIGNED item written (its created_at, routing's clock) →
+	// received here: what the stream adds to the end-to-end figure.
+	lag    Hist
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
 }
 
 // startInbox reads the routing configuration and opens one WatchInbox stream
@@ -95,7 +98,11 @@ func (w *inboxWatch) follow(ctx context.Context, rc routingv1.RoutingServiceClie
 			backoff = 100 * time.Millisecond
 			w.items.Add(1)
 			if it.GetKind() == routingv1.InboxItemKind_INBOX_ITEM_KIND_ASSIGNED {
-				w.announce(it.GetLeadId(), inboxNote{rep: rep, at: time.Now()})
+				now := time.Now()
+				if c := it.GetCreatedAt(); c != nil {
+					w.lag.Add(now.Sub(c.AsTime()))
+				}
+				w.announce(it.GetLeadId(), inboxNote{rep: rep, at: now})
 			}
 		}
 		if ctx.Err() != nil {

@@ -99,6 +99,7 @@ type Report struct {
 	// in the configuration, stream reconnects and items received.
 	InboxStreams, InboxReps     int
 	InboxReconnects, InboxItems int64
+	InboxLag                    *Hist // ASSIGNED item written → received
 
 	Errors map[string]int64
 	// Conservation.
@@ -405,7 +406,7 @@ loop:
 	rep.Elapsed = time.Since(t0)
 	if r.inbox != nil {
 		r.inbox.stop()
-		rep.InboxReconnects, rep.InboxItems = r.inbox.reconnects.Load(), r.inbox.items.Load()
+		rep.InboxReconnects, rep.InboxItems, rep.InboxLag = r.inbox.reconnects.Load(), r.inbox.items.Load(), &r.inbox.lag
 	}
 	rep.ByInbox, rep.ByPoll, rep.Polls = r.byInbox.Load(), r.byPoll.Load(), r.polls.Load()
 	rep.Started = started.Load()

@@ -52,6 +52,9 @@ func (r *Report) Print(w io.Writer) {
 		row(n, r.RPC[n])
 	}
 	row("end to end capture→assignment", r.EndToEnd)
+	if r.InboxLag != nil && r.InboxLag.N() > 0 {
+		row("inbox item written→received", r.InboxLag)
+	}
 	_ = tw.Flush()
 
 	fmt.Fprintf(w, "\nConservation\n")
