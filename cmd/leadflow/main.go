@@ -65,6 +65,7 @@ func newRoot(out, errOut io.Writer) *cobra.Command {
 
 Everyday calls: lead submit|get|find|engage|score|status|history, queue, assignments, assignment,
 accept, reject, touch, giveback, qualify, deal list|get|move|won|lost, funnel, journey, health.
+Operators: jobs (queues, dead letters, redrive).
 
 Client commands talk to the services at --capture-addr … --reporting-addr (defaults
 127.0.0.1:7001…7005, or LEADFLOW_CAPTURE_ADDR … LEADFLOW_REPORTING_ADDR) with the bearer
@@ -92,6 +93,7 @@ API's answer as protojson for scripts.`,
 		queueCmd(g), assignmentsCmd(g), assignmentCmd(g), acceptCmd(g), rejectCmd(g), touchCmd(g), giveBackCmd(g), qualifyCmd(g),
 		dealCmd(g),
 		funnelCmd(g), journeyCmd(g),
+		jobsCmd(g),
 	)
 	return root
 }

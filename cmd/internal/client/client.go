@@ -18,6 +18,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	capturev1 "github.com/leadflow/leadflow/gen/go/leadflow/capture/v1"
+	opsv1 "github.com/leadflow/leadflow/gen/go/leadflow/ops/v1"
 	pipelinev1 "github.com/leadflow/leadflow/gen/go/leadflow/pipeline/v1"
 	reportingv1 "github.com/leadflow/leadflow/gen/go/leadflow/reporting/v1"
 	routingv1 "github.com/leadflow/leadflow/gen/go/leadflow/routing/v1"
@@ -40,6 +41,10 @@ func FromPeers(p platform.Peers) Addrs {
 	return Addrs{Capture: p.Capture, Scoring: p.Scoring, Routing: p.Routing, Pipeline: p.Pipeline, Reporting: p.Reporting}
 }
 
+// JobServices are the services that have job queues (JobsService), in the
+// order a lead meets them.
+var JobServices = []string{"capture", "scoring", "routing", "pipeline"}
+
 // Clients are the five service clients.
 type Clients struct {
 	Capture   capturev1.CaptureServiceClient
@@ -47,6 +52,9 @@ type Clients struct {
 	Routing   routingv1.RoutingServiceClient
 	Pipeline  pipelinev1.PipelineServiceClient
 	Reporting reportingv1.ReportingServiceClient
+	// Jobs is the operators' JobsService of each service that has job
+	// queues, by service name (capture, scoring, routing, pipeline).
+	Jobs map[string]opsv1.JobsServiceClient
 
 	addrs Addrs
 	conns map[string]*grpc.ClientConn
@@ -73,6 +81,10 @@ func Dial(addrs Addrs, token string) (*Clients, error) {
 	c.Routing = routingv1.NewRoutingServiceClient(c.conns["routing"])
 	c.Pipeline = pipelinev1.NewPipelineServiceClient(c.conns["pipeline"])
 	c.Reporting = reportingv1.NewReportingServiceClient(c.conns["reporting"])
+	c.Jobs = map[string]opsv1.JobsServiceClient{}
+	for _, name := range JobServices {
+		c.Jobs[name] = opsv1.NewJobsServiceClient(c.conns[name])
+	}
 	return c, nil
 }
 
