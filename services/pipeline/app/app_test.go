@@ -965,3 +965,31 @@ func TestCreateDealAndUpsellAreIdempotentByRequestID(t *testing.T) {
 		t.Fatalf("completing a claimed request: %v %v", r, err)
 	}
 }
+
+// ListDeals with lead_id lists the lead's open deal (what the load tool
+// waits for after QUALIFIED) until it is closed; lead_id with a closed status
+// is refused (the lead filter lists open deals only).
+func TestListDealsByLead(t *testing.T) {
+	e := newEnv(t)
+	r, err := e.client.CreateDealFromLead(e.ctx, &pipelinev1.CreateDealFromLeadRequest{LeadId: "lead-1", OrganisationId: "o", OwnerRepId: "ann", Amount: eur(1000)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.client.CreateDeal(e.ctx, &pipelinev1.CreateDealRequest{LeadId: "lead-2", OrganisationId: "o", OwnerRepId: "ann", Name: "d", Amount: eur(1000)}); err != nil {
+		t.Fatal(err)
+	}
+	l, err := e.client.ListDeals(e.ctx, &pipelinev1.ListDealsRequest{LeadId: "lead-1"})
+	if err != nil || len(l.GetDeals()) != 1 || l.GetDeals()[0].GetId() != r.GetDeal().GetId() {
+		t.Fatalf("lead-1's deals = %v %v", l, err)
+	}
+	if _, err := e.client.ListDeals(e.ctx, &pipelinev1.ListDealsRequest{LeadId: "lead-1", Status: pipelinev1.DealStatus_DEAL_STATUS_WON}); code(err) != codes.InvalidArgument {
+		t.Fatalf("lead_id with status WON: %v", err)
+	}
+	if _, err := e.client.CloseWon(e.ctx, &pipelinev1.CloseWonRequest{DealId: r.GetDeal().GetId(), Amount: eur(1000), ClosedAt: timestamppb.New(t0)}); err != nil {
+		t.Fatal(err)
+	}
+	l, err = e.client.ListDeals(e.ctx, &pipelinev1.ListDealsRequest{LeadId: "lead-1", Status: pipelinev1.DealStatus_DEAL_STATUS_OPEN})
+	if err != nil || len(l.GetDeals()) != 0 {
+		t.Fatalf("lead-1's open deals after the win = %v %v", l, err)
+	}
+}

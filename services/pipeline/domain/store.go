@@ -9,6 +9,9 @@ type DealFilter struct {
 	OwnerRepID string
 	CloseMonth string // "YYYY-MM"
 	Status     DealStatus
+	// LeadID selects the lead's open deals only (its open new-business
+	// deal in each pipeline), answered from the open-deal slots.
+	LeadID string
 }
 
 // Match reports whether d passes the filter.
@@ -17,7 +20,8 @@ func (f DealFilter) Match(d *Deal) bool {
 		(f.StageID == "" || d.StageID == f.StageID) &&
 		(f.OwnerRepID == "" || d.OwnerRepID == f.OwnerRepID) &&
 		(f.CloseMonth == "" || d.CloseMonth() == f.CloseMonth) &&
-		(f.Status == 0 || d.Status == f.Status)
+		(f.Status == 0 || d.Status == f.Status) &&
+		(f.LeadID == "" || d.LeadID == f.LeadID && d.Status == DealOpen)
 }
 
 // CommitHook runs inside a deal update after the domain change and before the
@@ -63,7 +67,8 @@ type Store interface {
 	// UpdateDeal applies fn to the deal atomically (optimistic, retried on
 	// conflict), runs hook, and writes the deal if its version changed.
 	UpdateDeal(ctx context.Context, id string, fn func(*Deal) error, hook CommitHook) (Deal, error)
-	// ListDeals pages deals matching f, newest first.
+	// ListDeals pages deals matching f, newest first. With f.LeadID it
+	// reads the lead's open-deal slots instead of walking an index.
 	ListDeals(ctx context.Context, f DealFilter, pageToken string, limit int) ([]Deal, string, error)
 	// DealsClosingIn returns the deals whose close month is one of months.
 	DealsClosingIn(ctx context.Context, months []string) ([]Deal, error)

@@ -204,7 +204,7 @@ func (s *Server) GetDeal(ctx context.Context, req *pipelinev1.GetDealRequest) (*
 func (s *Server) ListDeals(ctx context.Context, req *pipelinev1.ListDealsRequest) (*pipelinev1.ListDealsResponse, error) {
 	f := domain.DealFilter{
 		PipelineID: req.GetPipelineId(), StageID: req.GetStageId(), OwnerRepID: req.GetOwnerRepId(),
-		CloseMonth: req.GetCloseMonth(), Status: fromDealStatus(req.GetStatus()),
+		CloseMonth: req.GetCloseMonth(), Status: fromDealStatus(req.GetStatus()), LeadID: req.GetLeadId(),
 	}
 	ds, next, err := s.d.Store.ListDeals(ctx, f, req.GetPageToken(), pageSize(req.GetPageSize()))
 	if err != nil {

@@ -388,6 +388,9 @@ func (s *Store) ListDeals(ctx context.Context, f domain.DealFilter, pageToken st
 	if err != nil {
 		return nil, "", err
 	}
+	if f.LeadID != "" {
+		return s.leadDeals(ctx, f, after, limit)
+	}
 	key := chooseIndex(f)
 	max := "+"
 	if after != "" {
@@ -421,6 +424,58 @@ func (s *Store) ListDeals(ctx context.Context, f domain.DealFilter, pageToken st
 		max = "(" + ids[len(ids)-1]
 	}
 	return out, encodeToken(strings.TrimPrefix(max, "(")), nil
+}
+
+// leadDeals answers a lead filter from the lead's open-deal slots (one key
+// per pipeline: SlotKey), not from an index: the pipeline ids (one ZRANGE;
+// none with f.PipelineID), one pipelined GET of the slots and one of the
+// deals they name, newest first. A slot whose deal is closed (its release
+// was lost) or not written yet (a hand-off in flight) is skipped.
+func (s *Store) leadDeals(ctx context.Context, f domain.DealFilter, after string, limit int) ([]domain.Deal, string, error) {
+	pipes := []string{f.PipelineID}
+	if f.PipelineID == "" {
+		var err error
+		if pipes, err = s.rdb.ZRange(ctx, pipelinesIDs, 0, -1).Result(); err != nil {
+			return nil, "", err
+		}
+	}
+	slots := make([]*redis.StringCmd, len(pipes))
+	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for i, pid := range pipes {
+			slots[i] = p.Get(ctx, SlotKey(f.LeadID, pid))
+		}
+		return nil
+	})
+	if err != nil && !errors.Is(err, redis.Nil) {
+		return nil, "", err
+	}
+	var ids []string
+	for _, c := range slots {
+		if id, err := c.Result(); err == nil && id != "" && (after == "" || id < after) {
+			ids = append(ids, id)
+		}
+	}
+	// Deal ids are time-ordered (UUIDv7): descending is newest first.
+	slices.Sort(ids)
+	slices.Reverse(ids)
+	ids = slices.Compact(ids)
+	if len(ids) == 0 {
+		return nil, "", nil
+	}
+	deals, err := s.getDeals(ctx, ids)
+	if err != nil {
+		return nil, "", err
+	}
+	var out []domain.Deal
+	for i, id := range ids {
+		if d := deals[i]; d != nil && f.Match(d) {
+			out = append(out, *d)
+			if len(out) == limit && i < len(ids)-1 {
+				return out, encodeToken(id), nil
+			}
+		}
+	}
+	return out, "", nil
 }
 
 // getDeals loads deals by id (nil for a missing one), pipelined so it also

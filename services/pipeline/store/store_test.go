@@ -5,12 +5,14 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/redis/go-redis/v9"
 
 	"github.com/leadflow/leadflow/services/pipeline/domain"
 	"github.com/leadflow/leadflow/services/pipeline/store"
@@ -347,4 +349,131 @@ func TestQuoteVersionsUnderConcurrency(t *testing.T) {
 	if qs, _ := s.ListQuotes(ctx, d.ID); qs[0].Status != domain.QuoteExpired {
 		t.Fatal("kept change not written")
 	}
+}
+
+// A lead filter reads the lead's open-deal slots: its open deal in each
+// pipeline, newest first, paged; closed deals (a stale slot), deals of other
+// leads and a claimed slot whose deal is not written are not listed, and no
+// index is walked however many deals exist.
+func TestListDealsByLead(t *testing.T) {
+	rdb := platformtest.StartRedis(t).Client()
+	s := store.New(rdb)
+	ctx := context.Background()
+	def := domain.DefaultPipeline(t0)
+	other := domain.DefaultPipeline(t0)
+	other.ID, other.Name, other.IsDefault = id(), "Renewals", false
+	for _, p := range []domain.Pipeline{def, other} {
+		if err := s.EnsurePipeline(ctx, p); err != nil {
+			t.Fatal(err)
+		}
+	}
+	open := func(lead string, p *domain.Pipeline, owner string) domain.Deal {
+		t.Helper()
+		d, err := domain.CreateDeal(p, domain.NewDeal{ID: id(), LeadID: lead, OwnerRepID: owner, Name: "D", Amount: domain.Money{Minor: 1000, Currency: "EUR"}}, t0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if h, err := s.ClaimOpenSlot(ctx, lead, p.ID, d.ID); err != nil || h != d.ID {
+			t.Fatalf("claim = %q %v", h, err)
+		}
+		if _, _, err := s.InsertDeal(ctx, d); err != nil {
+			t.Fatal(err)
+		}
+		return d
+	}
+	inDefault := open("lead-a", &def, "ann")
+	inOther := open("lead-a", &other, "bob")
+	for range 150 { // other leads' deals: the lead filter must not walk them
+		insert(t, s, ctx, "ann", t0)
+	}
+	open("lead-b", &def, "ann")
+	// lead-c: its deal was closed but the slot release was lost.
+	stale := open("lead-c", &def, "ann")
+	if _, err := s.UpdateDeal(ctx, stale.ID, func(d *domain.Deal) error {
+		_, err := d.CloseWon(&def, domain.Money{Minor: 1000, Currency: "EUR"}, t0, 12, "ann", t0)
+		return err
+	}, nil); err != nil {
+		t.Fatal(err)
+	}
+	// lead-d: a hand-off claimed the slot and has not written its deal yet.
+	if _, err := s.ClaimOpenSlot(ctx, "lead-d", def.ID, id()); err != nil {
+		t.Fatal(err)
+	}
+
+	list := func(f domain.DealFilter, size int) []string {
+		t.Helper()
+		var ids []string
+		tok := ""
+		for range 10 {
+			ds, next, err := s.ListDeals(ctx, f, tok, size)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, d := range ds {
+				ids = append(ids, d.ID)
+			}
+			if next == "" {
+				return ids
+			}
+			tok = next
+		}
+		t.Fatalf("%+v: more than 10 pages", f)
+		return nil
+	}
+	newestFirst := []string{inDefault.ID, inOther.ID}
+	sort.Sort(sort.Reverse(sort.StringSlice(newestFirst)))
+	before := commandCalls(t, rdb)
+	for _, size := range []int{1, 2, 50} {
+		if got := list(domain.DealFilter{LeadID: "lead-a"}, size); fmt.Sprint(got) != fmt.Sprint(newestFirst) {
+			t.Fatalf("lead-a, pages of %d = %v, want %v", size, got, newestFirst)
+		}
+	}
+	after := commandCalls(t, rdb)
+	if n := after["zrevrangebylex"] - before["zrevrangebylex"]; n != 0 {
+		t.Errorf("the lead filter walked an index (%d ZREVRANGEBYLEX)", n)
+	}
+	// Every call: ZRANGE of the pipelines, a GET of the lead's slot in each
+	// (2) and of the deals they name (at most 2): 4 calls, 16 GETs at most.
+	if n := after["get"] - before["get"]; n > 16 {
+		t.Errorf("the lead filter read %d keys for 2 deals in 4 pages", n)
+	}
+	for _, tc := range []struct {
+		f    domain.DealFilter
+		want []string
+	}{
+		{domain.DealFilter{LeadID: "lead-a", PipelineID: other.ID}, []string{inOther.ID}},
+		{domain.DealFilter{LeadID: "lead-a", OwnerRepID: "ann"}, []string{inDefault.ID}},
+		{domain.DealFilter{LeadID: "lead-a", Status: domain.DealOpen, StageID: domain.StageDiscovery, PipelineID: def.ID}, []string{inDefault.ID}},
+		{domain.DealFilter{LeadID: "lead-a", Status: domain.DealWon}, nil},
+		{domain.DealFilter{LeadID: "lead-c"}, nil},
+		{domain.DealFilter{LeadID: "lead-d"}, nil},
+		{domain.DealFilter{LeadID: "lead-none"}, nil},
+	} {
+		if got := list(tc.f, 10); fmt.Sprint(got) != fmt.Sprint(tc.want) {
+			t.Errorf("%+v = %v, want %v", tc.f, got, tc.want)
+		}
+	}
+}
+
+// commandCalls reads INFO commandstats: calls per command.
+func commandCalls(t *testing.T, rdb *redis.Client) map[string]int64 {
+	t.Helper()
+	s, err := rdb.Info(context.Background(), "commandstats").Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]int64{}
+	for _, line := range strings.Split(s, "\n") {
+		name, rest, ok := strings.Cut(strings.TrimSpace(line), ":")
+		if !ok || !strings.HasPrefix(name, "cmdstat_") {
+			continue
+		}
+		for _, f := range strings.Split(rest, ",") {
+			if v, ok := strings.CutPrefix(f, "calls="); ok {
+				n, _ := strconv.ParseInt(v, 10, 64)
+				out[strings.TrimPrefix(name, "cmdstat_")] = n
+			}
+		}
+	}
+	return out
 }

@@ -1973,7 +1973,13 @@ type ListDealsRequest struct {
 	// Maximum deals per page (default 50, at most 500).
 	PageSize int32 `protobuf:"varint,6,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
 	// next_page_token of the previous page (same filters).
-	PageToken     string `protobuf:"bytes,7,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	PageToken string `protobuf:"bytes,7,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	// Only the open deals of this lead: its open new-business deal in each
+	// pipeline (at most one per pipeline; upsells and closed deals are not
+	// listed by lead). Read from the lead's open-deal keys, so it costs a few
+	// reads however many deals exist. status, when set, must be
+	// DEAL_STATUS_OPEN.
+	LeadId        string `protobuf:"bytes,8,opt,name=lead_id,json=leadId,proto3" json:"lead_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2053,6 +2059,13 @@ func (x *ListDealsRequest) GetPageSize() int32 {
 func (x *ListDealsRequest) GetPageToken() string {
 	if x != nil {
 		return x.PageToken
+	}
+	return ""
+}
+
+func (x *ListDealsRequest) GetLeadId() string {
+	if x != nil {
+		return x.LeadId
 	}
 	return ""
 }
@@ -4902,7 +4915,7 @@ const file_leadflow_pipeline_v1_pipeline_proto_rawDesc = "" +
 	"\x0eGetDealRequest\x12\"\n" +
 	"\adeal_id\x18\x01 \x01(\tB\t\xbaH\x06r\x04\x10\x01\x18@R\x06dealId\"A\n" +
 	"\x0fGetDealResponse\x12.\n" +
-	"\x04deal\x18\x01 \x01(\v2\x1a.leadflow.pipeline.v1.DealR\x04deal\"\xe8\x02\n" +
+	"\x04deal\x18\x01 \x01(\v2\x1a.leadflow.pipeline.v1.DealR\x04deal\"\xb2\x04\n" +
 	"\x10ListDealsRequest\x12(\n" +
 	"\vpipeline_id\x18\x01 \x01(\tB\a\xbaH\x04r\x02\x18@R\n" +
 	"pipelineId\x12\"\n" +
@@ -4915,7 +4928,9 @@ const file_leadflow_pipeline_v1_pipeline_proto_rawDesc = "" +
 	"\tpage_size\x18\x06 \x01(\x05B\n" +
 	"\xbaH\a\x1a\x05\x18\xf4\x03(\x00R\bpageSize\x12'\n" +
 	"\n" +
-	"page_token\x18\a \x01(\tB\b\xbaH\x05r\x03\x18\x80\x02R\tpageToken\"m\n" +
+	"page_token\x18\a \x01(\tB\b\xbaH\x05r\x03\x18\x80\x02R\tpageToken\x12 \n" +
+	"\alead_id\x18\b \x01(\tB\a\xbaH\x04r\x02\x18@R\x06leadId:\xa5\x01\xbaH\xa1\x01\x1a\x9e\x01\n" +
+	"\x19list_deals.lead_open_only\x12Elead_id lists open deals only: leave status unset or DEAL_STATUS_OPEN\x1a:this.lead_id == '' || this.status == 0 || this.status == 1\"m\n" +
 	"\x11ListDealsResponse\x120\n" +
 	"\x05deals\x18\x01 \x03(\v2\x1a.leadflow.pipeline.v1.DealR\x05deals\x12&\n" +
 	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\x8f\x03\n" +

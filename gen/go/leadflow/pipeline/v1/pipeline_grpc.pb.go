@@ -93,7 +93,7 @@ type PipelineServiceClient interface {
 	// GetDeal returns one deal with its stage history.
 	GetDeal(ctx context.Context, in *GetDealRequest, opts ...grpc.CallOption) (*GetDealResponse, error)
 	// ListDeals lists deals, newest first, filtered by pipeline, stage, owner,
-	// close month and status, paged.
+	// close month and status, paged; with lead_id, the lead's open deals.
 	ListDeals(ctx context.Context, in *ListDealsRequest, opts ...grpc.CallOption) (*ListDealsResponse, error)
 	// UpdateDeal changes the editable fields of an open deal (name, owner,
 	// amount, expected close date, next step). Unset fields are kept.
@@ -459,7 +459,7 @@ type PipelineServiceServer interface {
 	// GetDeal returns one deal with its stage history.
 	GetDeal(context.Context, *GetDealRequest) (*GetDealResponse, error)
 	// ListDeals lists deals, newest first, filtered by pipeline, stage, owner,
-	// close month and status, paged.
+	// close month and status, paged; with lead_id, the lead's open deals.
 	ListDeals(context.Context, *ListDealsRequest) (*ListDealsResponse, error)
 	// UpdateDeal changes the editable fields of an open deal (name, owner,
 	// amount, expected close date, next step). Unset fields are kept.
