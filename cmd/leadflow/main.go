@@ -88,7 +88,7 @@ API's answer as protojson for scripts.`,
 	pf.DurationVar(&g.timeout, "timeout", 10*time.Second, "deadline of each call")
 
 	root.AddCommand(
-		devCmd(g), demoCmd(g), applyCmd(g), healthCmd(g), loadCmd(g),
+		devCmd(g), demoCmd(g), applyCmd(g), healthCmd(g), loadCmd(g), seedCmd(g),
 		leadCmd(g),
 		queueCmd(g), assignmentsCmd(g), assignmentCmd(g), acceptCmd(g), rejectCmd(g), touchCmd(g), giveBackCmd(g), qualifyCmd(g),
 		dealCmd(g),
