@@ -1,6 +1,6 @@
 // Package load drives full lead journeys against a running LeadFlow suite
 // (capture → scored → routed → assigned or queued, and a share of them on to
-// accept, touch and qualify), measures throughput and latency per RPC and end
+// accept, touch, qualify and close the deal won), measures throughput and latency per RPC and end
 // to end, checks conservation (every lead answered OK is accounted for, no
 // duplicates, no dead letters) and measures two baselines on the same
 // machine in the same run: a plain gRPC echo on loopback and raw Redis PING
@@ -33,6 +33,7 @@ import (
 	"github.com/leadflow/leadflow/cmd/internal/client"
 	capturev1 "github.com/leadflow/leadflow/gen/go/leadflow/capture/v1"
 	leadv1 "github.com/leadflow/leadflow/gen/go/leadflow/lead/v1"
+	pipelinev1 "github.com/leadflow/leadflow/gen/go/leadflow/pipeline/v1"
 	routingv1 "github.com/leadflow/leadflow/gen/go/leadflow/routing/v1"
 	scoringv1 "github.com/leadflow/leadflow/gen/go/leadflow/scoring/v1"
 )
@@ -56,7 +57,7 @@ type Config struct {
 	Duration time.Duration
 	Count    int
 	// Further is the share (0..1) of assigned leads taken on to accept,
-	// touch, BANT and QUALIFIED.
+	// touch, BANT and QUALIFIED, and whose deal is then closed won.
 	Further float64
 	// CallTimeout is the deadline of each call; AssignWait how long a
 	// journey waits for its lead to be routed.
@@ -108,6 +109,9 @@ type Report struct {
 	DeadLetters                                             int64
 	DeadLetterNote                                          string
 	Further                                                 int64
+	// Deals of the further leads that CloseWon answered OK for and that
+	// read back WON at the end; conservation wants one per further lead.
+	Closed int64
 	// Baselines.
 	EchoRate, EchoP50, EchoP99    float64 // calls/s, ms
 	RedisRate, RedisP50, RedisP99 float64
@@ -197,6 +201,7 @@ type runner struct {
 	mu   sync.Mutex
 	ids  map[string]int // lead id → submissions that returned it
 	errs map[string]int64
+	won  []string // deals CloseWon answered OK for
 }
 
 func (r *runner) hist(name string) *Hist {
@@ -394,6 +399,11 @@ loop:
 			if st == routingv1.AssignmentState_ASSIGNMENT_STATE_ASSIGNED && cfg.Further > 0 && float64(i%100) < cfg.Further*100 {
 				if r.further(ctx, l.id, rep2) {
 					atomic.AddInt64(&rep.Further, 1)
+					if deal := r.closeDeal(ctx, l.id); deal != "" {
+						r.mu.Lock()
+						r.won = append(r.won, deal)
+						r.mu.Unlock()
+					}
 				}
 			}
 			leadsMu.Lock()
@@ -431,6 +441,10 @@ loop:
 		ids = append(ids, id)
 	}
 	r.account(ctx, ids)
+	if cfg.Further > 0 {
+		fmt.Fprintf(logw, "conservation: reading back %d won deals\n", len(r.won))
+		r.readBackWon(ctx)
+	}
 
 	if rdb != nil {
 		after, err := CommandStats(ctx, rdb)
@@ -532,7 +546,8 @@ func (r *runner) waitRouted(ctx context.Context, id string) (st routingv1.Assign
 	return routingv1.AssignmentState_ASSIGNMENT_STATE_UNSPECIFIED, "", time.Now()
 }
 
-// further takes an assigned lead on: accept, touch, BANT, QUALIFIED.
+// further takes an assigned lead on: accept, touch, BANT, QUALIFIED (then
+// closeDeal closes its deal).
 func (r *runner) further(ctx context.Context, id, repID string) bool {
 	if _, err := timed(ctx, r, "routing.AcceptLead", r.c.Routing.AcceptLead, &routingv1.AcceptLeadRequest{LeadId: id, RepId: repID}); err != nil {
 		return false
@@ -562,6 +577,69 @@ func (r *runner) further(ctx context.Context, id, repID string) bool {
 		time.Sleep(50 * time.Millisecond)
 	}
 	return false
+}
+
+// closeDeal waits (bounded by AssignWait, polling pipeline ListDeals by lead
+// with backoff from 50 ms to 500 ms) for the deal scoring's hand-off opens
+// once the lead is QUALIFIED, and closes it won. It returns the deal id, or
+// "" when there was none in time or the close failed.
+func (r *runner) closeDeal(ctx context.Context, lead string) string {
+	deadline := time.Now().Add(r.cfg.AssignWait)
+	wait := 50 * time.Millisecond
+	var deal string
+	for {
+		l, err := timed(ctx, r, "pipeline.ListDeals", r.c.Pipeline.ListDeals, &pipelinev1.ListDealsRequest{LeadId: lead})
+		if err == nil && len(l.GetDeals()) > 0 {
+			deal = l.GetDeals()[0].GetId()
+			break
+		}
+		if !time.Now().Add(wait).Before(deadline) {
+			r.fail("pipeline.ListDeals (no deal in time)", status.Error(codes.DeadlineExceeded, ""))
+			return ""
+		}
+		select {
+		case <-ctx.Done():
+			return ""
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, 500*time.Millisecond)
+	}
+	// The same amount and close date on a retry: CloseWon is idempotent.
+	req := &pipelinev1.CloseWonRequest{DealId: deal, Amount: &leadv1.Money{AmountMinor: 60_000_00, CurrencyCode: "USD"}, ClosedAt: timestamppb.Now()}
+	for attempt := 0; attempt < 3; attempt++ {
+		_, err := timed(ctx, r, "pipeline.CloseWon", r.c.Pipeline.CloseWon, req)
+		switch status.Code(err) {
+		case codes.OK:
+			return deal
+		case codes.Aborted, codes.Unavailable, codes.DeadlineExceeded:
+			continue
+		}
+		return ""
+	}
+	return ""
+}
+
+// readBackWon reads every deal closed won back from pipeline.
+func (r *runner) readBackWon(ctx context.Context) {
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, r.cfg.Concurrency)
+	var won atomic.Int64
+	for _, id := range r.won {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			cctx, cancel := context.WithTimeout(ctx, r.cfg.CallTimeout)
+			defer cancel()
+			d, err := r.c.Pipeline.GetDeal(cctx, &pipelinev1.GetDealRequest{DealId: id})
+			if err == nil && d.GetDeal().GetStatus() == pipelinev1.DealStatus_DEAL_STATUS_WON {
+				won.Add(1)
+			}
+		}()
+	}
+	wg.Wait()
+	r.rep.Closed = won.Load()
 }
 
 // account reads every lead back and sorts it into the conservation classes.

@@ -44,6 +44,10 @@ func TestRunAgainstSuite(t *testing.T) {
 	if rep.InboxStreams != 20 || rep.ByInbox == 0 || rep.ByInbox < 9*rep.ByPoll || rep.ByInbox+rep.ByPoll != int64(rep.EndToEnd.N()) {
 		t.Errorf("inbox path not used: %d streams, %d observed through the inbox, %d by polling, %d routed", rep.InboxStreams, rep.ByInbox, rep.ByPoll, rep.EndToEnd.N())
 	}
+	// The further share goes on to a won deal: one per QUALIFIED lead.
+	if rep.Further == 0 || rep.Closed != rep.Further {
+		t.Errorf("deals closed %d, taken further %d", rep.Closed, rep.Further)
+	}
 	if rep.EchoRate <= 0 || rep.RedisRate <= 0 || rep.RoundTripsPerLead <= 0 {
 		t.Errorf("baselines or round trips missing: echo %.0f/s, redis %.0f/s, commands per lead %.1f", rep.EchoRate, rep.RedisRate, rep.RoundTripsPerLead)
 	}
