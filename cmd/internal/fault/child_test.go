@@ -35,7 +35,9 @@ func childSuite(redisURL string) int {
 	s, err := suite.Start(ctx, suite.Options{RedisURL: redisURL, Base: func(service string) (platform.Base, error) {
 		b := platformtest.Base(service, redisURL)
 		b.LogLevel = "error"
-		b.ShutdownDrain = time.Second // the production default
+		// Longer than the 1s default: on a loaded CI machine with -race the
+		// health update itself has taken 0.6 s to reach the watcher.
+		b.ShutdownDrain = 3 * time.Second
 		return b, nil
 	}})
 	if err != nil {
