@@ -129,7 +129,7 @@ func New(ctx context.Context, rt *platform.Runtime, cfg Config, opts ...Option) 
 // eventSink publishes a change's events in one pipeline.
 type eventSink struct{ rt *platform.Runtime }
 
-func (s eventSink) PublishAll(ctx context.Context, evs []*eventsv1.LeadEvent) error {
+func (s eventSink) PublishAll(ctx context.Context, evs []*eventsv1.LeadEvent, also func(redis.Pipeliner) error) error {
 	for _, ev := range evs {
 		if err := s.rt.Events.Prepare(ctx, ev); err != nil {
 			return err
@@ -140,6 +140,9 @@ func (s eventSink) PublishAll(ctx context.Context, evs []*eventsv1.LeadEvent) er
 			if err := events.AddToPipe(p, ctx, ev); err != nil {
 				return err
 			}
+		}
+		if also != nil {
+			return also(p)
 		}
 		return nil
 	})

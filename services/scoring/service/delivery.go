@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/redis/go-redis/v9"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/metric"
 	"google.golang.org/grpc"
@@ -51,25 +52,19 @@ func (s *Scoring) flush(ctx context.Context, rec *domain.Record) error {
 		return nil
 	}
 	var evs []*eventsv1.LeadEvent
-	var acked []string
-	for i := range rec.Outbox {
-		if e := &rec.Outbox[i]; !e.Kind.IsJob() {
-			evs = append(evs, pbconv.Event(rec, e))
-		}
+	var acked, handoffs []string
+	type scheduled struct {
+		q   *jobs.Queue
+		job jobs.Job
 	}
-	if len(evs) > 0 {
-		if err := s.events.PublishAll(ctx, evs); err != nil {
-			return err
-		}
-		for _, ev := range evs {
-			acked = append(acked, ev.GetId())
-		}
-	}
-	var ferr error
+	var sched []scheduled
 	var profile *leadv1.LeadProfile
 	for i := range rec.Outbox {
 		e := &rec.Outbox[i]
 		if !e.Kind.IsJob() {
+			ev := pbconv.Event(rec, e)
+			evs = append(evs, ev)
+			acked = append(acked, ev.GetId())
 			continue
 		}
 		// No "delivered already?" read here: scheduling is idempotent by
@@ -86,23 +81,36 @@ func (s *Scoring) flush(ctx context.Context, rec *domain.Record) error {
 		if err != nil {
 			return err
 		}
-		if _, err := q.Schedule(ctx, jobs.Job{ID: e.Key, Payload: payload, Traceparent: rec.Traceparent, LeadID: rec.LeadID}); err != nil {
-			ferr = err
-			break
-		}
-		if s.handoffs != nil && e.Kind != domain.EffectRouteLead {
-			s.handoffs.Add(ctx, 1, metric.WithAttributes(attribute.String("kind", strings.TrimPrefix(string(e.Kind), "job."))))
-		}
+		sched = append(sched, scheduled{q, jobs.Job{ID: e.Key, Payload: payload, Traceparent: rec.Traceparent, LeadID: rec.LeadID}})
 		acked = append(acked, e.Key)
+		if e.Kind != domain.EffectRouteLead {
+			handoffs = append(handoffs, strings.TrimPrefix(string(e.Kind), "job."))
+		}
+	}
+	// Events and hand-offs in one round trip. Both are safe to repeat
+	// (events carry their ids, jobs are scheduled once per id), so when part
+	// of it fails, nothing is acknowledged and a retry sends it all again.
+	err := s.events.PublishAll(ctx, evs, func(p redis.Pipeliner) error {
+		for _, j := range sched {
+			if err := j.q.ScheduleOn(ctx, p, j.job); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	if s.handoffs != nil {
+		for _, kind := range handoffs {
+			s.handoffs.Add(ctx, 1, metric.WithAttributes(attribute.String("kind", kind)))
+		}
 	}
 	// With everything delivered, the flush mark of this revision goes in the
-	// same round trip (a later write marked a later revision, which stays).
-	var clearRev int64
-	if ferr == nil {
-		clearRev = rec.Rev
-	}
-	_, err := s.store.AckEffects(ctx, rec.LeadID, acked, clearRev)
-	return errors.Join(ferr, err)
+	// same round trip as the ack (a later write marked a later revision,
+	// which stays).
+	_, err = s.store.AckEffects(ctx, rec.LeadID, acked, rec.Rev)
+	return err
 }
 
 // jobFor builds the hand-off request of an effect.

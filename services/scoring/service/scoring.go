@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/redis/go-redis/v9"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/metric"
 	"go.opentelemetry.io/otel/trace"
@@ -30,10 +31,10 @@ import (
 )
 
 // EventSink publishes lifecycle events; PublishAll appends them in order,
-// in one round trip. Events carry their ids, so a repeat is de-duplicated
-// by consumers.
+// with the commands also queues (hand-off jobs), in one round trip. Events
+// carry their ids, so a repeat is de-duplicated by consumers.
 type EventSink interface {
-	PublishAll(ctx context.Context, evs []*eventsv1.LeadEvent) error
+	PublishAll(ctx context.Context, evs []*eventsv1.LeadEvent, also func(redis.Pipeliner) error) error
 }
 
 // Scoring holds the use cases.
