@@ -73,6 +73,10 @@ func TestOnRedisCluster(t *testing.T) {
 		}
 	}
 	id := first.GetId()
+	// The lead filter reads the slot keys (other slots than the pipelines').
+	if l, err := e.client.ListDeals(ctx, &pipelinev1.ListDealsRequest{LeadId: "lead-c1"}); err != nil || len(l.GetDeals()) != 1 || l.GetDeals()[0].GetId() != id {
+		t.Fatalf("lead-c1's deals: %v %v", l, err)
+	}
 	clk.Advance(time.Hour)
 	if r, err := e.client.MoveDeal(ctx, &pipelinev1.MoveDealRequest{DealId: id, StageId: domain.StageProposal}); err != nil || !r.GetMoved() {
 		t.Fatalf("move: %v %v", r, err)
