@@ -24,8 +24,8 @@ func loadCmd(g *globals) *cobra.Command {
 		Long: `load submits good-fit leads to capture at --rate per second (0 = as fast as --concurrency
 allows) for --duration or --count (whichever comes first), follows each to routing
 (assigned or queued) and takes --further of the assigned ones on to accept, touch, BANT and
-QUALIFIED, then waits for the deal scoring's hand-off opens (pipeline ListDeals by lead_id, with
-backoff, up to --assign-wait) and closes it won. Assignments are observed as a rep's UI sees them: at the start it reads the routing
+QUALIFIED, then (--close-deals) waits for the deal scoring's hand-off opens (pipeline ListDeals
+by lead_id, with backoff, up to --assign-wait) and closes it won. Assignments are observed as a rep's UI sees them: at the start it reads the routing
 configuration and opens one routing WatchInbox stream per rep (from now; reconnecting from the
 last cursor if a stream breaks), and each journey waits for its lead's ASSIGNED item; a lead
 not announced within --inbox-grace (queued, nurturing, bad fit) is polled with routing
@@ -83,7 +83,8 @@ reported. Traffic goes only to the given addresses, and only to loopback unless 
 	f.IntVar(&cfg.Concurrency, "concurrency", 32, "journeys in flight at most")
 	f.DurationVar(&cfg.Duration, "duration", 10*time.Second, "how long to submit (0 = until --count)")
 	f.IntVar(&cfg.Count, "count", 0, "journeys to run (0 = until --duration)")
-	f.Float64Var(&cfg.Further, "further", 0.1, "share of assigned leads taken on to accept, touch, BANT and QUALIFIED, and their deal closed won")
+	f.Float64Var(&cfg.Further, "further", 0.1, "share of assigned leads taken on to accept, touch, BANT and QUALIFIED")
+	f.BoolVar(&cfg.CloseDeals, "close-deals", true, "then wait for each further lead's deal (pipeline ListDeals lead_id) and close it won")
 	f.DurationVar(&cfg.CallTimeout, "call-timeout", 5*time.Second, "deadline of each call")
 	f.DurationVar(&cfg.AssignWait, "assign-wait", 30*time.Second, "how long a journey waits for its lead to be routed")
 	f.DurationVar(&cfg.InboxGrace, "inbox-grace", 2*time.Second, "how long a journey waits for its lead's ASSIGNED inbox item before polling GetAssignment")

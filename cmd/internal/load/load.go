@@ -57,8 +57,14 @@ type Config struct {
 	Duration time.Duration
 	Count    int
 	// Further is the share (0..1) of assigned leads taken on to accept,
-	// touch, BANT and QUALIFIED, and whose deal is then closed won.
+	// touch, BANT and QUALIFIED.
 	Further float64
+	// CloseDeals: the further leads' deals (opened by scoring's hand-off)
+	// are then found with pipeline ListDeals lead_id and closed won, and
+	// conservation wants one won deal per further lead. leadflow load sets
+	// it (--close-deals, default true); a library caller that wants open
+	// deals left (leadflow seed's templates) leaves it false.
+	CloseDeals bool
 	// CallTimeout is the deadline of each call; AssignWait how long a
 	// journey waits for its lead to be routed.
 	CallTimeout, AssignWait time.Duration
@@ -110,8 +116,10 @@ type Report struct {
 	DeadLetterNote                                          string
 	Further                                                 int64
 	// Deals of the further leads that CloseWon answered OK for and that
-	// read back WON at the end; conservation wants one per further lead.
-	Closed int64
+	// read back WON at the end; with CloseDeals conservation wants one per
+	// further lead.
+	Closed     int64
+	CloseDeals bool
 	// Baselines.
 	EchoRate, EchoP50, EchoP99    float64 // calls/s, ms
 	RedisRate, RedisP50, RedisP99 float64
@@ -399,10 +407,12 @@ loop:
 			if st == routingv1.AssignmentState_ASSIGNMENT_STATE_ASSIGNED && cfg.Further > 0 && float64(i%100) < cfg.Further*100 {
 				if r.further(ctx, l.id, rep2) {
 					atomic.AddInt64(&rep.Further, 1)
-					if deal := r.closeDeal(ctx, l.id); deal != "" {
-						r.mu.Lock()
-						r.won = append(r.won, deal)
-						r.mu.Unlock()
+					if cfg.CloseDeals {
+						if deal := r.closeDeal(ctx, l.id); deal != "" {
+							r.mu.Lock()
+							r.won = append(r.won, deal)
+							r.mu.Unlock()
+						}
 					}
 				}
 			}
@@ -441,7 +451,8 @@ loop:
 		ids = append(ids, id)
 	}
 	r.account(ctx, ids)
-	if cfg.Further > 0 {
+	rep.CloseDeals = cfg.CloseDeals
+	if cfg.CloseDeals && cfg.Further > 0 {
 		fmt.Fprintf(logw, "conservation: reading back %d won deals\n", len(r.won))
 		r.readBackWon(ctx)
 	}

@@ -27,7 +27,7 @@ func TestRunAgainstSuite(t *testing.T) {
 	}
 	rep, err := load.Run(context.Background(), load.Config{
 		Addrs: client.FromPeers(s.Peers()), Token: platform.DevToken, RedisURL: r.URL(),
-		Concurrency: 16, Duration: d, Further: 0.1, Baseline: 500 * time.Millisecond,
+		Concurrency: 16, Duration: d, Further: 0.1, CloseDeals: true, Baseline: 500 * time.Millisecond,
 	}, &log)
 	if err != nil {
 		t.Fatalf("%v\n%s", err, log.String())
