@@ -163,38 +163,48 @@ bench: ## Load benchmark: leadflow dev on a real Redis with tracing on, leadflow
 	st=0; timeout 120 $(BIN)/leadflow load $$addrs --redis redis://127.0.0.1:$$rp/0 --setup --otlp-sink 127.0.0.1:$$sp $(BENCH_FLAGS) || st=$$?; \
 	stop; exit $$st
 
-# bench-1m: `make bench` twice, each on a fresh redis-server and leadflow dev
-# (tracing on): first on a store holding only the 200 template journeys, then
-# on one where `leadflow seed` added SEED_LEADS clones of them; the same load
-# flags both times. Prints both tables, Redis memory after seeding and the
-# journey throughput ratio (seeded ÷ empty). Needs ~16 KiB of RAM per lead.
+# bench-1m: two stacks, each a fresh redis-server and leadflow dev (tracing
+# on): one holding only 200 template journeys ("empty"), one where `leadflow
+# seed` added SEED_LEADS clones of them. Then the same `leadflow load` run
+# against each, alternating, BENCH_ROUNDS times (empty, seeded, empty, …:
+# the machine's drift hits both alike). Prints every table, the Redis memory
+# after seeding and the journey throughput ratio (seeded ÷ empty, means over
+# the rounds). Needs about 16 KiB of RAM per seeded lead.
 SEED_LEADS ?= 1000000
 SEED_FLAGS ?=
+BENCH_ROUNDS ?= 1
 .PHONY: bench-1m
-bench-1m: ## bench on a store of 200 journeys, then on one seeded with SEED_LEADS (1M) cloned leads; both tables and the throughput ratio.
+bench-1m: ## bench on a store of 200 journeys and on one seeded with SEED_LEADS (1M) cloned leads, alternating BENCH_ROUNDS times; tables and the throughput ratio.
 	@scripts/ensure-redis >/dev/null
 	go build -o $(BIN)/leadflow ./cmd/leadflow
 	@free() { python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])'; }; \
 	base5() { python3 -c 'import random,socket as S;f=lambda b:all(S.socket().connect_ex(("127.0.0.1",b+i))!=0 for i in range(5));print(next(b for b in iter(lambda:random.randrange(20000,40000),0) if f(b)))'; }; \
-	one() { \
+	addrs() { echo "--capture-addr 127.0.0.1:$$1 --scoring-addr 127.0.0.1:$$(($$1+1)) --routing-addr 127.0.0.1:$$(($$1+2)) --pipeline-addr 127.0.0.1:$$(($$1+3)) --reporting-addr 127.0.0.1:$$(($$1+4))"; }; \
+	devs=""; redises=""; \
+	stop() { for d in $$devs; do kill -TERM $$d 2>/dev/null || true; wait $$d 2>/dev/null || true; done; \
+		for r in $$redises; do kill $$r 2>/dev/null || true; wait $$r 2>/dev/null || true; done; devs=""; redises=""; }; \
+	trap stop EXIT; trap 'exit 130' INT TERM; \
+	up() { \
 		rp=$$(free); sp=$$(free); p=$$(base5); \
-		addrs="--capture-addr 127.0.0.1:$$p --scoring-addr 127.0.0.1:$$((p+1)) --routing-addr 127.0.0.1:$$((p+2)) --pipeline-addr 127.0.0.1:$$((p+3)) --reporting-addr 127.0.0.1:$$((p+4))"; \
-		redis-server --port $$rp --bind 127.0.0.1 --save '' --appendonly no >$(BIN)/bench-1m-$$1-redis.log 2>&1 & rs=$$!; \
+		redis-server --port $$rp --bind 127.0.0.1 --save '' --appendonly no >$(BIN)/bench-1m-$$1-redis.log 2>&1 & redises="$$redises $$!"; \
 		OTEL_TRACES_EXPORTER=otlp OTEL_EXPORTER_OTLP_TRACES_PROTOCOL=grpc OTEL_EXPORTER_OTLP_TRACES_ENDPOINT=http://127.0.0.1:$$sp OTEL_TRACES_SAMPLER=parentbased_always_on \
-			$(BIN)/leadflow dev --redis redis://127.0.0.1:$$rp/0 --base-port $$p --log-level error >$(BIN)/bench-1m-$$1-dev.log 2>&1 & dev=$$!; \
-		stop() { kill -TERM $$dev 2>/dev/null || true; wait $$dev 2>/dev/null || true; kill $$rs 2>/dev/null || true; wait $$rs 2>/dev/null || true; }; \
-		trap stop EXIT; trap 'exit 130' INT TERM; \
-		$(BIN)/leadflow health --wait 30s $$addrs >/dev/null || { cat $(BIN)/bench-1m-$$1-dev.log; stop; return 1; }; \
+			$(BIN)/leadflow dev --redis redis://127.0.0.1:$$rp/0 --base-port $$p --log-level error >$(BIN)/bench-1m-$$1-dev.log 2>&1 & devs="$$devs $$!"; \
+		eval "rp_$$1=$$rp sp_$$1=$$sp p_$$1=$$p"; \
+		$(BIN)/leadflow health --wait 30s $$(addrs $$p) >/dev/null || { cat $(BIN)/bench-1m-$$1-dev.log; return 1; }; \
 		echo "=== $$1 store: leadflow seed --leads $$2"; \
-		$(BIN)/leadflow seed $$addrs --redis redis://127.0.0.1:$$rp/0 --setup --leads $$2 $(SEED_FLAGS) || { stop; return 1; }; \
-		echo "=== $$1 store: leadflow load $(BENCH_FLAGS)"; \
-		st=0; timeout 600 $(BIN)/leadflow load $$addrs --redis redis://127.0.0.1:$$rp/0 --setup --otlp-sink 127.0.0.1:$$sp $(BENCH_FLAGS) | tee $(BIN)/bench-1m-$$1.txt || st=$$?; \
-		stop; trap - EXIT; return $$st; \
+		$(BIN)/leadflow seed $$(addrs $$p) --redis redis://127.0.0.1:$$rp/0 --setup --leads $$2 $(SEED_FLAGS); \
 	}; \
-	rm -f $(BIN)/bench-1m-empty.txt $(BIN)/bench-1m-seeded.txt; \
-	rc=0; one empty 0 || rc=$$?; one seeded $(SEED_LEADS) || rc=$$?; \
+	up empty 0; up seeded $(SEED_LEADS); \
+	rm -f $(BIN)/bench-1m-empty-*.txt $(BIN)/bench-1m-seeded-*.txt; \
+	rc=0; \
+	for r in $$(seq $(BENCH_ROUNDS)); do for n in empty seeded; do \
+		eval "p=\$$p_$$n rp=\$$rp_$$n sp=\$$sp_$$n"; \
+		echo "=== round $$r, $$n store: leadflow load $(BENCH_FLAGS)"; \
+		timeout 600 $(BIN)/leadflow load $$(addrs $$p) --redis redis://127.0.0.1:$$rp/0 --setup --otlp-sink 127.0.0.1:$$sp $(BENCH_FLAGS) | tee $(BIN)/bench-1m-$$n-$$r.txt || rc=$$?; \
+	done; done; \
+	stop; \
 	rate() { awk '/capture→assigned\/queued/ { for (i = 1; i < NF; i++) if ($$i == "end)") { print $$(i+1); exit } }' $(BIN)/bench-1m-$$1.txt 2>/dev/null; }; \
-	e=$$(rate empty); s=$$(rate seeded); \
-	echo; echo "journeys/s (capture→assigned/queued): empty store $$e, with $(SEED_LEADS) leads stored $$s"; \
-	awk -v e="$$e" -v s="$$s" 'BEGIN { if (e > 0) printf "ratio seeded ÷ empty: %.3f (target ≥ 0.90)\n", s / e }'; \
+	echo; echo "journeys/s (capture→assigned/queued), empty store vs $(SEED_LEADS) leads stored:"; \
+	for r in $$(seq $(BENCH_ROUNDS)); do echo "$$r $$(rate empty-$$r) $$(rate seeded-$$r)"; done | \
+		awk '{ printf "  round %s: %s vs %s\n", $$1, $$2, $$3; e += $$2; s += $$3 } END { if (e > 0) printf "ratio seeded ÷ empty: %.3f (target ≥ 0.90)\n", s / e }'; \
 	exit $$rc
