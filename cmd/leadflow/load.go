@@ -37,8 +37,8 @@ duplicates = 0, dead letters = 0, deals closed (read back WON) = leads taken fur
 Baselines in the same run: a plain gRPC echo (grpc.health.v1 Check served in this process on
 loopback) and, with --redis, Redis PING round trips, at the same concurrency; every figure is
 also printed as a ratio to them. With --redis the Redis commands per lead (INFO commandstats)
-and the dead letters (keys lf:{jobs:<queue>}:dead, read directly: no service exposes them) are
-reported. Traffic goes only to the given addresses, and only to loopback unless --allow-remote.`,
+are reported; with --otlp-sink the spans and the Redis round trips per lead. Dead letters are
+read through the services' APIs (JobsService, reporting ListDeadLetters). Traffic goes only to the given addresses, and only to loopback unless --allow-remote.`,
 		Example: `  leadflow load --duration 20s --redis redis://127.0.0.1:6379/0 --setup
   leadflow load --count 1000 --rate 200`,
 		Args: cobra.NoArgs,
@@ -78,7 +78,7 @@ reported. Traffic goes only to the given addresses, and only to loopback unless 
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&cfg.RedisURL, "redis", "", "Redis of the suite: Redis PING baseline, commands per lead, dead letters")
+	f.StringVar(&cfg.RedisURL, "redis", "", "Redis of the suite: Redis PING baseline, commands per lead")
 	f.Float64Var(&cfg.Rate, "rate", 0, "journeys started per second (0 = as fast as possible)")
 	f.IntVar(&cfg.Concurrency, "concurrency", 32, "journeys in flight at most")
 	f.DurationVar(&cfg.Duration, "duration", 10*time.Second, "how long to submit (0 = until --count)")

@@ -3,6 +3,7 @@ package load_test
 import (
 	"bytes"
 	"context"
+	"strings"
 	"testing"
 	"time"
 
@@ -10,6 +11,7 @@ import (
 	"github.com/leadflow/leadflow/cmd/internal/load"
 	"github.com/leadflow/leadflow/cmd/internal/suitetest"
 	"github.com/leadflow/leadflow/services/platform"
+	"github.com/leadflow/leadflow/services/platform/jobs"
 	"github.com/leadflow/leadflow/services/platform/platformtest"
 )
 
@@ -48,8 +50,33 @@ func TestRunAgainstSuite(t *testing.T) {
 	if rep.Further == 0 || rep.Closed != rep.Further {
 		t.Errorf("deals closed %d, taken further %d", rep.Closed, rep.Further)
 	}
-	if rep.EchoRate <= 0 || rep.RedisRate <= 0 || rep.RoundTripsPerLead <= 0 {
-		t.Errorf("baselines or round trips missing: echo %.0f/s, redis %.0f/s, commands per lead %.1f", rep.EchoRate, rep.RedisRate, rep.RoundTripsPerLead)
+	if rep.EchoRate <= 0 || rep.RedisRate <= 0 || rep.CommandsPerLead <= 0 {
+		t.Errorf("baselines or round trips missing: echo %.0f/s, redis %.0f/s, commands per lead %.1f", rep.EchoRate, rep.RedisRate, rep.CommandsPerLead)
+	}
+	if rep.DeadLetters != 0 {
+		t.Errorf("dead letters %d: %s", rep.DeadLetters, rep.DeadLetterNote)
+	}
+
+	// A hand-off capture cannot deliver (an undecodable payload) is counted
+	// through the API, naming its service and queue.
+	ctx := context.Background()
+	if _, err := jobs.New(r.Client(), "capture-to-scoring", jobs.Options{}).Schedule(ctx, jobs.Job{ID: "upsert:broken:1", Payload: []byte{0xff}}); err != nil {
+		t.Fatal(err)
+	}
+	c, err := client.Dial(client.FromPeers(s.Peers()), platform.DevToken)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	var n int64
+	var note string
+	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		if n, note = load.DeadLettersAPI(ctx, c); n != 0 {
+			break
+		}
+	}
+	if n != 1 || !strings.Contains(note, "capture/capture-to-scoring=1") {
+		t.Errorf("dead letters through the API = %d (%s), want 1 in capture/capture-to-scoring", n, note)
 	}
 }
 
