@@ -70,10 +70,11 @@ For benchmarks: it writes a lot. Seed a fresh Redis, a single node. Loopback onl
 				fmt.Fprintln(g.errOut, "setup: applied the load configuration (team load, 20 reps)")
 			}
 			rep, err := seed.Run(ctx, cfg, g.errOut)
-			if rep != nil {
-				rep.Print(g.out)
+			if err != nil {
+				return err
 			}
-			return err
+			rep.Print(g.out)
+			return nil
 		},
 	}
 	f := cmd.Flags()
