@@ -20,6 +20,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -141,12 +142,17 @@ func Run(ctx context.Context, cfg Config, logw io.Writer) (*Report, error) {
 	}
 	avail := memAvailable()
 	probe := int64(min(cfg.Leads, 5000))
-	var checked atomic.Bool
-	t0 := time.Now()
-	last := time.Now()
+	var (
+		checked atomic.Bool
+		mu      sync.Mutex // the workers report one at a time
+		t0      = time.Now()
+		last    = time.Now()
+	)
 	r.Clone, err = snap.Clone(ctx, rdb, cfg.Leads, CloneOptions{
 		Batch: cfg.Batch, Workers: cfg.Workers, History: cfg.History, Retention: cfg.Retention,
 		Progress: func(done int64) error {
+			mu.Lock()
+			defer mu.Unlock()
 			if done >= probe && checked.CompareAndSwap(false, true) {
 				mem, err := usedBytes(ctx, rdb)
 				if err != nil {
