@@ -6,6 +6,7 @@ import (
 	"math"
 	"regexp"
 	"sort"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -181,6 +182,27 @@ func (s *Snapshot) streamCutoffs(ctx context.Context, rdb *redis.Client, n int, 
 	return cut, nil
 }
 
+// age is how long ago clone i of n arrived.
+func (o CloneOptions) age(i, n int) time.Duration {
+	if n == 0 {
+		return 0
+	}
+	return time.Duration(float64(o.History) * float64(n-1-i) / float64(n))
+}
+
+// shift moves a sorted-set score that is a time near the snapshot (epoch
+// ms within a day of it) back by the clone's age: a rep's open leads are
+// scored by assignment time, reporting's cohort by capture time, a lead's
+// decisions by decision time. Job queues keep their due times (only clones
+// within a job's lifetime get one; see History).
+func (s *Snapshot) shift(key string, score float64, age time.Duration) float64 {
+	at := float64(s.At.UnixMilli())
+	if age <= 0 || math.Abs(score-at) > float64(24*time.Hour/time.Millisecond) || strings.HasPrefix(key, "lf:{jobs:") {
+		return score
+	}
+	return score - float64(age/time.Millisecond)
+}
+
 // since is the first of n clones that arrived within w of now (clone i
 // arrived History·(n-1-i)/n ago).
 func (o CloneOptions) since(n int, w time.Duration) int {
@@ -236,6 +258,7 @@ func (s *Snapshot) writeBatch(ctx context.Context, rdb *redis.Client, g *gen, fr
 	for i := from; i < to; i++ {
 		f := s.families[i%len(s.families)]
 		vals := f.tokens.fresh(g)
+		age := o.age(i, n)
 		for _, k := range f.keys {
 			if k.pttl > 0 && i < o.since(n, time.Duration(k.pttl)*time.Millisecond) {
 				continue // expired by now in steady state
@@ -265,7 +288,7 @@ func (s *Snapshot) writeBatch(ctx context.Context, rdb *redis.Client, g *gen, fr
 			case "zset":
 				zs := make([]redis.Z, len(k.zset))
 				for j, z := range k.zset {
-					zs[j] = redis.Z{Score: z.score, Member: z.m.str(vals)}
+					zs[j] = redis.Z{Score: s.shift(name, z.score, age), Member: z.m.str(vals)}
 				}
 				pipe.ZAdd(ctx, name, zs...)
 				cmds++
@@ -288,7 +311,7 @@ func (s *Snapshot) writeBatch(ctx context.Context, rdb *redis.Client, g *gen, fr
 			case "zset":
 				a.key(it.key)
 				m := it.a.str(vals)
-				a.zadd[it.key] = append(a.zadd[it.key], redis.Z{Score: it.score, Member: m})
+				a.zadd[it.key] = append(a.zadd[it.key], redis.Z{Score: s.shift(it.key, it.score, age), Member: m})
 				if r := repOpenRe.FindStringSubmatch(it.key); r != nil {
 					a.incr[[2]string{r[1] + "load", r[2]}]++
 				}

@@ -83,6 +83,10 @@ type sharedItem struct {
 
 // Snapshot is the template store, read and compiled.
 type Snapshot struct {
+	// At is when the store was read: sorted-set scores within a day of it
+	// are times (assigned at, captured at, decided at), which Clone moves
+	// back by each clone's age.
+	At       time.Time
 	Keys     int // keys read
 	families []*family
 	// Shared keys with entries of the templates (for the report).
@@ -199,7 +203,7 @@ func readAll(ctx context.Context, rdb *redis.Client, names []string) ([]*value, 
 // idempotency hashes), until nothing is added. Every other key is shared:
 // its entries that mention a family's token are that family's shared items.
 func compile(vals []*value) *Snapshot {
-	s := &Snapshot{Keys: len(vals)}
+	s := &Snapshot{Keys: len(vals), At: time.Now()}
 	byName := map[string]int{}
 	named := map[string][]int{} // id → keys whose name contains it
 	leads := map[string]bool{}
