@@ -49,22 +49,9 @@ read through the services' APIs (JobsService, reporting ListDeadLetters). Traffi
 				return err
 			}
 			if setup {
-				if err := g.withClients(func(c *client.Clients) error {
-					f, err := apply.Parse([]byte(load.SetupConfig))
-					if err != nil {
-						return err
-					}
-					actx, cancel := context.WithTimeout(ctx, 30*time.Second)
-					defer cancel()
-					if err := c.WaitReady(actx); err != nil {
-						return err
-					}
-					_, err = apply.Apply(actx, c, f)
+				if err := g.applyLoadSetup(ctx); err != nil {
 					return err
-				}); err != nil {
-					return fmt.Errorf("--setup: %w", err)
 				}
-				fmt.Fprintln(g.errOut, "setup: applied the load configuration (team load, 20 reps)")
 			}
 			rep, err := load.Run(ctx, cfg, g.errOut)
 			if err != nil {
@@ -96,4 +83,27 @@ read through the services' APIs (JobsService, reporting ListDeadLetters). Traffi
 	f.BoolVar(&setup, "setup", false, "apply the load configuration (one team of 20 reps) first: CHANGES the suite's routing config")
 	f.BoolVar(&fail, "fail", true, "exit non-zero when the conservation check fails")
 	return cmd
+}
+
+// applyLoadSetup applies the load configuration (one team of 20 reps) once
+// the suite is ready: --setup of load and seed.
+func (g *globals) applyLoadSetup(ctx context.Context) error {
+	err := g.withClients(func(c *client.Clients) error {
+		f, err := apply.Parse([]byte(load.SetupConfig))
+		if err != nil {
+			return err
+		}
+		actx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		defer cancel()
+		if err := c.WaitReady(actx); err != nil {
+			return err
+		}
+		_, err = apply.Apply(actx, c, f)
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("--setup: %w", err)
+	}
+	fmt.Fprintln(g.errOut, "setup: applied the load configuration (team load, 20 reps)")
+	return nil
 }

@@ -1,14 +1,11 @@
 package main
 
 import (
-	"context"
 	"fmt"
 	"time"
 
 	"github.com/spf13/cobra"
 
-	"github.com/leadflow/leadflow/cmd/internal/apply"
-	"github.com/leadflow/leadflow/cmd/internal/client"
 	"github.com/leadflow/leadflow/cmd/internal/load"
 	"github.com/leadflow/leadflow/cmd/internal/seed"
 )
@@ -52,22 +49,9 @@ For benchmarks: it writes a lot. Seed a fresh Redis, a single node. Loopback onl
 				return err
 			}
 			if setup {
-				if err := g.withClients(func(c *client.Clients) error {
-					f, err := apply.Parse([]byte(load.SetupConfig))
-					if err != nil {
-						return err
-					}
-					actx, cancel := context.WithTimeout(ctx, 30*time.Second)
-					defer cancel()
-					if err := c.WaitReady(actx); err != nil {
-						return err
-					}
-					_, err = apply.Apply(actx, c, f)
+				if err := g.applyLoadSetup(ctx); err != nil {
 					return err
-				}); err != nil {
-					return fmt.Errorf("--setup: %w", err)
 				}
-				fmt.Fprintln(g.errOut, "setup: applied the load configuration (team load, 20 reps)")
 			}
 			rep, err := seed.Run(ctx, cfg, g.errOut)
 			if err != nil {

@@ -640,32 +640,21 @@ func (r *runner) closeDeal(ctx context.Context, lead string) string {
 
 // readBackWon reads every deal closed won back from pipeline.
 func (r *runner) readBackWon(ctx context.Context) {
-	var wg sync.WaitGroup
-	sem := make(chan struct{}, r.cfg.Concurrency)
 	var won atomic.Int64
-	for _, id := range r.won {
-		wg.Add(1)
-		sem <- struct{}{}
-		go func() {
-			defer wg.Done()
-			defer func() { <-sem }()
-			cctx, cancel := context.WithTimeout(ctx, r.cfg.CallTimeout)
-			defer cancel()
-			d, err := r.c.Pipeline.GetDeal(cctx, &pipelinev1.GetDealRequest{DealId: id})
-			if err == nil && d.GetDeal().GetStatus() == pipelinev1.DealStatus_DEAL_STATUS_WON {
-				won.Add(1)
-			}
-		}()
-	}
-	wg.Wait()
+	r.forEach(ctx, r.won, func(cctx context.Context, id string) {
+		d, err := r.c.Pipeline.GetDeal(cctx, &pipelinev1.GetDealRequest{DealId: id})
+		if err == nil && d.GetDeal().GetStatus() == pipelinev1.DealStatus_DEAL_STATUS_WON {
+			won.Add(1)
+		}
+	})
 	r.rep.Closed = won.Load()
 }
 
-// account reads every lead back and sorts it into the conservation classes.
-func (r *runner) account(ctx context.Context, ids []string) {
+// forEach calls fn for every id, Concurrency at a time, each with the call
+// timeout, and returns when all are done.
+func (r *runner) forEach(ctx context.Context, ids []string, fn func(ctx context.Context, id string)) {
 	var wg sync.WaitGroup
 	sem := make(chan struct{}, r.cfg.Concurrency)
-	var assigned, queued, nurturing, badFit, other, unacc atomic.Int64
 	for _, id := range ids {
 		wg.Add(1)
 		sem <- struct{}{}
@@ -674,36 +663,44 @@ func (r *runner) account(ctx context.Context, ids []string) {
 			defer func() { <-sem }()
 			cctx, cancel := context.WithTimeout(ctx, r.cfg.CallTimeout)
 			defer cancel()
-			a, err := r.c.Routing.GetAssignment(cctx, &routingv1.GetAssignmentRequest{LeadId: id})
-			if err == nil {
-				switch a.GetAssignment().GetState() {
-				case routingv1.AssignmentState_ASSIGNMENT_STATE_ASSIGNED, routingv1.AssignmentState_ASSIGNMENT_STATE_ACCEPTED:
-					assigned.Add(1)
-					return
-				case routingv1.AssignmentState_ASSIGNMENT_STATE_QUEUED:
-					queued.Add(1)
-					return
-				}
-			}
-			l, err := r.c.Scoring.GetLead(cctx, &scoringv1.GetLeadRequest{LeadId: id})
-			if err != nil {
-				unacc.Add(1)
-				return
-			}
-			switch l.GetLead().GetStatus() {
-			case leadv1.ProspectStatus_PROSPECT_STATUS_NURTURING:
-				nurturing.Add(1)
-			case leadv1.ProspectStatus_PROSPECT_STATUS_BAD_FIT:
-				badFit.Add(1)
-			case leadv1.ProspectStatus_PROSPECT_STATUS_QUALIFIED, leadv1.ProspectStatus_PROSPECT_STATUS_WORKING:
-				// Taken further (deal opened, assignment closed): assigned.
-				assigned.Add(1)
-			default:
-				unacc.Add(1)
-			}
+			fn(cctx, id)
 		}()
 	}
 	wg.Wait()
+}
+
+// account reads every lead back and sorts it into the conservation classes.
+func (r *runner) account(ctx context.Context, ids []string) {
+	var assigned, queued, nurturing, badFit, other, unacc atomic.Int64
+	r.forEach(ctx, ids, func(cctx context.Context, id string) {
+		a, err := r.c.Routing.GetAssignment(cctx, &routingv1.GetAssignmentRequest{LeadId: id})
+		if err == nil {
+			switch a.GetAssignment().GetState() {
+			case routingv1.AssignmentState_ASSIGNMENT_STATE_ASSIGNED, routingv1.AssignmentState_ASSIGNMENT_STATE_ACCEPTED:
+				assigned.Add(1)
+				return
+			case routingv1.AssignmentState_ASSIGNMENT_STATE_QUEUED:
+				queued.Add(1)
+				return
+			}
+		}
+		l, err := r.c.Scoring.GetLead(cctx, &scoringv1.GetLeadRequest{LeadId: id})
+		if err != nil {
+			unacc.Add(1)
+			return
+		}
+		switch l.GetLead().GetStatus() {
+		case leadv1.ProspectStatus_PROSPECT_STATUS_NURTURING:
+			nurturing.Add(1)
+		case leadv1.ProspectStatus_PROSPECT_STATUS_BAD_FIT:
+			badFit.Add(1)
+		case leadv1.ProspectStatus_PROSPECT_STATUS_QUALIFIED, leadv1.ProspectStatus_PROSPECT_STATUS_WORKING:
+			// Taken further (deal opened, assignment closed): assigned.
+			assigned.Add(1)
+		default:
+			unacc.Add(1)
+		}
+	})
 	r.rep.Assigned, r.rep.Queued, r.rep.Nurturing, r.rep.BadFit, r.rep.Other, r.rep.Unaccounted =
 		assigned.Load(), queued.Load(), nurturing.Load(), badFit.Load(), other.Load(), unacc.Load()
 }
