@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -158,6 +160,17 @@ func TestApplyConfigValidation(t *testing.T) {
 	}
 }
 
+// cursorBefore compares two stream ids ("<ms>-<seq>").
+func cursorBefore(a, b string) bool {
+	am, as, _ := strings.Cut(a, "-")
+	bm, bs, _ := strings.Cut(b, "-")
+	ami, _ := strconv.ParseUint(am, 10, 64)
+	bmi, _ := strconv.ParseUint(bm, 10, 64)
+	asi, _ := strconv.ParseUint(as, 10, 64)
+	bsi, _ := strconv.ParseUint(bs, 10, 64)
+	return ami < bmi || (ami == bmi && asi < bsi)
+}
+
 // The inbox delivers every assignment exactly once per connection and a
 // reconnect with the last cursor catches up without gaps or repeats.
 func TestInboxExactlyOnceAndResume(t *testing.T) {
@@ -197,6 +210,10 @@ func TestInboxExactlyOnceAndResume(t *testing.T) {
 		}
 		it := m.GetItem()
 		seen[it.GetLeadId()]++
+		// Items are filled in concurrently but sent in stream order.
+		if cursor != "" && !cursorBefore(cursor, it.GetCursor()) {
+			t.Fatalf("inbox item %s after %s: out of stream order", it.GetCursor(), cursor)
+		}
 		cursor = it.GetCursor()
 		if it.GetKind() != routingv1.InboxItemKind_INBOX_ITEM_KIND_ASSIGNED || it.GetContact().GetEmail() == "" || len(it.GetReasons()) == 0 ||
 			it.GetFirstTouchDue() == nil || it.GetScore().GetTotal() != 60 {

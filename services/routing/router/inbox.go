@@ -3,6 +3,7 @@ package router
 import (
 	"context"
 	"errors"
+	"sync"
 	"time"
 
 	"google.golang.org/grpc/codes"
@@ -30,7 +31,7 @@ func (r *Router) WatchInbox(ctx context.Context, rep, cursor string, send func(*
 	if !ok {
 		return status.Errorf(codes.NotFound, "rep %q is not in the routing configuration", rep)
 	}
-	var capDownUntil time.Time // after a failed capture call, skip capture for a while
+	capDown := &capDown{} // after a failed capture call, skip capture for a while
 	for ctx.Err() == nil {
 		entries, err := r.st.ReadInbox(ctx, rp.TeamID, rep, cursor, 100, r.opts.InboxBlock)
 		if err != nil {
@@ -39,18 +40,53 @@ func (r *Router) WatchInbox(ctx context.Context, rep, cursor string, send func(*
 			}
 			return err
 		}
-		for _, e := range entries {
-			item := r.inboxItem(ctx, rp.TeamID, e, &capDownUntil)
+		// Items are filled in (a read of the lead, a capture call for the
+		// contact) a few at a time, and sent in stream order: under load a
+		// rep's inbox would otherwise lag by one lookup per queued item.
+		items := make([]*routingv1.InboxItem, len(entries))
+		sem := make(chan struct{}, inboxFill)
+		var wg sync.WaitGroup
+		for i, e := range entries {
+			wg.Add(1)
+			sem <- struct{}{}
+			go func() {
+				defer func() { <-sem; wg.Done() }()
+				items[i] = r.inboxItem(ctx, rp.TeamID, e, capDown)
+			}()
+		}
+		wg.Wait()
+		for i, item := range items {
 			if err := send(item); err != nil {
 				return err
 			}
-			cursor = e.ID
+			cursor = entries[i].ID
 		}
 	}
 	return nil
 }
 
-func (r *Router) inboxItem(ctx context.Context, team string, e store.InboxEntry, capDownUntil *time.Time) *routingv1.InboxItem {
+// inboxFill is how many inbox items of one stream are filled in at once.
+const inboxFill = 8
+
+// capDown remembers, per stream, until when capture is considered down.
+type capDown struct {
+	mu    sync.Mutex
+	until time.Time
+}
+
+func (c *capDown) down() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return time.Now().Before(c.until)
+}
+
+func (c *capDown) mark(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.until = time.Now().Add(d)
+}
+
+func (r *Router) inboxItem(ctx context.Context, team string, e store.InboxEntry, capDownUntil *capDown) *routingv1.InboxItem {
 	it := &routingv1.InboxItem{Cursor: e.ID, LeadId: e.Lead, TeamId: team, DecisionId: e.Dec, CreatedAt: timestamppb.New(e.At), RepId: e.Rep, Note: e.Note}
 	switch e.Kind {
 	case "assigned":
@@ -81,7 +117,7 @@ func (r *Router) inboxItem(ctx context.Context, team string, e store.InboxEntry,
 		return it
 	}
 	// A backlog must not wait one timeout per item while capture is down.
-	if time.Now().Before(*capDownUntil) {
+	if capDownUntil.down() {
 		it.ContactUnavailable, it.ContactNote = true, "capture is unavailable: contact not included; fetch it from capture later"
 		return it
 	}
@@ -95,7 +131,7 @@ func (r *Router) inboxItem(ctx context.Context, team string, e store.InboxEntry,
 		it.ContactUnavailable, it.ContactNote = true, "contact not available (lead erased or unknown in capture)"
 	case errors.Is(err, context.DeadlineExceeded), status.Code(err) == codes.DeadlineExceeded, status.Code(err) == codes.Unavailable:
 		it.ContactUnavailable, it.ContactNote = true, "capture is unavailable: contact not included; fetch it from capture later"
-		*capDownUntil = time.Now().Add(5 * time.Second)
+		capDownUntil.mark(5 * time.Second)
 	default:
 		it.ContactUnavailable, it.ContactNote = true, "contact could not be fetched: "+status.Code(err).String()
 	}
