@@ -57,10 +57,10 @@ type Store interface {
 	// Reindex makes the status lists reflect the stored record.
 	Reindex(ctx context.Context, leadID string) error
 	// AckEffects removes delivered effects from the lead's outbox and
-	// returns how many remain. With clearRev > 0 it also clears the flush
-	// mark of that revision in the same round trip, as FlushDone does (a
-	// write that added effects since marked a later revision, which stays).
-	AckEffects(ctx context.Context, leadID string, keys []string, clearRev int64) (int64, error)
+	// clears the flush mark of revision rev in the same round trip, as
+	// FlushDone does (a write that added effects since marked a later
+	// revision, which stays).
+	AckEffects(ctx context.Context, leadID string, keys []string, rev int64) error
 	// LeadDelivered is GetLead and Delivered(key) in one round trip.
 	LeadDelivered(ctx context.Context, leadID, key string) (*Record, bool, error)
 	// FlushPending lists leads marked by LeadWrite.Flush with the marked

@@ -109,8 +109,7 @@ func (s *Scoring) flush(ctx context.Context, rec *domain.Record) error {
 	// With everything delivered, the flush mark of this revision goes in the
 	// same round trip as the ack (a later write marked a later revision,
 	// which stays).
-	_, err = s.store.AckEffects(ctx, rec.LeadID, acked, rec.Rev)
-	return err
+	return s.store.AckEffects(ctx, rec.LeadID, acked, rec.Rev)
 }
 
 // jobFor builds the hand-off request of an effect.

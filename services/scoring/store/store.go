@@ -159,6 +159,7 @@ func (s *Store) UpdateLead(ctx context.Context, id string, fn domain.LeadFunc) (
 			}
 			var data []byte
 			var effects []any
+			var mark bool
 			var drop []string
 			if w.Record != nil {
 				w.Record.Rev = rev + 1
@@ -185,19 +186,23 @@ func (s *Store) UpdateLead(ctx context.Context, id string, fn domain.LeadFunc) (
 						drop = append(drop, k)
 					}
 				}
-				if (w.Flush || len(effects) > 0) && !s.single {
-					// Marked before the write: if we die after EXEC, the sweeper
-					// still finds the lead. GT keeps the highest revision.
-					if err := s.rdb.ZAddGT(ctx, flushKey, redis.Z{Score: float64(w.Record.Rev), Member: id}).Err(); err != nil {
-						return err
-					}
+				mark = w.Flush || len(effects) > 0
+			}
+			// Marked before the write, so that if we die after EXEC the
+			// sweeper still finds the lead (GT keeps the highest revision).
+			// On a single Redis the mark goes inside the MULTI (no slot
+			// rule there): the mark and the write are then one.
+			markLead := func(c redis.Cmdable) *redis.IntCmd {
+				return c.ZAddGT(ctx, flushKey, redis.Z{Score: float64(w.Record.Rev), Member: id})
+			}
+			if mark && !s.single {
+				if err := markLead(s.rdb).Err(); err != nil {
+					return err
 				}
 			}
 			_, err = tx.TxPipelined(ctx, func(p redis.Pipeliner) error {
-				if w.Record != nil && (w.Flush || len(effects) > 0) && s.single {
-					// In the transaction itself (one slot is not required
-					// on a single Redis): the mark and the write are one.
-					p.ZAddGT(ctx, flushKey, redis.Z{Score: float64(w.Record.Rev), Member: id})
+				if mark && s.single {
+					markLead(p)
 				}
 				if w.AddPending != nil {
 					b, _ := json.Marshal(w.AddPending)
@@ -258,26 +263,18 @@ func indexSig(r *domain.Record) string {
 		strconv.Itoa(int(r.Score.Heat)) + "|" + strconv.Itoa(int(r.Score.Total))
 }
 
-// AckEffects removes delivered effects and returns how many remain; with
-// clearRev > 0 it also clears the flush mark of that revision.
-func (s *Store) AckEffects(ctx context.Context, id string, keys []string, clearRev int64) (int64, error) {
-	outK := leadKey(id, "outbox")
-	var n *redis.IntCmd
+// AckEffects removes delivered effects and clears the flush mark of
+// revision rev (as FlushDone), in one round trip.
+func (s *Store) AckEffects(ctx context.Context, id string, keys []string, rev int64) error {
 	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
 		if len(keys) > 0 {
-			p.HDel(ctx, outK, keys...)
+			p.HDel(ctx, leadKey(id, "outbox"), keys...)
 		}
-		n = p.HLen(ctx, outK)
-		if clearRev > 0 {
-			// EVAL, not EVALSHA: a pipeline cannot fall back on NOSCRIPT.
-			flushDoneScript.Eval(ctx, p, []string{flushKey}, id, clearRev)
-		}
+		// EVAL, not EVALSHA: a pipeline cannot fall back on NOSCRIPT.
+		flushDoneScript.Eval(ctx, p, []string{flushKey}, id, rev)
 		return nil
 	})
-	if err != nil {
-		return 0, err
-	}
-	return n.Val(), nil
+	return err
 }
 
 func decodeRecord(recCmd *redis.StringCmd, outbox map[string]string) (*domain.Record, error) {
@@ -305,36 +302,35 @@ func decodeRecord(recCmd *redis.StringCmd, outbox map[string]string) (*domain.Re
 
 // GetLead returns the lead's record (with its outbox) or domain.ErrNotFound.
 func (s *Store) GetLead(ctx context.Context, id string) (*domain.Record, error) {
-	var recCmd *redis.StringCmd
-	var outCmd *redis.MapStringStringCmd
-	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
-		recCmd = p.Get(ctx, leadKey(id, "rec"))
-		outCmd = p.HGetAll(ctx, leadKey(id, "outbox"))
-		return nil
-	})
-	if err != nil && !errors.Is(err, redis.Nil) {
-		return nil, err
-	}
-	return decodeRecord(recCmd, outCmd.Val())
+	rec, _, err := s.getLead(ctx, id, "")
+	return rec, err
 }
 
 // LeadDelivered returns the lead's record (domain.ErrNotFound when there is
 // none) and whether the hand-off key was delivered, in one round trip.
 func (s *Store) LeadDelivered(ctx context.Context, id, key string) (*domain.Record, bool, error) {
+	return s.getLead(ctx, id, key)
+}
+
+// getLead reads the record and its outbox and, when deliveredKey is set,
+// whether that hand-off was delivered, in one pipeline.
+func (s *Store) getLead(ctx context.Context, id, deliveredKey string) (*domain.Record, bool, error) {
 	var recCmd *redis.StringCmd
 	var outCmd *redis.MapStringStringCmd
 	var delCmd *redis.BoolCmd
 	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
 		recCmd = p.Get(ctx, leadKey(id, "rec"))
 		outCmd = p.HGetAll(ctx, leadKey(id, "outbox"))
-		delCmd = p.SIsMember(ctx, leadKey(id, "delivered"), key)
+		if deliveredKey != "" {
+			delCmd = p.SIsMember(ctx, leadKey(id, "delivered"), deliveredKey)
+		}
 		return nil
 	})
 	if err != nil && !errors.Is(err, redis.Nil) {
 		return nil, false, err
 	}
 	rec, err := decodeRecord(recCmd, outCmd.Val())
-	return rec, delCmd.Val(), err
+	return rec, delCmd != nil && delCmd.Val(), err
 }
 
 // ScoreHistory returns past scores, newest first, and whether there are more.
