@@ -89,16 +89,9 @@ read through the services' APIs (JobsService, reporting ListDeadLetters). Traffi
 // the suite is ready: --setup of load and seed.
 func (g *globals) applyLoadSetup(ctx context.Context) error {
 	err := g.withClients(func(c *client.Clients) error {
-		f, err := apply.Parse([]byte(load.SetupConfig))
-		if err != nil {
-			return err
-		}
 		actx, cancel := context.WithTimeout(ctx, 30*time.Second)
 		defer cancel()
-		if err := c.WaitReady(actx); err != nil {
-			return err
-		}
-		_, err = apply.Apply(actx, c, f)
+		_, err := apply.ApplyText(actx, c, load.SetupConfig)
 		return err
 	})
 	if err != nil {

@@ -141,6 +141,19 @@ func (r Result) String() string {
 
 // Apply applies every section of f, in the order routing, scoring model,
 // pipelines, campaign spend, and stops at the first error (naming the
+// ApplyText waits until the five services are ready, then parses and
+// applies a configuration file's text.
+func ApplyText(ctx context.Context, c *client.Clients, text string) ([]Result, error) {
+	if err := c.WaitReady(ctx); err != nil {
+		return nil, err
+	}
+	f, err := Parse([]byte(text))
+	if err != nil {
+		return nil, err
+	}
+	return Apply(ctx, c, f)
+}
+
 // object and the service's answer).
 func Apply(ctx context.Context, c *client.Clients, f *File) ([]Result, error) {
 	var out []Result

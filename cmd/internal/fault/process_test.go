@@ -29,13 +29,9 @@ func dialApplied(t *testing.T, addrs client.Addrs, applyCfg bool) *client.Client
 	}
 	t.Cleanup(func() { _ = c.Close() })
 	if applyCfg {
-		f, err := apply.Parse([]byte(load.SetupConfig))
-		if err != nil {
-			t.Fatal(err)
-		}
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
-		if _, err := apply.Apply(ctx, c, f); err != nil {
+		if _, err := apply.ApplyText(ctx, c, load.SetupConfig); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -7,11 +7,8 @@ import (
 	"net"
 	"sync"
 	"testing"
-	"time"
 
-	"github.com/leadflow/leadflow/cmd/internal/apply"
 	"github.com/leadflow/leadflow/cmd/internal/client"
-	"github.com/leadflow/leadflow/cmd/internal/load"
 	"github.com/leadflow/leadflow/cmd/internal/suite"
 	captureapp "github.com/leadflow/leadflow/services/capture/app"
 	pipelineapp "github.com/leadflow/leadflow/services/pipeline/app"
@@ -154,21 +151,6 @@ func BootProxied(t testing.TB, redisURL func(service string) string, peerAddr fu
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = c.Close() })
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	if err := c.WaitReady(ctx); err != nil {
-		t.Fatal(err)
-	}
-	cfg := o.Config
-	if cfg == "" {
-		cfg = load.SetupConfig
-	}
-	f, err := apply.Parse([]byte(cfg))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := apply.Apply(ctx, c, f); err != nil {
-		t.Fatalf("apply configuration: %v", err)
-	}
+	readyAndConfigured(t, c, o.Config)
 	return p, c
 }

@@ -60,23 +60,22 @@ func Boot(t testing.TB, redisURL string, o Options) (*suite.Suite, *client.Clien
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = c.Close() })
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	if err := c.WaitReady(ctx); err != nil {
-		t.Fatal(err)
-	}
-	cfg := o.Config
+	readyAndConfigured(t, c, o.Config)
+	return s, c
+}
+
+// readyAndConfigured waits until the five services are ready and applies
+// cfg ("" = load.SetupConfig).
+func readyAndConfigured(t testing.TB, c *client.Clients, cfg string) {
+	t.Helper()
 	if cfg == "" {
 		cfg = load.SetupConfig
 	}
-	f, err := apply.Parse([]byte(cfg))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := apply.Apply(ctx, c, f); err != nil {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if _, err := apply.ApplyText(ctx, c, cfg); err != nil {
 		t.Fatalf("apply configuration: %v", err)
 	}
-	return s, c
 }
 
 // Eventually polls fn every 50 ms until it returns true or d passes, and
