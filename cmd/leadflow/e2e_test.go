@@ -113,20 +113,6 @@ func eventually(t *testing.T, what string, fn func(ctx context.Context) (bool, s
 	}
 }
 
-// waitUntil polls fn for up to d and reports whether it became true; unlike
-// eventually it does not fail the test (the caller's checks say what is
-// missing).
-func waitUntil(d time.Duration, fn func() bool) bool {
-	deadline := time.Now().Add(d)
-	for !fn() {
-		if time.Now().After(deadline) {
-			return false
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	return true
-}
-
 // must turns a call's (value, error) into the value, failing the test with
 // the call's name and status on error: must(c.X.Y(ctx, req))(t, "x Y").
 func must[T any](v T, err error) func(t *testing.T, call string) T {
@@ -479,7 +465,7 @@ func TestJourneyIsOneTrace(t *testing.T) {
 			// Reporting's step spans come from its event consumer, after the
 			// fact: give them a moment, then stop the suite so every span has
 			// ended (checkJourneyTrace says what is missing).
-			waitUntil(10*time.Second, func() bool {
+			suitetest.Eventually(10*time.Second, func() bool {
 				for _, st := range exp.GetSpans() {
 					if st.SpanContext.TraceID().String() == traceID && fromStub(st).service == "reporting" {
 						return true
@@ -591,7 +577,7 @@ func TestJourneyOverOTLP(t *testing.T) {
 	leadID, traceID, _ := playJourney(t, c)
 	// Reporting reads the events after the fact; give its consumer the
 	// chance to trace them, then stop: shutdown flushes every batch.
-	waitUntil(10*time.Second, func() bool {
+	suitetest.Eventually(10*time.Second, func() bool {
 		for _, v := range recv.all() {
 			if v.traceID == traceID && v.service == "reporting" {
 				return true

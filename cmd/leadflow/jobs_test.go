@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/leadflow/leadflow/cmd/internal/client"
+	"github.com/leadflow/leadflow/cmd/internal/suitetest"
 	opsv1 "github.com/leadflow/leadflow/gen/go/leadflow/ops/v1"
 	"github.com/leadflow/leadflow/services/platform/jobs"
 	"github.com/leadflow/leadflow/services/platform/platformtest"
@@ -41,7 +42,7 @@ func TestJobsCommands(t *testing.T) {
 		}
 		return resp.GetTotal()
 	}
-	if !waitUntil(30*time.Second, func() bool { return dead() == 1 }) {
+	if !suitetest.Eventually(30*time.Second, func() bool { return dead() == 1 }) {
 		t.Fatal("the undecodable hand-off never reached the dead letters")
 	}
 

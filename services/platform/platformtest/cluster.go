@@ -26,16 +26,7 @@ type RedisCluster struct {
 // RedisCLIBinary finds redis-cli: $LEADFLOW_REDIS_CLI, then PATH, then the
 // Debian location (package redis-tools, pulled in by redis-server).
 func RedisCLIBinary() (string, error) {
-	if p := os.Getenv("LEADFLOW_REDIS_CLI"); p != "" {
-		return p, nil
-	}
-	if p, err := exec.LookPath("redis-cli"); err == nil {
-		return p, nil
-	}
-	if _, err := os.Stat("/usr/bin/redis-cli"); err == nil {
-		return "/usr/bin/redis-cli", nil
-	}
-	return "", fmt.Errorf("redis-cli not found (needed to create the test Redis Cluster): install it (apt-get install -y redis-tools, which redis-server pulls in) or set LEADFLOW_REDIS_CLI")
+	return findBinary("redis-cli", "LEADFLOW_REDIS_CLI", "it creates the test Redis Cluster: install it (apt-get install -y redis-tools, which redis-server pulls in)")
 }
 
 // StartRedisCluster starts three redis-server processes in cluster mode on

@@ -42,16 +42,21 @@ func WithAOF() RedisOption { return func(r *Redis) { r.aof = true } }
 // RedisBinary finds redis-server: $LEADFLOW_REDIS_SERVER, then PATH, then the
 // Debian location.
 func RedisBinary() (string, error) {
-	if p := os.Getenv("LEADFLOW_REDIS_SERVER"); p != "" {
+	return findBinary("redis-server", "LEADFLOW_REDIS_SERVER", "install it (make test does: apt-get install -y redis-server)")
+}
+
+// findBinary looks for name in $env, then PATH, then /usr/bin.
+func findBinary(name, env, install string) (string, error) {
+	if p := os.Getenv(env); p != "" {
 		return p, nil
 	}
-	if p, err := exec.LookPath("redis-server"); err == nil {
+	if p, err := exec.LookPath(name); err == nil {
 		return p, nil
 	}
-	if _, err := os.Stat("/usr/bin/redis-server"); err == nil {
-		return "/usr/bin/redis-server", nil
+	if _, err := os.Stat("/usr/bin/" + name); err == nil {
+		return "/usr/bin/" + name, nil
 	}
-	return "", fmt.Errorf("redis-server not found: install it (make test does: apt-get install -y redis-server) or set LEADFLOW_REDIS_SERVER")
+	return "", fmt.Errorf("%s not found: %s or set %s", name, install, env)
 }
 
 // StartRedis starts a fresh redis-server on a free loopback port and stops it
