@@ -841,19 +841,7 @@ func DeadLetters(ctx context.Context, rdb *redis.Client) (int64, string) {
 	iter := rdb.Scan(ctx, 0, "lf:{jobs:*}:dead", 200).Iterator()
 	for iter.Next(ctx) {
 		k := iter.Val()
-		var n int64
-		switch t, _ := rdb.Type(ctx, k).Result(); t {
-		case "zset":
-			n, _ = rdb.ZCard(ctx, k).Result()
-		case "list":
-			n, _ = rdb.LLen(ctx, k).Result()
-		case "hash":
-			n, _ = rdb.HLen(ctx, k).Result()
-		case "set":
-			n, _ = rdb.SCard(ctx, k).Result()
-		case "stream":
-			n, _ = rdb.XLen(ctx, k).Result()
-		}
+		n, _ := rdb.ZCard(ctx, k).Result() // platform/jobs keeps its dead letters in a sorted set
 		total += n
 		if n > 0 {
 			parts = append(parts, fmt.Sprintf("%s=%d", k, n))
