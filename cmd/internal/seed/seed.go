@@ -190,16 +190,25 @@ func Run(ctx context.Context, cfg Config, logw io.Writer) (*Report, error) {
 }
 
 func usedBytes(ctx context.Context, rdb *redis.Client) (int64, error) {
-	s, err := rdb.Info(ctx, "memory").Result()
+	v, err := infoField(ctx, rdb, "memory", "used_memory")
 	if err != nil {
 		return 0, err
 	}
+	return strconv.ParseInt(v, 10, 64)
+}
+
+// infoField is one field of an INFO section.
+func infoField(ctx context.Context, rdb *redis.Client, section, field string) (string, error) {
+	s, err := rdb.Info(ctx, section).Result()
+	if err != nil {
+		return "", err
+	}
 	for _, line := range strings.Split(s, "\n") {
-		if v, ok := strings.CutPrefix(strings.TrimSpace(line), "used_memory:"); ok {
-			return strconv.ParseInt(v, 10, 64)
+		if v, ok := strings.CutPrefix(strings.TrimSpace(line), field+":"); ok {
+			return v, nil
 		}
 	}
-	return 0, errors.New("no used_memory in INFO memory")
+	return "", fmt.Errorf("no %s in INFO %s", field, section)
 }
 
 // memAvailable is /proc/meminfo MemAvailable in bytes (0 if unknown).
@@ -222,16 +231,7 @@ func memAvailable() int64 {
 
 // UsedMemory is INFO memory used_memory_human.
 func UsedMemory(ctx context.Context, rdb *redis.Client) (string, error) {
-	s, err := rdb.Info(ctx, "memory").Result()
-	if err != nil {
-		return "", err
-	}
-	for _, line := range strings.Split(s, "\n") {
-		if v, ok := strings.CutPrefix(strings.TrimSpace(line), "used_memory_human:"); ok {
-			return v, nil
-		}
-	}
-	return "", errors.New("no used_memory_human in INFO memory")
+	return infoField(ctx, rdb, "memory", "used_memory_human")
 }
 
 // Settle waits until the suite is idle: every consumer group of the event
