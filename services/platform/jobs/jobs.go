@@ -48,6 +48,10 @@ type Options struct {
 	Batch int
 	// Concurrency is how many jobs run at once (default 64).
 	Concurrency int
+	// Batches is how many batches RunBatch has in flight at once (default
+	// 2). Fewer batches in flight make bigger batches under load: jobs due
+	// while all are busy go together in the next one.
+	Batches int
 	// Now is the clock (tests inject one).
 	Now    func() time.Time
 	Meter  metric.Meter
@@ -78,6 +82,13 @@ type Job struct {
 // Handler does a job. nil acknowledges it; an error retries it later;
 // Permanent(err) sends it to the dead letters at once.
 type Handler func(ctx context.Context, j Job) error
+
+// BatchHandler does a batch of jobs, e.g. in one call to the service they
+// hand off to. It returns one error per job, in order, each meaning what a
+// Handler's error means; a nil or short slice counts the missing ones as
+// done. Each job's Traceparent is its delivery span's, so the handler's
+// spans join the lead's trace under it.
+type BatchHandler func(ctx context.Context, js []Job) []error
 
 type permanentError struct{ err error }
 
@@ -119,6 +130,9 @@ func New(rdb redis.UniversalClient, name string, o Options) *Queue {
 	}
 	if o.Concurrency <= 0 {
 		o.Concurrency = 64
+	}
+	if o.Batches <= 0 {
+		o.Batches = 2
 	}
 	if o.Now == nil {
 		o.Now = time.Now
@@ -233,11 +247,21 @@ for i, id in ipairs(ids) do
 end
 return out`)
 
+// ackScript acknowledges jobs given as id, token pairs: a job whose claim
+// is still the token's is removed. It returns 1 or 0 per pair.
 var ackScript = redis.NewScript(`
-if redis.call('HGET', KEYS[2], ARGV[1] .. ':c') ~= ARGV[2] then return 0 end
-redis.call('ZREM', KEYS[1], ARGV[1])
-redis.call('HDEL', KEYS[2], ARGV[1]..':p', ARGV[1]..':t', ARGV[1]..':l', ARGV[1]..':a', ARGV[1]..':d', ARGV[1]..':c', ARGV[1]..':e')
-return 1`)
+local out = {}
+for i = 1, #ARGV, 2 do
+  local id = ARGV[i]
+  if redis.call('HGET', KEYS[2], id .. ':c') == ARGV[i + 1] then
+    redis.call('ZREM', KEYS[1], id)
+    redis.call('HDEL', KEYS[2], id..':p', id..':t', id..':l', id..':a', id..':d', id..':c', id..':e')
+    out[#out + 1] = 1
+  else
+    out[#out + 1] = 0
+  end
+end
+return out`)
 
 var retryScript = redis.NewScript(`
 if redis.call('HGET', KEYS[2], ARGV[1] .. ':c') ~= ARGV[2] then return 0 end
@@ -317,50 +341,124 @@ func (q *Queue) ProcessDue(ctx context.Context, h Handler) (int, error) {
 }
 
 func (q *Queue) run(ctx context.Context, h Handler, c claimed) error {
+	d := q.start(ctx, c)
+	defer d.span.End()
+	hctx, cancel := context.WithTimeout(d.ctx, q.o.Lease)
+	herr := safeRun(hctx, h, c.Job)
+	cancel()
+	if herr == nil {
+		return q.ack(ctx, []delivery{d})
+	}
+	return q.fail(ctx, d, herr)
+}
+
+// delivery is a claimed job with its delivery span.
+type delivery struct {
+	claimed
+	ctx  context.Context
+	span trace.Span
+}
+
+// start opens the delivery span of a claimed job in the lead's trace.
+func (q *Queue) start(ctx context.Context, c claimed) delivery {
 	jctx := leadtrace.ContextWith(ctx, c.Traceparent)
 	attrs := []attribute.KeyValue{attribute.String("leadflow.jobs.queue", q.name), attribute.Int("leadflow.jobs.attempt", c.Attempt)}
 	if c.LeadID != "" {
 		attrs = append(attrs, attribute.String(leadtrace.AttrLeadID, c.LeadID))
 	}
 	jctx, span := q.o.Tracer.Start(jctx, "jobs "+q.name, trace.WithAttributes(attrs...))
-	defer span.End()
-	hctx, cancel := context.WithTimeout(jctx, q.o.Lease)
-	herr := safeRun(hctx, h, c.Job)
-	cancel()
+	return delivery{claimed: c, ctx: jctx, span: span}
+}
 
-	attr := metric.WithAttributes(attribute.String("queue", q.name))
-	if herr == nil {
-		_, err := ackScript.Run(ctx, q.rdb, q.keys, c.ID, c.token).Int()
-		if err == nil {
-			q.delivered.Add(ctx, 1, attr)
-			leadtrace.SetOutcome(span, "delivered")
-		}
+// ack acknowledges done deliveries in one round trip.
+func (q *Queue) ack(ctx context.Context, ds []delivery) error {
+	args := make([]any, 0, 2*len(ds))
+	for _, d := range ds {
+		args = append(args, d.ID, d.token)
+	}
+	if _, err := ackScript.Run(ctx, q.rdb, q.keys, args...).Int64Slice(); err != nil {
 		return err
 	}
+	q.delivered.Add(ctx, int64(len(ds)), metric.WithAttributes(attribute.String("queue", q.name)))
+	for _, d := range ds {
+		leadtrace.SetOutcome(d.span, "delivered")
+	}
+	return nil
+}
+
+// fail retries a failed delivery with backoff, or dead-letters it.
+func (q *Queue) fail(ctx context.Context, d delivery, herr error) error {
 	var perm permanentError
 	forceDead := "0"
 	if errors.As(herr, &perm) {
 		forceDead = "1"
 	}
 	now := q.o.Now()
-	next := now.Add(q.backoff(c.Attempt))
-	n, err := retryScript.Run(ctx, q.rdb, q.keys, c.ID, c.token, next.UnixMilli(), q.o.MaxAttempts, truncate(herr.Error(), 500), now.UnixMilli(), forceDead).Int()
+	next := now.Add(q.backoff(d.Attempt))
+	n, err := retryScript.Run(ctx, q.rdb, q.keys, d.ID, d.token, next.UnixMilli(), q.o.MaxAttempts, truncate(herr.Error(), 500), now.UnixMilli(), forceDead).Int()
 	if err != nil {
 		return err
 	}
+	span := d.span
 	span.RecordError(herr)
+	attr := metric.WithAttributes(attribute.String("queue", q.name))
 	switch n {
 	case 2:
 		span.SetStatus(codes.Error, "dead letter")
 		leadtrace.SetOutcome(span, "dead_letter")
 		q.dead.Add(ctx, 1, attr)
-		q.o.Logger.ErrorContext(jctx, "job dead-lettered", "queue", q.name, "job", c.ID, "attempt", c.Attempt, "error", herr.Error())
+		q.o.Logger.ErrorContext(d.ctx, "job dead-lettered", "queue", q.name, "job", d.ID, "attempt", d.Attempt, "error", herr.Error())
 	case 1:
 		leadtrace.SetOutcome(span, "retry")
 		q.retried.Add(ctx, 1, attr)
-		q.o.Logger.WarnContext(jctx, "job failed; will retry", "queue", q.name, "job", c.ID, "attempt", c.Attempt, "retry_at", next, "error", herr.Error())
+		q.o.Logger.WarnContext(d.ctx, "job failed; will retry", "queue", q.name, "job", d.ID, "attempt", d.Attempt, "retry_at", next, "error", herr.Error())
 	}
 	return nil
+}
+
+// runBatch delivers claimed jobs through one call of h, then acknowledges
+// the done ones in one round trip and retries or dead-letters the others.
+func (q *Queue) runBatch(ctx context.Context, h BatchHandler, cs []claimed) error {
+	ds := make([]delivery, len(cs))
+	js := make([]Job, len(cs))
+	for i, c := range cs {
+		ds[i] = q.start(ctx, c)
+		defer ds[i].span.End()
+		js[i] = c.Job
+		js[i].Traceparent = leadtrace.Traceparent(ds[i].ctx)
+	}
+	hctx, cancel := context.WithTimeout(ctx, q.o.Lease)
+	errs := safeRunBatch(hctx, h, js)
+	cancel()
+	var done []delivery
+	var failed []error
+	for i, d := range ds {
+		if i < len(errs) && errs[i] != nil {
+			if err := q.fail(ctx, d, errs[i]); err != nil {
+				failed = append(failed, err)
+			}
+			continue
+		}
+		done = append(done, d)
+	}
+	if len(done) > 0 {
+		if err := q.ack(ctx, done); err != nil {
+			failed = append(failed, err)
+		}
+	}
+	return errors.Join(failed...)
+}
+
+func safeRunBatch(ctx context.Context, h BatchHandler, js []Job) (errs []error) {
+	defer func() {
+		if r := recover(); r != nil {
+			errs = make([]error, len(js))
+			for i := range errs {
+				errs[i] = Permanent(fmt.Errorf("handler panicked: %v", r))
+			}
+		}
+	}()
+	return h(ctx, js)
 }
 
 func safeRun(ctx context.Context, h Handler, j Job) (err error) {
@@ -388,10 +486,47 @@ func truncate(s string, n int) string {
 // poll. At ctx's end it waits for the jobs in flight (their context is
 // cancelled; an unacknowledged job is retried after its lease).
 func (q *Queue) Run(ctx context.Context, h Handler) error {
+	return q.loop(ctx, q.o.Concurrency, func(free int) int { return min(free, q.o.Batch) }, func(cs []claimed, spawn func(func() error)) {
+		for _, c := range cs {
+			spawn(func() error { return q.run(ctx, h, c) })
+		}
+	})
+}
+
+// RunBatch is Run for a handler that takes many jobs at once: each claim
+// (at most Batch jobs) goes to h as one batch, with up to Batches batches in
+// flight, and the done jobs of a batch are acknowledged in one round trip.
+// Under load the jobs that became due while the batches were busy go
+// together; when idle, a job due now still starts at once, alone.
+func (q *Queue) RunBatch(ctx context.Context, h BatchHandler) error {
+	return q.loop(ctx, q.o.Batches, func(int) int { return q.o.Batch }, func(cs []claimed, spawn func(func() error)) {
+		spawn(func() error { return q.runBatch(ctx, h, cs) })
+	})
+}
+
+// loop claims due jobs while it has free slots (claimSize of the free
+// slots at a time) and hands each claim to dispatch, whose spawned
+// deliveries each hold one slot until they end.
+func (q *Queue) loop(ctx context.Context, slotCount int, claimSize func(free int) int, dispatch func(cs []claimed, spawn func(func() error))) error {
 	var wg sync.WaitGroup
 	defer wg.Wait()
-	slots := make(chan struct{}, q.o.Concurrency)
+	slots := make(chan struct{}, slotCount)
 	freed := make(chan struct{}, 1)
+	spawn := func(deliver func() error) {
+		slots <- struct{}{}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := deliver(); err != nil && ctx.Err() == nil {
+				q.o.Logger.WarnContext(ctx, "jobs not settled; retried after their lease", "queue", q.name, "error", err.Error())
+			}
+			<-slots
+			select {
+			case freed <- struct{}{}:
+			default:
+			}
+		}()
+	}
 	var wait time.Duration
 	for {
 		if ctx.Err() != nil {
@@ -409,24 +544,12 @@ func (q *Queue) Run(ctx context.Context, h Handler) error {
 		if wait > 0 {
 			q.waitForWork(ctx, wait)
 		}
-		claimed, err := q.claim(ctx, min(free, q.o.Batch))
+		claimed, err := q.claim(ctx, claimSize(free))
 		if err != nil && ctx.Err() == nil {
 			q.o.Logger.WarnContext(ctx, "job queue pass failed", "queue", q.name, "error", err.Error())
 		}
-		for _, c := range claimed {
-			slots <- struct{}{}
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				if err := q.run(ctx, h, c); err != nil && ctx.Err() == nil {
-					q.o.Logger.WarnContext(ctx, "job not settled; retried after its lease", "queue", q.name, "job", c.ID, "error", err.Error())
-				}
-				<-slots
-				select {
-				case freed <- struct{}{}:
-				default:
-				}
-			}()
+		if len(claimed) > 0 {
+			dispatch(claimed, spawn)
 		}
 		wait = q.o.PollInterval
 		if len(claimed) > 0 && err == nil {

@@ -10,9 +10,23 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 
+	"github.com/leadflow/leadflow/services/platform/leadtrace"
 	"github.com/leadflow/leadflow/services/platform/platformtest"
 )
+
+// eventually polls fn until it holds or d has passed.
+func eventually(d time.Duration, fn func() bool) bool {
+	for end := time.Now().Add(d); ; time.Sleep(10 * time.Millisecond) {
+		if fn() {
+			return true
+		}
+		if time.Now().After(end) {
+			return false
+		}
+	}
+}
 
 func newQueue(t *testing.T, rdb redis.UniversalClient, c *platformtest.Clock, o Options) *Queue {
 	o.Now = c.Now
@@ -361,5 +375,178 @@ func TestScheduleOnPipeline(t *testing.T) {
 	c.Advance(time.Minute)
 	if n, _ := q.ProcessDue(ctx, h); n != 1 || got[1] != "later=" {
 		t.Fatalf("after a minute: %v", got)
+	}
+}
+
+// RunBatch hands claimed jobs to the handler together, settles each job by
+// its own error (done, retried with backoff, dead-lettered) and gives each
+// job its delivery span's traceparent.
+func TestRunBatchSettlesEachJobByItsOwnError(t *testing.T) {
+	rdb, c := setup(t)
+	q := newQueue(t, rdb, c, Options{MaxAttempts: 3, Batches: 1, PollInterval: 10 * time.Millisecond, Tracer: sdktrace.NewTracerProvider().Tracer("test")})
+	ctx, cancel := context.WithCancel(context.Background())
+	const tp = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+	for _, id := range []string{"ok-1", "ok-2", "flaky", "bad", "ok-3"} {
+		if _, err := q.Schedule(ctx, Job{ID: id, Traceparent: tp, LeadID: "lead-" + id}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var mu sync.Mutex
+	var batches [][]string
+	seen := map[string]Job{}
+	done := make(chan error, 1)
+	go func() {
+		done <- q.RunBatch(ctx, func(_ context.Context, js []Job) []error {
+			mu.Lock()
+			defer mu.Unlock()
+			var ids []string
+			errs := make([]error, len(js))
+			for i, j := range js {
+				ids = append(ids, j.ID)
+				seen[j.ID] = j
+				switch j.ID {
+				case "flaky":
+					errs[i] = errors.New("callee busy")
+				case "bad":
+					errs[i] = Permanent(errors.New("refused"))
+				}
+			}
+			batches = append(batches, ids)
+			return errs
+		})
+	}()
+	ok := eventually(20*time.Second, func() bool {
+		d, _ := q.Depth(context.Background())
+		return d == 1 // only "flaky" waits, on its backoff
+	})
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if !ok {
+		t.Fatal("the batch was not settled")
+	}
+	if len(batches) != 1 || len(batches[0]) != 5 {
+		t.Fatalf("the five due jobs should go in one batch, got %v", batches)
+	}
+	for id, j := range seen {
+		if j.Traceparent == tp || leadtrace.TraceID(j.Traceparent) != "0af7651916cd43dd8448eb211c80319c" {
+			t.Errorf("job %s: traceparent %q should be its delivery span's, in the lead's trace", id, j.Traceparent)
+		}
+		if j.LeadID != "lead-"+id || j.Attempt != 1 {
+			t.Errorf("job %s = %+v", id, j)
+		}
+	}
+	dead, err := q.DeadLetters(context.Background(), 10)
+	if err != nil || len(dead) != 1 || dead[0].ID != "bad" || dead[0].LastError != "refused" {
+		t.Fatalf("dead letters = %+v, %v; want only bad", dead, err)
+	}
+	// The retried job comes back after its backoff, alone, as attempt 2.
+	c.Advance(time.Minute)
+	var again []Job
+	ctx2, cancel2 := context.WithCancel(context.Background())
+	go func() {
+		done <- q.RunBatch(ctx2, func(_ context.Context, js []Job) []error {
+			mu.Lock()
+			again = append(again, js...)
+			mu.Unlock()
+			return nil
+		})
+	}()
+	ok = eventually(20*time.Second, func() bool {
+		d, _ := q.Depth(context.Background())
+		return d == 0
+	})
+	cancel2()
+	<-done
+	if !ok || len(again) != 1 || again[0].ID != "flaky" || again[0].Attempt != 2 {
+		t.Fatalf("retry = %+v (settled %v)", again, ok)
+	}
+}
+
+// Under load RunBatch groups the jobs that became due while its batches
+// were busy, never has more than Batches batches in flight, and delivers
+// every job once.
+func TestRunBatchGroupsJobsDueWhileBusy(t *testing.T) {
+	rdb, _ := setup(t)
+	q := New(rdb, "batches", Options{Batches: 2, Batch: 16, PollInterval: 20 * time.Millisecond})
+	ctx, cancel := context.WithCancel(context.Background())
+	gate := make(chan struct{})
+	var inFlight, maxInFlight atomic.Int64
+	var mu sync.Mutex
+	count := map[string]int{}
+	var sizes []int
+	done := make(chan error, 1)
+	go func() {
+		done <- q.RunBatch(ctx, func(ctx context.Context, js []Job) []error {
+			n := inFlight.Add(1)
+			defer inFlight.Add(-1)
+			for {
+				m := maxInFlight.Load()
+				if n <= m || maxInFlight.CompareAndSwap(m, n) {
+					break
+				}
+			}
+			if js[0].ID == "first" {
+				<-gate // hold one batch while the others become due
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			sizes = append(sizes, len(js))
+			for _, j := range js {
+				count[j.ID]++
+			}
+			return nil
+		})
+	}()
+	if _, err := q.Schedule(ctx, Job{ID: "first"}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(10*time.Second, func() bool { return inFlight.Load() == 1 })
+	const n = 40
+	for i := range n {
+		if _, err := q.Schedule(ctx, Job{ID: fmt.Sprint(i)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	eventually(20*time.Second, func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(count) == n
+	})
+	close(gate)
+	ok := eventually(20*time.Second, func() bool {
+		d, _ := q.Depth(context.Background())
+		return d == 0
+	})
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if !ok {
+		t.Fatal("jobs left unacknowledged")
+	}
+	for id, k := range count {
+		if k != 1 {
+			t.Errorf("job %s delivered %d times", id, k)
+		}
+	}
+	if len(count) != n+1 {
+		t.Fatalf("delivered %d distinct jobs, want %d", len(count), n+1)
+	}
+	big := 0
+	for _, s := range sizes {
+		if s > 16 {
+			t.Errorf("batch of %d, Batch is 16", s)
+		}
+		if s > 1 {
+			big++
+		}
+	}
+	if big == 0 {
+		t.Errorf("no batch held more than one job: %v", sizes)
+	}
+	if m := maxInFlight.Load(); m > 2 {
+		t.Fatalf("%d batches in flight at once, Batches is 2", m)
 	}
 }
