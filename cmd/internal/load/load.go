@@ -129,6 +129,8 @@ type Report struct {
 	// Spans received by the OTLP sink (-1 = no sink), and of those the
 	// go-redis spans: one per Redis round trip.
 	Spans, RedisSpans int64
+	// RedisByService is the go-redis spans per lead of each service.
+	RedisByService []string
 }
 
 // CheckAddrs refuses non-loopback addresses unless allowRemote.
@@ -448,6 +450,7 @@ loop:
 	// the services' batch exporters (a few seconds' worth) are missed.
 	if sink != nil {
 		rep.Spans, rep.RedisSpans = sink.Spans(), sink.RedisSpans()
+		rep.RedisByService = sink.RedisSpansByService(int64(r.hist("capture.SubmitLead").N()))
 	}
 	var after map[string]int64
 	var afterErr error

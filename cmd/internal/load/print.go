@@ -78,6 +78,9 @@ func (r *Report) Print(w io.Writer) {
 		// the run ends: these per-lead figures are slightly low, not high.
 		fmt.Fprintf(w, "spans received by the in-process OTLP sink: %d (%.1f per lead); Redis round trips (go-redis spans: a command or a pipeline, all services, incl. pollers): %.1f per lead\n",
 			r.Spans, float64(r.Spans)/float64(r.Accepted), float64(r.RedisSpans)/float64(r.Accepted))
+		if len(r.RedisByService) > 0 {
+			fmt.Fprintf(w, "  Redis round trips per lead by service: %v\n", r.RedisByService)
+		}
 	}
 	if len(r.Errors) > 0 {
 		fmt.Fprintf(w, "non-OK answers (NotFound of GetAssignment = polls before the lead is routed; FailedPrecondition of SetStatus = before WORKING, retried): %v\n", r.Errors)
