@@ -74,3 +74,20 @@ func ToStatus(ctx context.Context, logger *slog.Logger, method string, err error
 	logger.ErrorContext(ctx, "internal error", "method", method, "error", err.Error())
 	return status.Error(codes.Internal, "internal error")
 }
+
+// ItemStatus is the google.rpc.Code and message of one item of a batch
+// call: what the single-item call would have answered with err (already a
+// gRPC status, e.g. from a service's own status mapping).
+func ItemStatus(err error) (int32, string) {
+	st := status.Convert(err)
+	return int32(st.Code()), st.Message()
+}
+
+// ItemError turns a batch item's code and message back into the error the
+// single-item call would have returned (nil for OK).
+func ItemError(code int32, msg string) error {
+	if code == 0 {
+		return nil
+	}
+	return status.Error(codes.Code(code), msg)
+}

@@ -7,6 +7,7 @@ package grpcapi
 import (
 	"context"
 	"encoding/base64"
+	"log/slog"
 	"strconv"
 
 	"google.golang.org/grpc"
@@ -19,11 +20,12 @@ import (
 // Server implements routingv1.RoutingServiceServer.
 type Server struct {
 	routingv1.UnimplementedRoutingServiceServer
-	r *router.Router
+	r   *router.Router
+	log *slog.Logger
 }
 
 // New returns the gRPC face of r.
-func New(r *router.Router) *Server { return &Server{r: r} }
+func New(r *router.Router) *Server { return &Server{r: r, log: r.Logger()} }
 
 const defaultPage, maxPage = 50, 500
 
@@ -105,6 +107,21 @@ func (s *Server) RouteLead(ctx context.Context, req *routingv1.RouteLeadRequest)
 		return nil, err
 	}
 	return &routingv1.RouteLeadResponse{Decision: d, Existing: existing}, nil
+}
+
+// RouteLeads implements RoutingService.RouteLeads: each lead as RouteLead.
+func (s *Server) RouteLeads(ctx context.Context, req *routingv1.RouteLeadsRequest) (*routingv1.RouteLeadsResponse, error) {
+	items := req.GetLeads()
+	out := make([]*routingv1.RouteLeadsResult, len(items))
+	errs := platform.ServeBatch(ctx, s.log, len(items), func(i int) string { return items[i].GetTraceparent() }, func(ctx context.Context, i int) error {
+		resp, err := s.RouteLead(ctx, items[i])
+		out[i] = &routingv1.RouteLeadsResult{Response: resp}
+		return err
+	})
+	for i, err := range errs {
+		out[i].Code, out[i].Message = platform.ItemStatus(err)
+	}
+	return &routingv1.RouteLeadsResponse{Results: out}, nil
 }
 
 // DryRunRoute implements RoutingService.

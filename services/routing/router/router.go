@@ -156,6 +156,9 @@ func (r *Router) SLA() *jobs.Queue { return r.sla }
 // Handoff is the queue of status hand-offs to scoring.
 func (r *Router) Handoff() *jobs.Queue { return r.handoff }
 
+// Logger is the router's logger (the gRPC face logs internal errors of batch items with it).
+func (r *Router) Logger() *slog.Logger { return r.log }
+
 // ProcessSLA runs one pass over due SLA timers (tests with an injected clock).
 func (r *Router) ProcessSLA(ctx context.Context) (int, error) {
 	return r.sla.ProcessDue(ctx, r.handleSLA)

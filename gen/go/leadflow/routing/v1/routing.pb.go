@@ -2293,7 +2293,11 @@ type RouteLeadRequest struct {
 	// Why the lead is sales-ready, shown to the rep.
 	Reasons []string `protobuf:"bytes,3,rep,name=reasons,proto3" json:"reasons,omitempty"`
 	// Idempotency key chosen by the caller.
-	RequestId     string `protobuf:"bytes,4,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	RequestId string `protobuf:"bytes,4,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	// Optional W3C traceparent of the caller's step in the lead's trace (a
+	// hand-off delivery) for RouteLeads, whose one call carries many traces:
+	// the lead's spans nest under it. Unset: under the profile's traceparent.
+	Traceparent   string `protobuf:"bytes,5,opt,name=traceparent,proto3" json:"traceparent,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2356,6 +2360,13 @@ func (x *RouteLeadRequest) GetRequestId() string {
 	return ""
 }
 
+func (x *RouteLeadRequest) GetTraceparent() string {
+	if x != nil {
+		return x.Traceparent
+	}
+	return ""
+}
+
 // RouteLeadResponse is the output of RouteLead.
 type RouteLeadResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -2411,6 +2422,162 @@ func (x *RouteLeadResponse) GetExisting() bool {
 	return false
 }
 
+// RouteLeadsRequest is the input of RouteLeads.
+type RouteLeadsRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The leads, each as RouteLead takes it.
+	Leads         []*RouteLeadRequest `protobuf:"bytes,1,rep,name=leads,proto3" json:"leads,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RouteLeadsRequest) Reset() {
+	*x = RouteLeadsRequest{}
+	mi := &file_leadflow_routing_v1_routing_proto_msgTypes[22]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RouteLeadsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RouteLeadsRequest) ProtoMessage() {}
+
+func (x *RouteLeadsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_leadflow_routing_v1_routing_proto_msgTypes[22]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RouteLeadsRequest.ProtoReflect.Descriptor instead.
+func (*RouteLeadsRequest) Descriptor() ([]byte, []int) {
+	return file_leadflow_routing_v1_routing_proto_rawDescGZIP(), []int{22}
+}
+
+func (x *RouteLeadsRequest) GetLeads() []*RouteLeadRequest {
+	if x != nil {
+		return x.Leads
+	}
+	return nil
+}
+
+// RouteLeadsResponse answers every lead, in the request's order.
+type RouteLeadsResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// One result per request item.
+	Results       []*RouteLeadsResult `protobuf:"bytes,1,rep,name=results,proto3" json:"results,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RouteLeadsResponse) Reset() {
+	*x = RouteLeadsResponse{}
+	mi := &file_leadflow_routing_v1_routing_proto_msgTypes[23]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RouteLeadsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RouteLeadsResponse) ProtoMessage() {}
+
+func (x *RouteLeadsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_leadflow_routing_v1_routing_proto_msgTypes[23]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RouteLeadsResponse.ProtoReflect.Descriptor instead.
+func (*RouteLeadsResponse) Descriptor() ([]byte, []int) {
+	return file_leadflow_routing_v1_routing_proto_rawDescGZIP(), []int{23}
+}
+
+func (x *RouteLeadsResponse) GetResults() []*RouteLeadsResult {
+	if x != nil {
+		return x.Results
+	}
+	return nil
+}
+
+// RouteLeadsResult is one lead's answer.
+type RouteLeadsResult struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// What RouteLead would have answered, when code is 0.
+	Response *RouteLeadResponse `protobuf:"bytes,1,opt,name=response,proto3" json:"response,omitempty"`
+	// A google.rpc.Code: 0 (OK), or the code RouteLead would have failed with.
+	Code int32 `protobuf:"varint,2,opt,name=code,proto3" json:"code,omitempty"`
+	// The error message when code is not 0 (never personal data).
+	Message       string `protobuf:"bytes,3,opt,name=message,proto3" json:"message,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RouteLeadsResult) Reset() {
+	*x = RouteLeadsResult{}
+	mi := &file_leadflow_routing_v1_routing_proto_msgTypes[24]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RouteLeadsResult) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RouteLeadsResult) ProtoMessage() {}
+
+func (x *RouteLeadsResult) ProtoReflect() protoreflect.Message {
+	mi := &file_leadflow_routing_v1_routing_proto_msgTypes[24]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RouteLeadsResult.ProtoReflect.Descriptor instead.
+func (*RouteLeadsResult) Descriptor() ([]byte, []int) {
+	return file_leadflow_routing_v1_routing_proto_rawDescGZIP(), []int{24}
+}
+
+func (x *RouteLeadsResult) GetResponse() *RouteLeadResponse {
+	if x != nil {
+		return x.Response
+	}
+	return nil
+}
+
+func (x *RouteLeadsResult) GetCode() int32 {
+	if x != nil {
+		return x.Code
+	}
+	return 0
+}
+
+func (x *RouteLeadsResult) GetMessage() string {
+	if x != nil {
+		return x.Message
+	}
+	return ""
+}
+
 // DryRunRouteRequest is the input of DryRunRoute.
 type DryRunRouteRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -2424,7 +2591,7 @@ type DryRunRouteRequest struct {
 
 func (x *DryRunRouteRequest) Reset() {
 	*x = DryRunRouteRequest{}
-	mi := &file_leadflow_routing_v1_routing_proto_msgTypes[22]
+	mi := &file_leadflow_routing_v1_routing_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2436,7 +2603,7 @@ func (x *DryRunRouteRequest) String() string {
 func (*DryRunRouteRequest) ProtoMessage() {}
 
 func (x *DryRunRouteRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_leadflow_routing_v1_routing_proto_msgTypes[22]
+	mi := &file_leadflow_routing_v1_routing_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2449,7 +2616,7 @@ func (x *DryRunRouteRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DryRunRouteRequest.ProtoReflect.Descriptor instead.
 func (*DryRunRouteRequest) Descriptor() ([]byte, []int) {
-	return file_leadflow_routing_v1_routing_proto_rawDescGZIP(), []int{22}
+	return file_leadflow_routing_v1_routing_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *DryRunRouteRequest) GetProfile() *v1.LeadProfile {
@@ -2477,7 +2644,7 @@ type DryRunRouteResponse struct {
 
 func (x *DryRunRouteResponse) Reset() {
 	*x = DryRunRouteResponse{}
-	mi := &file_leadflow_routing_v1_routing_proto_msgTypes[23]
+	mi := &file_leadflow_routing_v1_routing_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2489,7 +2656,7 @@ func (x *DryRunRouteResponse) String() string {
 func (*DryRunRouteResponse) ProtoMessage() {}
 
 func (x *DryRunRouteResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_leadflow_routing_v1_routing_proto_msgTypes[23]
+	mi := &file_leadflow_routing_v1_routing_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2502,7 +2669,7 @@ func (x *DryRunRouteResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DryRunRouteResponse.ProtoReflect.Descriptor instead.
 func (*DryRunRouteResponse) Descriptor() ([]byte, []int) {
-	return file_leadflow_routing_v1_routing_proto_rawDescGZIP(), []int{23}
+	return file_leadflow_routing_v1_routing_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *DryRunRouteResponse) GetDecision() *RoutingDecision {
@@ -2525,7 +2692,7 @@ type ReleaseLeadRequest struct {
 
 func (x *ReleaseLeadRequest) Reset() {
 	*x = ReleaseLeadRequest{}
-	mi := &file_leadflow_routing_v1_routing_proto_msgTypes[24]
+	mi := &file_leadflow_routing_v1_routing_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2537,7 +2704,7 @@ func (x *ReleaseLeadRequest) String() string {
 func (*ReleaseLeadRequest) ProtoMessage() {}
 
 func (x *ReleaseLeadRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_leadflow_routing_v1_routing_proto_msgTypes[24]
+	mi := &file_leadflow_routing_v1_routing_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2550,7 +2717,7 @@ func (x *ReleaseLeadRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReleaseLeadRequest.ProtoReflect.Descriptor instead.
 func (*ReleaseLeadRequest) Descriptor() ([]byte, []int) {
-	return file_leadflow_routing_v1_routing_proto_rawDescGZIP(), []int{24}
+	return file_leadflow_routing_v1_routing_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *ReleaseLeadRequest) GetLeadId() string {
@@ -2580,7 +2747,7 @@ type ReleaseLeadResponse struct {
 
 func (x *ReleaseLeadResponse) Reset() {
 	*x = ReleaseLeadResponse{}
-	mi := &file_leadflow_routing_v1_routing_proto_msgTypes[25]
+	mi := &file_leadflow_routing_v1_routing_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2592,7 +2759,7 @@ func (x *ReleaseLeadResponse) String() string {
 func (*ReleaseLeadResponse) ProtoMessage() {}
 
 func (x *ReleaseLeadResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_leadflow_routing_v1_routing_proto_msgTypes[25]
+	mi := &file_leadflow_routing_v1_routing_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2605,7 +2772,7 @@ func (x *ReleaseLeadResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReleaseLeadResponse.ProtoReflect.Descriptor instead.
 func (*ReleaseLeadResponse) Descriptor() ([]byte, []int) {
-	return file_leadflow_routing_v1_routing_proto_rawDescGZIP(), []int{25}
+	return file_leadflow_routing_v1_routing_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *ReleaseLeadResponse) GetReleased() bool {
@@ -2633,7 +2800,7 @@ type GetDecisionRequest struct {
 
 func (x *GetDecisionRequest) Reset() {
 	*x = GetDecisionRequest{}
-	mi := &file_leadflow_routing_v1_routing_proto_msgTypes[26]
+	mi := &file_leadflow_routing_v1_routing_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2645,7 +2812,7 @@ func (x *GetDecisionRequest) String() string {
 func (*GetDecisionRequest) ProtoMessage() {}
 
 func (x *GetDecisionRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_leadflow_routing_v1_routing_proto_msgTypes[26]
+	mi := &file_leadflow_routing_v1_routing_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2658,7 +2825,7 @@ func (x *GetDecisionRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetDecisionRequest.ProtoReflect.Descriptor instead.
 func (*GetDecisionRequest) Descriptor() ([]byte, []int) {
-	return file_leadflow_routing_v1_routing_proto_rawDescGZIP(), []int{26}
+	return file_leadflow_routing_v1_routing_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *GetDecisionRequest) GetDecisionId() string {
@@ -2679,7 +2846,7 @@ type GetDecisionResponse struct {
 
 func (x *GetDecisionResponse) Reset() {
 	*x = GetDecisionResponse{}
-	mi := &file_leadflow_routing_v1_routing_proto_msgTypes[27]
+	mi := &file_leadflow_routing_v1_routing_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2691,7 +2858,7 @@ func (x *GetDecisionResponse) String() string {
 func (*GetDecisionResponse) ProtoMessage() {}
 
 func (x *GetDecisionResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_leadflow_routing_v1_routing_proto_msgTypes[27]
+	mi := &file_leadflow_routing_v1_routing_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2704,7 +2871,7 @@ func (x *GetDecisionResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetDecisionResponse.ProtoReflect.Descriptor instead.
 func (*GetDecisionResponse) Descriptor() ([]byte, []int) {
-	return file_leadflow_routing_v1_routing_proto_rawDescGZIP(), []int{27}
+	return file_leadflow_routing_v1_routing_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *GetDecisionResponse) GetDecision() *RoutingDecision {
@@ -2729,7 +2896,7 @@ type ListDecisionsRequest struct {
 
 func (x *ListDecisionsRequest) Reset() {
 	*x = ListDecisionsRequest{}
-	mi := &file_leadflow_routing_v1_routing_proto_msgTypes[28]
+	mi := &file_leadflow_routing_v1_routing_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2741,7 +2908,7 @@ func (x *ListDecisionsRequest) String() string {
 func (*ListDecisionsRequest) ProtoMessage() {}
 
 func (x *ListDecisionsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_leadflow_routing_v1_routing_proto_msgTypes[28]
+	mi := &file_leadflow_routing_v1_routing_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2754,7 +2921,7 @@ func (x *ListDecisionsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListDecisionsRequest.ProtoReflect.Descriptor instead.
 func (*ListDecisionsRequest) Descriptor() ([]byte, []int) {
-	return file_leadflow_routing_v1_routing_proto_rawDescGZIP(), []int{28}
+	return file_leadflow_routing_v1_routing_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *ListDecisionsRequest) GetLeadId() string {
@@ -2791,7 +2958,7 @@ type ListDecisionsResponse struct {
 
 func (x *ListDecisionsResponse) Reset() {
 	*x = ListDecisionsResponse{}
-	mi := &file_leadflow_routing_v1_routing_proto_msgTypes[29]
+	mi := &file_leadflow_routing_v1_routing_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2803,7 +2970,7 @@ func (x *ListDecisionsResponse) String() string {
 func (*ListDecisionsResponse) ProtoMessage() {}
 
 func (x *ListDecisionsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_leadflow_routing_v1_routing_proto_msgTypes[29]
+	mi := &file_leadflow_routing_v1_routing_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2816,7 +2983,7 @@ func (x *ListDecisionsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListDecisionsResponse.ProtoReflect.Descriptor instead.
 func (*ListDecisionsResponse) Descriptor() ([]byte, []int) {
-	return file_leadflow_routing_v1_routing_proto_rawDescGZIP(), []int{29}
+	return file_leadflow_routing_v1_routing_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *ListDecisionsResponse) GetDecisions() []*RoutingDecision {
@@ -2878,7 +3045,7 @@ type Assignment struct {
 
 func (x *Assignment) Reset() {
 	*x = Assignment{}
-	mi := &file_leadflow_routing_v1_routing_proto_msgTypes[30]
+	mi := &file_leadflow_routing_v1_routing_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2890,7 +3057,7 @@ func (x *Assignment) String() string {
 func (*Assignment) ProtoMessage() {}
 
 func (x *Assignment) ProtoReflect() protoreflect.Message {
-	mi := &file_leadflow_routing_v1_routing_proto_msgTypes[30]
+	mi := &file_leadflow_routing_v1_routing_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2903,7 +3070,7 @@ func (x *Assignment) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Assignment.ProtoReflect.Descriptor instead.
 func (*Assignment) Descriptor() ([]byte, []int) {
-	return file_leadflow_routing_v1_routing_proto_rawDescGZIP(), []int{30}
+	return file_leadflow_routing_v1_routing_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *Assignment) GetLeadId() string {
@@ -3072,7 +3239,7 @@ type InboxItem struct {
 
 func (x *InboxItem) Reset() {
 	*x = InboxItem{}
-	mi := &file_leadflow_routing_v1_routing_proto_msgTypes[31]
+	mi := &file_leadflow_routing_v1_routing_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3084,7 +3251,7 @@ func (x *InboxItem) String() string {
 func (*InboxItem) ProtoMessage() {}
 
 func (x *InboxItem) ProtoReflect() protoreflect.Message {
-	mi := &file_leadflow_routing_v1_routing_proto_msgTypes[31]
+	mi := &file_leadflow_routing_v1_routing_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3097,7 +3264,7 @@ func (x *InboxItem) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InboxItem.ProtoReflect.Descriptor instead.
 func (*InboxItem) Descriptor() ([]byte, []int) {
-	return file_leadflow_routing_v1_routing_proto_rawDescGZIP(), []int{31}
+	return file_leadflow_routing_v1_routing_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *InboxItem) GetCursor() string {
@@ -3218,7 +3385,7 @@ type WatchInboxRequest struct {
 
 func (x *WatchInboxRequest) Reset() {
 	*x = WatchInboxRequest{}
-	mi := &file_leadflow_routing_v1_routing_proto_msgTypes[32]
+	mi := &file_leadflow_routing_v1_routing_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3230,7 +3397,7 @@ func (x *WatchInboxRequest) String() string {
 func (*WatchInboxRequest) ProtoMessage() {}
 
 func (x *WatchInboxRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_leadflow_routing_v1_routing_proto_msgTypes[32]
+	mi := &file_leadflow_routing_v1_routing_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3243,7 +3410,7 @@ func (x *WatchInboxRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchInboxRequest.ProtoReflect.Descriptor instead.
 func (*WatchInboxRequest) Descriptor() ([]byte, []int) {
-	return file_leadflow_routing_v1_routing_proto_rawDescGZIP(), []int{32}
+	return file_leadflow_routing_v1_routing_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *WatchInboxRequest) GetRepId() string {
@@ -3271,7 +3438,7 @@ type WatchInboxResponse struct {
 
 func (x *WatchInboxResponse) Reset() {
 	*x = WatchInboxResponse{}
-	mi := &file_leadflow_routing_v1_routing_proto_msgTypes[33]
+	mi := &file_leadflow_routing_v1_routing_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3283,7 +3450,7 @@ func (x *WatchInboxResponse) String() string {
 func (*WatchInboxResponse) ProtoMessage() {}
 
 func (x *WatchInboxResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_leadflow_routing_v1_routing_proto_msgTypes[33]
+	mi := &file_leadflow_routing_v1_routing_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3296,7 +3463,7 @@ func (x *WatchInboxResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchInboxResponse.ProtoReflect.Descriptor instead.
 func (*WatchInboxResponse) Descriptor() ([]byte, []int) {
-	return file_leadflow_routing_v1_routing_proto_rawDescGZIP(), []int{33}
+	return file_leadflow_routing_v1_routing_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *WatchInboxResponse) GetItem() *InboxItem {
@@ -3321,7 +3488,7 @@ type ListAssignmentsRequest struct {
 
 func (x *ListAssignmentsRequest) Reset() {
 	*x = ListAssignmentsRequest{}
-	mi := &file_leadflow_routing_v1_routing_proto_msgTypes[34]
+	mi := &file_leadflow_routing_v1_routing_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3333,7 +3500,7 @@ func (x *ListAssignmentsRequest) String() string {
 func (*ListAssignmentsRequest) ProtoMessage() {}
 
 func (x *ListAssignmentsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_leadflow_routing_v1_routing_proto_msgTypes[34]
+	mi := &file_leadflow_routing_v1_routing_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3346,7 +3513,7 @@ func (x *ListAssignmentsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAssignmentsRequest.ProtoReflect.Descriptor instead.
 func (*ListAssignmentsRequest) Descriptor() ([]byte, []int) {
-	return file_leadflow_routing_v1_routing_proto_rawDescGZIP(), []int{34}
+	return file_leadflow_routing_v1_routing_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *ListAssignmentsRequest) GetRepId() string {
@@ -3383,7 +3550,7 @@ type ListAssignmentsResponse struct {
 
 func (x *ListAssignmentsResponse) Reset() {
 	*x = ListAssignmentsResponse{}
-	mi := &file_leadflow_routing_v1_routing_proto_msgTypes[35]
+	mi := &file_leadflow_routing_v1_routing_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3395,7 +3562,7 @@ func (x *ListAssignmentsResponse) String() string {
 func (*ListAssignmentsResponse) ProtoMessage() {}
 
 func (x *ListAssignmentsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_leadflow_routing_v1_routing_proto_msgTypes[35]
+	mi := &file_leadflow_routing_v1_routing_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3408,7 +3575,7 @@ func (x *ListAssignmentsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAssignmentsResponse.ProtoReflect.Descriptor instead.
 func (*ListAssignmentsResponse) Descriptor() ([]byte, []int) {
-	return file_leadflow_routing_v1_routing_proto_rawDescGZIP(), []int{35}
+	return file_leadflow_routing_v1_routing_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *ListAssignmentsResponse) GetAssignments() []*Assignment {
@@ -3436,7 +3603,7 @@ type GetAssignmentRequest struct {
 
 func (x *GetAssignmentRequest) Reset() {
 	*x = GetAssignmentRequest{}
-	mi := &file_leadflow_routing_v1_routing_proto_msgTypes[36]
+	mi := &file_leadflow_routing_v1_routing_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3448,7 +3615,7 @@ func (x *GetAssignmentRequest) String() string {
 func (*GetAssignmentRequest) ProtoMessage() {}
 
 func (x *GetAssignmentRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_leadflow_routing_v1_routing_proto_msgTypes[36]
+	mi := &file_leadflow_routing_v1_routing_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3461,7 +3628,7 @@ func (x *GetAssignmentRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetAssignmentRequest.ProtoReflect.Descriptor instead.
 func (*GetAssignmentRequest) Descriptor() ([]byte, []int) {
-	return file_leadflow_routing_v1_routing_proto_rawDescGZIP(), []int{36}
+	return file_leadflow_routing_v1_routing_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *GetAssignmentRequest) GetLeadId() string {
@@ -3482,7 +3649,7 @@ type GetAssignmentResponse struct {
 
 func (x *GetAssignmentResponse) Reset() {
 	*x = GetAssignmentResponse{}
-	mi := &file_leadflow_routing_v1_routing_proto_msgTypes[37]
+	mi := &file_leadflow_routing_v1_routing_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3494,7 +3661,7 @@ func (x *GetAssignmentResponse) String() string {
 func (*GetAssignmentResponse) ProtoMessage() {}
 
 func (x *GetAssignmentResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_leadflow_routing_v1_routing_proto_msgTypes[37]
+	mi := &file_leadflow_routing_v1_routing_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3507,7 +3674,7 @@ func (x *GetAssignmentResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetAssignmentResponse.ProtoReflect.Descriptor instead.
 func (*GetAssignmentResponse) Descriptor() ([]byte, []int) {
-	return file_leadflow_routing_v1_routing_proto_rawDescGZIP(), []int{37}
+	return file_leadflow_routing_v1_routing_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *GetAssignmentResponse) GetAssignment() *Assignment {
@@ -3530,7 +3697,7 @@ type AcceptLeadRequest struct {
 
 func (x *AcceptLeadRequest) Reset() {
 	*x = AcceptLeadRequest{}
-	mi := &file_leadflow_routing_v1_routing_proto_msgTypes[38]
+	mi := &file_leadflow_routing_v1_routing_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3542,7 +3709,7 @@ func (x *AcceptLeadRequest) String() string {
 func (*AcceptLeadRequest) ProtoMessage() {}
 
 func (x *AcceptLeadRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_leadflow_routing_v1_routing_proto_msgTypes[38]
+	mi := &file_leadflow_routing_v1_routing_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3555,7 +3722,7 @@ func (x *AcceptLeadRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AcceptLeadRequest.ProtoReflect.Descriptor instead.
 func (*AcceptLeadRequest) Descriptor() ([]byte, []int) {
-	return file_leadflow_routing_v1_routing_proto_rawDescGZIP(), []int{38}
+	return file_leadflow_routing_v1_routing_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *AcceptLeadRequest) GetLeadId() string {
@@ -3583,7 +3750,7 @@ type AcceptLeadResponse struct {
 
 func (x *AcceptLeadResponse) Reset() {
 	*x = AcceptLeadResponse{}
-	mi := &file_leadflow_routing_v1_routing_proto_msgTypes[39]
+	mi := &file_leadflow_routing_v1_routing_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3595,7 +3762,7 @@ func (x *AcceptLeadResponse) String() string {
 func (*AcceptLeadResponse) ProtoMessage() {}
 
 func (x *AcceptLeadResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_leadflow_routing_v1_routing_proto_msgTypes[39]
+	mi := &file_leadflow_routing_v1_routing_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3608,7 +3775,7 @@ func (x *AcceptLeadResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AcceptLeadResponse.ProtoReflect.Descriptor instead.
 func (*AcceptLeadResponse) Descriptor() ([]byte, []int) {
-	return file_leadflow_routing_v1_routing_proto_rawDescGZIP(), []int{39}
+	return file_leadflow_routing_v1_routing_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *AcceptLeadResponse) GetAssignment() *Assignment {
@@ -3633,7 +3800,7 @@ type RejectLeadRequest struct {
 
 func (x *RejectLeadRequest) Reset() {
 	*x = RejectLeadRequest{}
-	mi := &file_leadflow_routing_v1_routing_proto_msgTypes[40]
+	mi := &file_leadflow_routing_v1_routing_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3645,7 +3812,7 @@ func (x *RejectLeadRequest) String() string {
 func (*RejectLeadRequest) ProtoMessage() {}
 
 func (x *RejectLeadRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_leadflow_routing_v1_routing_proto_msgTypes[40]
+	mi := &file_leadflow_routing_v1_routing_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3658,7 +3825,7 @@ func (x *RejectLeadRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RejectLeadRequest.ProtoReflect.Descriptor instead.
 func (*RejectLeadRequest) Descriptor() ([]byte, []int) {
-	return file_leadflow_routing_v1_routing_proto_rawDescGZIP(), []int{40}
+	return file_leadflow_routing_v1_routing_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *RejectLeadRequest) GetLeadId() string {
@@ -3693,7 +3860,7 @@ type RejectLeadResponse struct {
 
 func (x *RejectLeadResponse) Reset() {
 	*x = RejectLeadResponse{}
-	mi := &file_leadflow_routing_v1_routing_proto_msgTypes[41]
+	mi := &file_leadflow_routing_v1_routing_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3705,7 +3872,7 @@ func (x *RejectLeadResponse) String() string {
 func (*RejectLeadResponse) ProtoMessage() {}
 
 func (x *RejectLeadResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_leadflow_routing_v1_routing_proto_msgTypes[41]
+	mi := &file_leadflow_routing_v1_routing_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3718,7 +3885,7 @@ func (x *RejectLeadResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RejectLeadResponse.ProtoReflect.Descriptor instead.
 func (*RejectLeadResponse) Descriptor() ([]byte, []int) {
-	return file_leadflow_routing_v1_routing_proto_rawDescGZIP(), []int{41}
+	return file_leadflow_routing_v1_routing_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *RejectLeadResponse) GetDecision() *RoutingDecision {
@@ -3745,7 +3912,7 @@ type RecordTouchRequest struct {
 
 func (x *RecordTouchRequest) Reset() {
 	*x = RecordTouchRequest{}
-	mi := &file_leadflow_routing_v1_routing_proto_msgTypes[42]
+	mi := &file_leadflow_routing_v1_routing_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3757,7 +3924,7 @@ func (x *RecordTouchRequest) String() string {
 func (*RecordTouchRequest) ProtoMessage() {}
 
 func (x *RecordTouchRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_leadflow_routing_v1_routing_proto_msgTypes[42]
+	mi := &file_leadflow_routing_v1_routing_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3770,7 +3937,7 @@ func (x *RecordTouchRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RecordTouchRequest.ProtoReflect.Descriptor instead.
 func (*RecordTouchRequest) Descriptor() ([]byte, []int) {
-	return file_leadflow_routing_v1_routing_proto_rawDescGZIP(), []int{42}
+	return file_leadflow_routing_v1_routing_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *RecordTouchRequest) GetLeadId() string {
@@ -3818,7 +3985,7 @@ type RecordTouchResponse struct {
 
 func (x *RecordTouchResponse) Reset() {
 	*x = RecordTouchResponse{}
-	mi := &file_leadflow_routing_v1_routing_proto_msgTypes[43]
+	mi := &file_leadflow_routing_v1_routing_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3830,7 +3997,7 @@ func (x *RecordTouchResponse) String() string {
 func (*RecordTouchResponse) ProtoMessage() {}
 
 func (x *RecordTouchResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_leadflow_routing_v1_routing_proto_msgTypes[43]
+	mi := &file_leadflow_routing_v1_routing_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3843,7 +4010,7 @@ func (x *RecordTouchResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RecordTouchResponse.ProtoReflect.Descriptor instead.
 func (*RecordTouchResponse) Descriptor() ([]byte, []int) {
-	return file_leadflow_routing_v1_routing_proto_rawDescGZIP(), []int{43}
+	return file_leadflow_routing_v1_routing_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *RecordTouchResponse) GetAssignment() *Assignment {
@@ -3891,7 +4058,7 @@ type GiveBackRequest struct {
 
 func (x *GiveBackRequest) Reset() {
 	*x = GiveBackRequest{}
-	mi := &file_leadflow_routing_v1_routing_proto_msgTypes[44]
+	mi := &file_leadflow_routing_v1_routing_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3903,7 +4070,7 @@ func (x *GiveBackRequest) String() string {
 func (*GiveBackRequest) ProtoMessage() {}
 
 func (x *GiveBackRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_leadflow_routing_v1_routing_proto_msgTypes[44]
+	mi := &file_leadflow_routing_v1_routing_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3916,7 +4083,7 @@ func (x *GiveBackRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GiveBackRequest.ProtoReflect.Descriptor instead.
 func (*GiveBackRequest) Descriptor() ([]byte, []int) {
-	return file_leadflow_routing_v1_routing_proto_rawDescGZIP(), []int{44}
+	return file_leadflow_routing_v1_routing_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *GiveBackRequest) GetLeadId() string {
@@ -3958,7 +4125,7 @@ type GiveBackResponse struct {
 
 func (x *GiveBackResponse) Reset() {
 	*x = GiveBackResponse{}
-	mi := &file_leadflow_routing_v1_routing_proto_msgTypes[45]
+	mi := &file_leadflow_routing_v1_routing_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3970,7 +4137,7 @@ func (x *GiveBackResponse) String() string {
 func (*GiveBackResponse) ProtoMessage() {}
 
 func (x *GiveBackResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_leadflow_routing_v1_routing_proto_msgTypes[45]
+	mi := &file_leadflow_routing_v1_routing_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3983,7 +4150,7 @@ func (x *GiveBackResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GiveBackResponse.ProtoReflect.Descriptor instead.
 func (*GiveBackResponse) Descriptor() ([]byte, []int) {
-	return file_leadflow_routing_v1_routing_proto_rawDescGZIP(), []int{45}
+	return file_leadflow_routing_v1_routing_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *GiveBackResponse) GetAssignment() *Assignment {
@@ -4010,7 +4177,7 @@ type ReassignRequest struct {
 
 func (x *ReassignRequest) Reset() {
 	*x = ReassignRequest{}
-	mi := &file_leadflow_routing_v1_routing_proto_msgTypes[46]
+	mi := &file_leadflow_routing_v1_routing_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4022,7 +4189,7 @@ func (x *ReassignRequest) String() string {
 func (*ReassignRequest) ProtoMessage() {}
 
 func (x *ReassignRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_leadflow_routing_v1_routing_proto_msgTypes[46]
+	mi := &file_leadflow_routing_v1_routing_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4035,7 +4202,7 @@ func (x *ReassignRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReassignRequest.ProtoReflect.Descriptor instead.
 func (*ReassignRequest) Descriptor() ([]byte, []int) {
-	return file_leadflow_routing_v1_routing_proto_rawDescGZIP(), []int{46}
+	return file_leadflow_routing_v1_routing_proto_rawDescGZIP(), []int{49}
 }
 
 func (x *ReassignRequest) GetLeadId() string {
@@ -4077,7 +4244,7 @@ type ReassignResponse struct {
 
 func (x *ReassignResponse) Reset() {
 	*x = ReassignResponse{}
-	mi := &file_leadflow_routing_v1_routing_proto_msgTypes[47]
+	mi := &file_leadflow_routing_v1_routing_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4089,7 +4256,7 @@ func (x *ReassignResponse) String() string {
 func (*ReassignResponse) ProtoMessage() {}
 
 func (x *ReassignResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_leadflow_routing_v1_routing_proto_msgTypes[47]
+	mi := &file_leadflow_routing_v1_routing_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4102,7 +4269,7 @@ func (x *ReassignResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReassignResponse.ProtoReflect.Descriptor instead.
 func (*ReassignResponse) Descriptor() ([]byte, []int) {
-	return file_leadflow_routing_v1_routing_proto_rawDescGZIP(), []int{47}
+	return file_leadflow_routing_v1_routing_proto_rawDescGZIP(), []int{50}
 }
 
 func (x *ReassignResponse) GetDecision() *RoutingDecision {
@@ -4135,7 +4302,7 @@ type QueueEntry struct {
 
 func (x *QueueEntry) Reset() {
 	*x = QueueEntry{}
-	mi := &file_leadflow_routing_v1_routing_proto_msgTypes[48]
+	mi := &file_leadflow_routing_v1_routing_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4147,7 +4314,7 @@ func (x *QueueEntry) String() string {
 func (*QueueEntry) ProtoMessage() {}
 
 func (x *QueueEntry) ProtoReflect() protoreflect.Message {
-	mi := &file_leadflow_routing_v1_routing_proto_msgTypes[48]
+	mi := &file_leadflow_routing_v1_routing_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4160,7 +4327,7 @@ func (x *QueueEntry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use QueueEntry.ProtoReflect.Descriptor instead.
 func (*QueueEntry) Descriptor() ([]byte, []int) {
-	return file_leadflow_routing_v1_routing_proto_rawDescGZIP(), []int{48}
+	return file_leadflow_routing_v1_routing_proto_rawDescGZIP(), []int{51}
 }
 
 func (x *QueueEntry) GetLeadId() string {
@@ -4227,7 +4394,7 @@ type GetQueueRequest struct {
 
 func (x *GetQueueRequest) Reset() {
 	*x = GetQueueRequest{}
-	mi := &file_leadflow_routing_v1_routing_proto_msgTypes[49]
+	mi := &file_leadflow_routing_v1_routing_proto_msgTypes[52]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4239,7 +4406,7 @@ func (x *GetQueueRequest) String() string {
 func (*GetQueueRequest) ProtoMessage() {}
 
 func (x *GetQueueRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_leadflow_routing_v1_routing_proto_msgTypes[49]
+	mi := &file_leadflow_routing_v1_routing_proto_msgTypes[52]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4252,7 +4419,7 @@ func (x *GetQueueRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetQueueRequest.ProtoReflect.Descriptor instead.
 func (*GetQueueRequest) Descriptor() ([]byte, []int) {
-	return file_leadflow_routing_v1_routing_proto_rawDescGZIP(), []int{49}
+	return file_leadflow_routing_v1_routing_proto_rawDescGZIP(), []int{52}
 }
 
 func (x *GetQueueRequest) GetTeamId() string {
@@ -4293,7 +4460,7 @@ type GetQueueResponse struct {
 
 func (x *GetQueueResponse) Reset() {
 	*x = GetQueueResponse{}
-	mi := &file_leadflow_routing_v1_routing_proto_msgTypes[50]
+	mi := &file_leadflow_routing_v1_routing_proto_msgTypes[53]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4305,7 +4472,7 @@ func (x *GetQueueResponse) String() string {
 func (*GetQueueResponse) ProtoMessage() {}
 
 func (x *GetQueueResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_leadflow_routing_v1_routing_proto_msgTypes[50]
+	mi := &file_leadflow_routing_v1_routing_proto_msgTypes[53]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4318,7 +4485,7 @@ func (x *GetQueueResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetQueueResponse.ProtoReflect.Descriptor instead.
 func (*GetQueueResponse) Descriptor() ([]byte, []int) {
-	return file_leadflow_routing_v1_routing_proto_rawDescGZIP(), []int{50}
+	return file_leadflow_routing_v1_routing_proto_rawDescGZIP(), []int{53}
 }
 
 func (x *GetQueueResponse) GetEntries() []*QueueEntry {
@@ -4495,16 +4662,26 @@ const file_leadflow_routing_v1_routing_proto_rawDesc = "" +
 	"\areasons\x18\x0f \x03(\tR\areasons\x12\x1d\n" +
 	"\n" +
 	"request_id\x18\x10 \x01(\tR\trequestId\x12\x19\n" +
-	"\btrace_id\x18\x11 \x01(\tR\atraceId\"\xd6\x01\n" +
+	"\btrace_id\x18\x11 \x01(\tR\atraceId\"\x82\x02\n" +
 	"\x10RouteLeadRequest\x12?\n" +
 	"\aprofile\x18\x01 \x01(\v2\x1d.leadflow.lead.v1.LeadProfileB\x06\xbaH\x03\xc8\x01\x01R\aprofile\x12-\n" +
 	"\x05score\x18\x02 \x01(\v2\x17.leadflow.lead.v1.ScoreR\x05score\x12)\n" +
 	"\areasons\x18\x03 \x03(\tB\x0f\xbaH\f\x92\x01\t\x102\"\x05r\x03\x18\xf4\x03R\areasons\x12'\n" +
 	"\n" +
-	"request_id\x18\x04 \x01(\tB\b\xbaH\x05r\x03\x18\x80\x01R\trequestId\"q\n" +
+	"request_id\x18\x04 \x01(\tB\b\xbaH\x05r\x03\x18\x80\x01R\trequestId\x12*\n" +
+	"\vtraceparent\x18\x05 \x01(\tB\b\xbaH\x05r\x03\x18\x80\x01R\vtraceparent\"q\n" +
 	"\x11RouteLeadResponse\x12@\n" +
 	"\bdecision\x18\x01 \x01(\v2$.leadflow.routing.v1.RoutingDecisionR\bdecision\x12\x1a\n" +
-	"\bexisting\x18\x02 \x01(\bR\bexisting\"\x84\x01\n" +
+	"\bexisting\x18\x02 \x01(\bR\bexisting\"\\\n" +
+	"\x11RouteLeadsRequest\x12G\n" +
+	"\x05leads\x18\x01 \x03(\v2%.leadflow.routing.v1.RouteLeadRequestB\n" +
+	"\xbaH\a\x92\x01\x04\b\x01\x10dR\x05leads\"U\n" +
+	"\x12RouteLeadsResponse\x12?\n" +
+	"\aresults\x18\x01 \x03(\v2%.leadflow.routing.v1.RouteLeadsResultR\aresults\"\x84\x01\n" +
+	"\x10RouteLeadsResult\x12B\n" +
+	"\bresponse\x18\x01 \x01(\v2&.leadflow.routing.v1.RouteLeadResponseR\bresponse\x12\x12\n" +
+	"\x04code\x18\x02 \x01(\x05R\x04code\x12\x18\n" +
+	"\amessage\x18\x03 \x01(\tR\amessage\"\x84\x01\n" +
 	"\x12DryRunRouteRequest\x12?\n" +
 	"\aprofile\x18\x01 \x01(\v2\x1d.leadflow.lead.v1.LeadProfileB\x06\xbaH\x03\xc8\x01\x01R\aprofile\x12-\n" +
 	"\x05score\x18\x02 \x01(\v2\x17.leadflow.lead.v1.ScoreR\x05score\"W\n" +
@@ -4725,13 +4902,15 @@ const file_leadflow_routing_v1_routing_proto_rawDesc = "" +
 	"\x1dGIVE_BACK_OUTCOME_UNSPECIFIED\x10\x00\x12\x1d\n" +
 	"\x19GIVE_BACK_OUTCOME_RECYCLE\x10\x01\x12\x1a\n" +
 	"\x16GIVE_BACK_OUTCOME_JUNK\x10\x02\x12!\n" +
-	"\x1dGIVE_BACK_OUTCOME_UNREACHABLE\x10\x032\x88\x0e\n" +
+	"\x1dGIVE_BACK_OUTCOME_UNREACHABLE\x10\x032\xe7\x0e\n" +
 	"\x0eRoutingService\x12`\n" +
 	"\vApplyConfig\x12'.leadflow.routing.v1.ApplyConfigRequest\x1a(.leadflow.routing.v1.ApplyConfigResponse\x12Z\n" +
 	"\tGetConfig\x12%.leadflow.routing.v1.GetConfigRequest\x1a&.leadflow.routing.v1.GetConfigResponse\x12u\n" +
 	"\x12ListConfigVersions\x12..leadflow.routing.v1.ListConfigVersionsRequest\x1a/.leadflow.routing.v1.ListConfigVersionsResponse\x12u\n" +
 	"\x12SetRepAvailability\x12..leadflow.routing.v1.SetRepAvailabilityRequest\x1a/.leadflow.routing.v1.SetRepAvailabilityResponse\x12Z\n" +
-	"\tRouteLead\x12%.leadflow.routing.v1.RouteLeadRequest\x1a&.leadflow.routing.v1.RouteLeadResponse\x12`\n" +
+	"\tRouteLead\x12%.leadflow.routing.v1.RouteLeadRequest\x1a&.leadflow.routing.v1.RouteLeadResponse\x12]\n" +
+	"\n" +
+	"RouteLeads\x12&.leadflow.routing.v1.RouteLeadsRequest\x1a'.leadflow.routing.v1.RouteLeadsResponse\x12`\n" +
 	"\vDryRunRoute\x12'.leadflow.routing.v1.DryRunRouteRequest\x1a(.leadflow.routing.v1.DryRunRouteResponse\x12`\n" +
 	"\vReleaseLead\x12'.leadflow.routing.v1.ReleaseLeadRequest\x1a(.leadflow.routing.v1.ReleaseLeadResponse\x12`\n" +
 	"\vGetDecision\x12'.leadflow.routing.v1.GetDecisionRequest\x1a(.leadflow.routing.v1.GetDecisionResponse\x12f\n" +
@@ -4763,7 +4942,7 @@ func file_leadflow_routing_v1_routing_proto_rawDescGZIP() []byte {
 }
 
 var file_leadflow_routing_v1_routing_proto_enumTypes = make([]protoimpl.EnumInfo, 10)
-var file_leadflow_routing_v1_routing_proto_msgTypes = make([]protoimpl.MessageInfo, 51)
+var file_leadflow_routing_v1_routing_proto_msgTypes = make([]protoimpl.MessageInfo, 54)
 var file_leadflow_routing_v1_routing_proto_goTypes = []any{
 	(Availability)(0),                  // 0: leadflow.routing.v1.Availability
 	(Weekday)(0),                       // 1: leadflow.routing.v1.Weekday
@@ -4797,153 +4976,161 @@ var file_leadflow_routing_v1_routing_proto_goTypes = []any{
 	(*RoutingDecision)(nil),            // 29: leadflow.routing.v1.RoutingDecision
 	(*RouteLeadRequest)(nil),           // 30: leadflow.routing.v1.RouteLeadRequest
 	(*RouteLeadResponse)(nil),          // 31: leadflow.routing.v1.RouteLeadResponse
-	(*DryRunRouteRequest)(nil),         // 32: leadflow.routing.v1.DryRunRouteRequest
-	(*DryRunRouteResponse)(nil),        // 33: leadflow.routing.v1.DryRunRouteResponse
-	(*ReleaseLeadRequest)(nil),         // 34: leadflow.routing.v1.ReleaseLeadRequest
-	(*ReleaseLeadResponse)(nil),        // 35: leadflow.routing.v1.ReleaseLeadResponse
-	(*GetDecisionRequest)(nil),         // 36: leadflow.routing.v1.GetDecisionRequest
-	(*GetDecisionResponse)(nil),        // 37: leadflow.routing.v1.GetDecisionResponse
-	(*ListDecisionsRequest)(nil),       // 38: leadflow.routing.v1.ListDecisionsRequest
-	(*ListDecisionsResponse)(nil),      // 39: leadflow.routing.v1.ListDecisionsResponse
-	(*Assignment)(nil),                 // 40: leadflow.routing.v1.Assignment
-	(*InboxItem)(nil),                  // 41: leadflow.routing.v1.InboxItem
-	(*WatchInboxRequest)(nil),          // 42: leadflow.routing.v1.WatchInboxRequest
-	(*WatchInboxResponse)(nil),         // 43: leadflow.routing.v1.WatchInboxResponse
-	(*ListAssignmentsRequest)(nil),     // 44: leadflow.routing.v1.ListAssignmentsRequest
-	(*ListAssignmentsResponse)(nil),    // 45: leadflow.routing.v1.ListAssignmentsResponse
-	(*GetAssignmentRequest)(nil),       // 46: leadflow.routing.v1.GetAssignmentRequest
-	(*GetAssignmentResponse)(nil),      // 47: leadflow.routing.v1.GetAssignmentResponse
-	(*AcceptLeadRequest)(nil),          // 48: leadflow.routing.v1.AcceptLeadRequest
-	(*AcceptLeadResponse)(nil),         // 49: leadflow.routing.v1.AcceptLeadResponse
-	(*RejectLeadRequest)(nil),          // 50: leadflow.routing.v1.RejectLeadRequest
-	(*RejectLeadResponse)(nil),         // 51: leadflow.routing.v1.RejectLeadResponse
-	(*RecordTouchRequest)(nil),         // 52: leadflow.routing.v1.RecordTouchRequest
-	(*RecordTouchResponse)(nil),        // 53: leadflow.routing.v1.RecordTouchResponse
-	(*GiveBackRequest)(nil),            // 54: leadflow.routing.v1.GiveBackRequest
-	(*GiveBackResponse)(nil),           // 55: leadflow.routing.v1.GiveBackResponse
-	(*ReassignRequest)(nil),            // 56: leadflow.routing.v1.ReassignRequest
-	(*ReassignResponse)(nil),           // 57: leadflow.routing.v1.ReassignResponse
-	(*QueueEntry)(nil),                 // 58: leadflow.routing.v1.QueueEntry
-	(*GetQueueRequest)(nil),            // 59: leadflow.routing.v1.GetQueueRequest
-	(*GetQueueResponse)(nil),           // 60: leadflow.routing.v1.GetQueueResponse
-	(*timestamppb.Timestamp)(nil),      // 61: google.protobuf.Timestamp
-	(v1.Grade)(0),                      // 62: leadflow.lead.v1.Grade
-	(v1.Heat)(0),                       // 63: leadflow.lead.v1.Heat
-	(v1.Channel)(0),                    // 64: leadflow.lead.v1.Channel
-	(*durationpb.Duration)(nil),        // 65: google.protobuf.Duration
-	(*v1.LeadProfile)(nil),             // 66: leadflow.lead.v1.LeadProfile
-	(*v1.Score)(nil),                   // 67: leadflow.lead.v1.Score
-	(*v1.Contact)(nil),                 // 68: leadflow.lead.v1.Contact
+	(*RouteLeadsRequest)(nil),          // 32: leadflow.routing.v1.RouteLeadsRequest
+	(*RouteLeadsResponse)(nil),         // 33: leadflow.routing.v1.RouteLeadsResponse
+	(*RouteLeadsResult)(nil),           // 34: leadflow.routing.v1.RouteLeadsResult
+	(*DryRunRouteRequest)(nil),         // 35: leadflow.routing.v1.DryRunRouteRequest
+	(*DryRunRouteResponse)(nil),        // 36: leadflow.routing.v1.DryRunRouteResponse
+	(*ReleaseLeadRequest)(nil),         // 37: leadflow.routing.v1.ReleaseLeadRequest
+	(*ReleaseLeadResponse)(nil),        // 38: leadflow.routing.v1.ReleaseLeadResponse
+	(*GetDecisionRequest)(nil),         // 39: leadflow.routing.v1.GetDecisionRequest
+	(*GetDecisionResponse)(nil),        // 40: leadflow.routing.v1.GetDecisionResponse
+	(*ListDecisionsRequest)(nil),       // 41: leadflow.routing.v1.ListDecisionsRequest
+	(*ListDecisionsResponse)(nil),      // 42: leadflow.routing.v1.ListDecisionsResponse
+	(*Assignment)(nil),                 // 43: leadflow.routing.v1.Assignment
+	(*InboxItem)(nil),                  // 44: leadflow.routing.v1.InboxItem
+	(*WatchInboxRequest)(nil),          // 45: leadflow.routing.v1.WatchInboxRequest
+	(*WatchInboxResponse)(nil),         // 46: leadflow.routing.v1.WatchInboxResponse
+	(*ListAssignmentsRequest)(nil),     // 47: leadflow.routing.v1.ListAssignmentsRequest
+	(*ListAssignmentsResponse)(nil),    // 48: leadflow.routing.v1.ListAssignmentsResponse
+	(*GetAssignmentRequest)(nil),       // 49: leadflow.routing.v1.GetAssignmentRequest
+	(*GetAssignmentResponse)(nil),      // 50: leadflow.routing.v1.GetAssignmentResponse
+	(*AcceptLeadRequest)(nil),          // 51: leadflow.routing.v1.AcceptLeadRequest
+	(*AcceptLeadResponse)(nil),         // 52: leadflow.routing.v1.AcceptLeadResponse
+	(*RejectLeadRequest)(nil),          // 53: leadflow.routing.v1.RejectLeadRequest
+	(*RejectLeadResponse)(nil),         // 54: leadflow.routing.v1.RejectLeadResponse
+	(*RecordTouchRequest)(nil),         // 55: leadflow.routing.v1.RecordTouchRequest
+	(*RecordTouchResponse)(nil),        // 56: leadflow.routing.v1.RecordTouchResponse
+	(*GiveBackRequest)(nil),            // 57: leadflow.routing.v1.GiveBackRequest
+	(*GiveBackResponse)(nil),           // 58: leadflow.routing.v1.GiveBackResponse
+	(*ReassignRequest)(nil),            // 59: leadflow.routing.v1.ReassignRequest
+	(*ReassignResponse)(nil),           // 60: leadflow.routing.v1.ReassignResponse
+	(*QueueEntry)(nil),                 // 61: leadflow.routing.v1.QueueEntry
+	(*GetQueueRequest)(nil),            // 62: leadflow.routing.v1.GetQueueRequest
+	(*GetQueueResponse)(nil),           // 63: leadflow.routing.v1.GetQueueResponse
+	(*timestamppb.Timestamp)(nil),      // 64: google.protobuf.Timestamp
+	(v1.Grade)(0),                      // 65: leadflow.lead.v1.Grade
+	(v1.Heat)(0),                       // 66: leadflow.lead.v1.Heat
+	(v1.Channel)(0),                    // 67: leadflow.lead.v1.Channel
+	(*durationpb.Duration)(nil),        // 68: google.protobuf.Duration
+	(*v1.LeadProfile)(nil),             // 69: leadflow.lead.v1.LeadProfile
+	(*v1.Score)(nil),                   // 70: leadflow.lead.v1.Score
+	(*v1.Contact)(nil),                 // 71: leadflow.lead.v1.Contact
 }
 var file_leadflow_routing_v1_routing_proto_depIdxs = []int32{
 	11, // 0: leadflow.routing.v1.RoutingConfig.teams:type_name -> leadflow.routing.v1.Team
 	15, // 1: leadflow.routing.v1.RoutingConfig.rules:type_name -> leadflow.routing.v1.Rule
 	17, // 2: leadflow.routing.v1.RoutingConfig.owners:type_name -> leadflow.routing.v1.OrganisationOwner
 	18, // 3: leadflow.routing.v1.RoutingConfig.sla_policies:type_name -> leadflow.routing.v1.SlaPolicy
-	61, // 4: leadflow.routing.v1.RoutingConfig.created_at:type_name -> google.protobuf.Timestamp
+	64, // 4: leadflow.routing.v1.RoutingConfig.created_at:type_name -> google.protobuf.Timestamp
 	12, // 5: leadflow.routing.v1.Team.reps:type_name -> leadflow.routing.v1.Rep
 	0,  // 6: leadflow.routing.v1.Rep.availability:type_name -> leadflow.routing.v1.Availability
-	61, // 7: leadflow.routing.v1.Rep.out_of_office_until:type_name -> google.protobuf.Timestamp
+	64, // 7: leadflow.routing.v1.Rep.out_of_office_until:type_name -> google.protobuf.Timestamp
 	13, // 8: leadflow.routing.v1.Rep.working_hours:type_name -> leadflow.routing.v1.WorkingHours
 	14, // 9: leadflow.routing.v1.WorkingHours.windows:type_name -> leadflow.routing.v1.WorkingWindow
 	1,  // 10: leadflow.routing.v1.WorkingWindow.days:type_name -> leadflow.routing.v1.Weekday
 	16, // 11: leadflow.routing.v1.Rule.conditions:type_name -> leadflow.routing.v1.RuleConditions
-	62, // 12: leadflow.routing.v1.RuleConditions.grades:type_name -> leadflow.lead.v1.Grade
-	63, // 13: leadflow.routing.v1.RuleConditions.heats:type_name -> leadflow.lead.v1.Heat
-	64, // 14: leadflow.routing.v1.RuleConditions.channels:type_name -> leadflow.lead.v1.Channel
-	63, // 15: leadflow.routing.v1.SlaPolicy.heats:type_name -> leadflow.lead.v1.Heat
-	65, // 16: leadflow.routing.v1.SlaPolicy.first_touch_within:type_name -> google.protobuf.Duration
-	65, // 17: leadflow.routing.v1.SlaPolicy.touches_within:type_name -> google.protobuf.Duration
+	65, // 12: leadflow.routing.v1.RuleConditions.grades:type_name -> leadflow.lead.v1.Grade
+	66, // 13: leadflow.routing.v1.RuleConditions.heats:type_name -> leadflow.lead.v1.Heat
+	67, // 14: leadflow.routing.v1.RuleConditions.channels:type_name -> leadflow.lead.v1.Channel
+	66, // 15: leadflow.routing.v1.SlaPolicy.heats:type_name -> leadflow.lead.v1.Heat
+	68, // 16: leadflow.routing.v1.SlaPolicy.first_touch_within:type_name -> google.protobuf.Duration
+	68, // 17: leadflow.routing.v1.SlaPolicy.touches_within:type_name -> google.protobuf.Duration
 	2,  // 18: leadflow.routing.v1.SlaPolicy.action:type_name -> leadflow.routing.v1.BreachAction
-	61, // 19: leadflow.routing.v1.ConfigVersion.created_at:type_name -> google.protobuf.Timestamp
+	64, // 19: leadflow.routing.v1.ConfigVersion.created_at:type_name -> google.protobuf.Timestamp
 	10, // 20: leadflow.routing.v1.ApplyConfigRequest.config:type_name -> leadflow.routing.v1.RoutingConfig
 	10, // 21: leadflow.routing.v1.ApplyConfigResponse.config:type_name -> leadflow.routing.v1.RoutingConfig
 	10, // 22: leadflow.routing.v1.GetConfigResponse.config:type_name -> leadflow.routing.v1.RoutingConfig
 	19, // 23: leadflow.routing.v1.ListConfigVersionsResponse.versions:type_name -> leadflow.routing.v1.ConfigVersion
 	0,  // 24: leadflow.routing.v1.SetRepAvailabilityRequest.availability:type_name -> leadflow.routing.v1.Availability
-	61, // 25: leadflow.routing.v1.SetRepAvailabilityRequest.out_of_office_until:type_name -> google.protobuf.Timestamp
+	64, // 25: leadflow.routing.v1.SetRepAvailabilityRequest.out_of_office_until:type_name -> google.protobuf.Timestamp
 	12, // 26: leadflow.routing.v1.SetRepAvailabilityResponse.rep:type_name -> leadflow.routing.v1.Rep
 	5,  // 27: leadflow.routing.v1.Candidate.reasons:type_name -> leadflow.routing.v1.IneligibleReason
 	3,  // 28: leadflow.routing.v1.RoutingDecision.kind:type_name -> leadflow.routing.v1.DecisionKind
 	4,  // 29: leadflow.routing.v1.RoutingDecision.outcome:type_name -> leadflow.routing.v1.DecisionOutcome
 	28, // 30: leadflow.routing.v1.RoutingDecision.candidates:type_name -> leadflow.routing.v1.Candidate
-	61, // 31: leadflow.routing.v1.RoutingDecision.decided_at:type_name -> google.protobuf.Timestamp
-	61, // 32: leadflow.routing.v1.RoutingDecision.first_touch_due:type_name -> google.protobuf.Timestamp
-	66, // 33: leadflow.routing.v1.RouteLeadRequest.profile:type_name -> leadflow.lead.v1.LeadProfile
-	67, // 34: leadflow.routing.v1.RouteLeadRequest.score:type_name -> leadflow.lead.v1.Score
+	64, // 31: leadflow.routing.v1.RoutingDecision.decided_at:type_name -> google.protobuf.Timestamp
+	64, // 32: leadflow.routing.v1.RoutingDecision.first_touch_due:type_name -> google.protobuf.Timestamp
+	69, // 33: leadflow.routing.v1.RouteLeadRequest.profile:type_name -> leadflow.lead.v1.LeadProfile
+	70, // 34: leadflow.routing.v1.RouteLeadRequest.score:type_name -> leadflow.lead.v1.Score
 	29, // 35: leadflow.routing.v1.RouteLeadResponse.decision:type_name -> leadflow.routing.v1.RoutingDecision
-	66, // 36: leadflow.routing.v1.DryRunRouteRequest.profile:type_name -> leadflow.lead.v1.LeadProfile
-	67, // 37: leadflow.routing.v1.DryRunRouteRequest.score:type_name -> leadflow.lead.v1.Score
-	29, // 38: leadflow.routing.v1.DryRunRouteResponse.decision:type_name -> leadflow.routing.v1.RoutingDecision
-	29, // 39: leadflow.routing.v1.GetDecisionResponse.decision:type_name -> leadflow.routing.v1.RoutingDecision
-	29, // 40: leadflow.routing.v1.ListDecisionsResponse.decisions:type_name -> leadflow.routing.v1.RoutingDecision
-	6,  // 41: leadflow.routing.v1.Assignment.state:type_name -> leadflow.routing.v1.AssignmentState
-	61, // 42: leadflow.routing.v1.Assignment.assigned_at:type_name -> google.protobuf.Timestamp
-	61, // 43: leadflow.routing.v1.Assignment.accepted_at:type_name -> google.protobuf.Timestamp
-	61, // 44: leadflow.routing.v1.Assignment.first_touch_due:type_name -> google.protobuf.Timestamp
-	61, // 45: leadflow.routing.v1.Assignment.first_touch_at:type_name -> google.protobuf.Timestamp
-	61, // 46: leadflow.routing.v1.Assignment.touches_due:type_name -> google.protobuf.Timestamp
-	63, // 47: leadflow.routing.v1.Assignment.heat:type_name -> leadflow.lead.v1.Heat
-	7,  // 48: leadflow.routing.v1.InboxItem.kind:type_name -> leadflow.routing.v1.InboxItemKind
-	61, // 49: leadflow.routing.v1.InboxItem.created_at:type_name -> google.protobuf.Timestamp
-	61, // 50: leadflow.routing.v1.InboxItem.first_touch_due:type_name -> google.protobuf.Timestamp
-	66, // 51: leadflow.routing.v1.InboxItem.profile:type_name -> leadflow.lead.v1.LeadProfile
-	67, // 52: leadflow.routing.v1.InboxItem.score:type_name -> leadflow.lead.v1.Score
-	68, // 53: leadflow.routing.v1.InboxItem.contact:type_name -> leadflow.lead.v1.Contact
-	41, // 54: leadflow.routing.v1.WatchInboxResponse.item:type_name -> leadflow.routing.v1.InboxItem
-	40, // 55: leadflow.routing.v1.ListAssignmentsResponse.assignments:type_name -> leadflow.routing.v1.Assignment
-	40, // 56: leadflow.routing.v1.GetAssignmentResponse.assignment:type_name -> leadflow.routing.v1.Assignment
-	40, // 57: leadflow.routing.v1.AcceptLeadResponse.assignment:type_name -> leadflow.routing.v1.Assignment
-	29, // 58: leadflow.routing.v1.RejectLeadResponse.decision:type_name -> leadflow.routing.v1.RoutingDecision
-	8,  // 59: leadflow.routing.v1.RecordTouchRequest.type:type_name -> leadflow.routing.v1.TouchType
-	40, // 60: leadflow.routing.v1.RecordTouchResponse.assignment:type_name -> leadflow.routing.v1.Assignment
-	9,  // 61: leadflow.routing.v1.GiveBackRequest.outcome:type_name -> leadflow.routing.v1.GiveBackOutcome
-	40, // 62: leadflow.routing.v1.GiveBackResponse.assignment:type_name -> leadflow.routing.v1.Assignment
-	29, // 63: leadflow.routing.v1.ReassignResponse.decision:type_name -> leadflow.routing.v1.RoutingDecision
-	63, // 64: leadflow.routing.v1.QueueEntry.heat:type_name -> leadflow.lead.v1.Heat
-	61, // 65: leadflow.routing.v1.QueueEntry.queued_at:type_name -> google.protobuf.Timestamp
-	58, // 66: leadflow.routing.v1.GetQueueResponse.entries:type_name -> leadflow.routing.v1.QueueEntry
-	20, // 67: leadflow.routing.v1.RoutingService.ApplyConfig:input_type -> leadflow.routing.v1.ApplyConfigRequest
-	22, // 68: leadflow.routing.v1.RoutingService.GetConfig:input_type -> leadflow.routing.v1.GetConfigRequest
-	24, // 69: leadflow.routing.v1.RoutingService.ListConfigVersions:input_type -> leadflow.routing.v1.ListConfigVersionsRequest
-	26, // 70: leadflow.routing.v1.RoutingService.SetRepAvailability:input_type -> leadflow.routing.v1.SetRepAvailabilityRequest
-	30, // 71: leadflow.routing.v1.RoutingService.RouteLead:input_type -> leadflow.routing.v1.RouteLeadRequest
-	32, // 72: leadflow.routing.v1.RoutingService.DryRunRoute:input_type -> leadflow.routing.v1.DryRunRouteRequest
-	34, // 73: leadflow.routing.v1.RoutingService.ReleaseLead:input_type -> leadflow.routing.v1.ReleaseLeadRequest
-	36, // 74: leadflow.routing.v1.RoutingService.GetDecision:input_type -> leadflow.routing.v1.GetDecisionRequest
-	38, // 75: leadflow.routing.v1.RoutingService.ListDecisions:input_type -> leadflow.routing.v1.ListDecisionsRequest
-	42, // 76: leadflow.routing.v1.RoutingService.WatchInbox:input_type -> leadflow.routing.v1.WatchInboxRequest
-	44, // 77: leadflow.routing.v1.RoutingService.ListAssignments:input_type -> leadflow.routing.v1.ListAssignmentsRequest
-	46, // 78: leadflow.routing.v1.RoutingService.GetAssignment:input_type -> leadflow.routing.v1.GetAssignmentRequest
-	48, // 79: leadflow.routing.v1.RoutingService.AcceptLead:input_type -> leadflow.routing.v1.AcceptLeadRequest
-	50, // 80: leadflow.routing.v1.RoutingService.RejectLead:input_type -> leadflow.routing.v1.RejectLeadRequest
-	52, // 81: leadflow.routing.v1.RoutingService.RecordTouch:input_type -> leadflow.routing.v1.RecordTouchRequest
-	54, // 82: leadflow.routing.v1.RoutingService.GiveBack:input_type -> leadflow.routing.v1.GiveBackRequest
-	56, // 83: leadflow.routing.v1.RoutingService.Reassign:input_type -> leadflow.routing.v1.ReassignRequest
-	59, // 84: leadflow.routing.v1.RoutingService.GetQueue:input_type -> leadflow.routing.v1.GetQueueRequest
-	21, // 85: leadflow.routing.v1.RoutingService.ApplyConfig:output_type -> leadflow.routing.v1.ApplyConfigResponse
-	23, // 86: leadflow.routing.v1.RoutingService.GetConfig:output_type -> leadflow.routing.v1.GetConfigResponse
-	25, // 87: leadflow.routing.v1.RoutingService.ListConfigVersions:output_type -> leadflow.routing.v1.ListConfigVersionsResponse
-	27, // 88: leadflow.routing.v1.RoutingService.SetRepAvailability:output_type -> leadflow.routing.v1.SetRepAvailabilityResponse
-	31, // 89: leadflow.routing.v1.RoutingService.RouteLead:output_type -> leadflow.routing.v1.RouteLeadResponse
-	33, // 90: leadflow.routing.v1.RoutingService.DryRunRoute:output_type -> leadflow.routing.v1.DryRunRouteResponse
-	35, // 91: leadflow.routing.v1.RoutingService.ReleaseLead:output_type -> leadflow.routing.v1.ReleaseLeadResponse
-	37, // 92: leadflow.routing.v1.RoutingService.GetDecision:output_type -> leadflow.routing.v1.GetDecisionResponse
-	39, // 93: leadflow.routing.v1.RoutingService.ListDecisions:output_type -> leadflow.routing.v1.ListDecisionsResponse
-	43, // 94: leadflow.routing.v1.RoutingService.WatchInbox:output_type -> leadflow.routing.v1.WatchInboxResponse
-	45, // 95: leadflow.routing.v1.RoutingService.ListAssignments:output_type -> leadflow.routing.v1.ListAssignmentsResponse
-	47, // 96: leadflow.routing.v1.RoutingService.GetAssignment:output_type -> leadflow.routing.v1.GetAssignmentResponse
-	49, // 97: leadflow.routing.v1.RoutingService.AcceptLead:output_type -> leadflow.routing.v1.AcceptLeadResponse
-	51, // 98: leadflow.routing.v1.RoutingService.RejectLead:output_type -> leadflow.routing.v1.RejectLeadResponse
-	53, // 99: leadflow.routing.v1.RoutingService.RecordTouch:output_type -> leadflow.routing.v1.RecordTouchResponse
-	55, // 100: leadflow.routing.v1.RoutingService.GiveBack:output_type -> leadflow.routing.v1.GiveBackResponse
-	57, // 101: leadflow.routing.v1.RoutingService.Reassign:output_type -> leadflow.routing.v1.ReassignResponse
-	60, // 102: leadflow.routing.v1.RoutingService.GetQueue:output_type -> leadflow.routing.v1.GetQueueResponse
-	85, // [85:103] is the sub-list for method output_type
-	67, // [67:85] is the sub-list for method input_type
-	67, // [67:67] is the sub-list for extension type_name
-	67, // [67:67] is the sub-list for extension extendee
-	0,  // [0:67] is the sub-list for field type_name
+	30, // 36: leadflow.routing.v1.RouteLeadsRequest.leads:type_name -> leadflow.routing.v1.RouteLeadRequest
+	34, // 37: leadflow.routing.v1.RouteLeadsResponse.results:type_name -> leadflow.routing.v1.RouteLeadsResult
+	31, // 38: leadflow.routing.v1.RouteLeadsResult.response:type_name -> leadflow.routing.v1.RouteLeadResponse
+	69, // 39: leadflow.routing.v1.DryRunRouteRequest.profile:type_name -> leadflow.lead.v1.LeadProfile
+	70, // 40: leadflow.routing.v1.DryRunRouteRequest.score:type_name -> leadflow.lead.v1.Score
+	29, // 41: leadflow.routing.v1.DryRunRouteResponse.decision:type_name -> leadflow.routing.v1.RoutingDecision
+	29, // 42: leadflow.routing.v1.GetDecisionResponse.decision:type_name -> leadflow.routing.v1.RoutingDecision
+	29, // 43: leadflow.routing.v1.ListDecisionsResponse.decisions:type_name -> leadflow.routing.v1.RoutingDecision
+	6,  // 44: leadflow.routing.v1.Assignment.state:type_name -> leadflow.routing.v1.AssignmentState
+	64, // 45: leadflow.routing.v1.Assignment.assigned_at:type_name -> google.protobuf.Timestamp
+	64, // 46: leadflow.routing.v1.Assignment.accepted_at:type_name -> google.protobuf.Timestamp
+	64, // 47: leadflow.routing.v1.Assignment.first_touch_due:type_name -> google.protobuf.Timestamp
+	64, // 48: leadflow.routing.v1.Assignment.first_touch_at:type_name -> google.protobuf.Timestamp
+	64, // 49: leadflow.routing.v1.Assignment.touches_due:type_name -> google.protobuf.Timestamp
+	66, // 50: leadflow.routing.v1.Assignment.heat:type_name -> leadflow.lead.v1.Heat
+	7,  // 51: leadflow.routing.v1.InboxItem.kind:type_name -> leadflow.routing.v1.InboxItemKind
+	64, // 52: leadflow.routing.v1.InboxItem.created_at:type_name -> google.protobuf.Timestamp
+	64, // 53: leadflow.routing.v1.InboxItem.first_touch_due:type_name -> google.protobuf.Timestamp
+	69, // 54: leadflow.routing.v1.InboxItem.profile:type_name -> leadflow.lead.v1.LeadProfile
+	70, // 55: leadflow.routing.v1.InboxItem.score:type_name -> leadflow.lead.v1.Score
+	71, // 56: leadflow.routing.v1.InboxItem.contact:type_name -> leadflow.lead.v1.Contact
+	44, // 57: leadflow.routing.v1.WatchInboxResponse.item:type_name -> leadflow.routing.v1.InboxItem
+	43, // 58: leadflow.routing.v1.ListAssignmentsResponse.assignments:type_name -> leadflow.routing.v1.Assignment
+	43, // 59: leadflow.routing.v1.GetAssignmentResponse.assignment:type_name -> leadflow.routing.v1.Assignment
+	43, // 60: leadflow.routing.v1.AcceptLeadResponse.assignment:type_name -> leadflow.routing.v1.Assignment
+	29, // 61: leadflow.routing.v1.RejectLeadResponse.decision:type_name -> leadflow.routing.v1.RoutingDecision
+	8,  // 62: leadflow.routing.v1.RecordTouchRequest.type:type_name -> leadflow.routing.v1.TouchType
+	43, // 63: leadflow.routing.v1.RecordTouchResponse.assignment:type_name -> leadflow.routing.v1.Assignment
+	9,  // 64: leadflow.routing.v1.GiveBackRequest.outcome:type_name -> leadflow.routing.v1.GiveBackOutcome
+	43, // 65: leadflow.routing.v1.GiveBackResponse.assignment:type_name -> leadflow.routing.v1.Assignment
+	29, // 66: leadflow.routing.v1.ReassignResponse.decision:type_name -> leadflow.routing.v1.RoutingDecision
+	66, // 67: leadflow.routing.v1.QueueEntry.heat:type_name -> leadflow.lead.v1.Heat
+	64, // 68: leadflow.routing.v1.QueueEntry.queued_at:type_name -> google.protobuf.Timestamp
+	61, // 69: leadflow.routing.v1.GetQueueResponse.entries:type_name -> leadflow.routing.v1.QueueEntry
+	20, // 70: leadflow.routing.v1.RoutingService.ApplyConfig:input_type -> leadflow.routing.v1.ApplyConfigRequest
+	22, // 71: leadflow.routing.v1.RoutingService.GetConfig:input_type -> leadflow.routing.v1.GetConfigRequest
+	24, // 72: leadflow.routing.v1.RoutingService.ListConfigVersions:input_type -> leadflow.routing.v1.ListConfigVersionsRequest
+	26, // 73: leadflow.routing.v1.RoutingService.SetRepAvailability:input_type -> leadflow.routing.v1.SetRepAvailabilityRequest
+	30, // 74: leadflow.routing.v1.RoutingService.RouteLead:input_type -> leadflow.routing.v1.RouteLeadRequest
+	32, // 75: leadflow.routing.v1.RoutingService.RouteLeads:input_type -> leadflow.routing.v1.RouteLeadsRequest
+	35, // 76: leadflow.routing.v1.RoutingService.DryRunRoute:input_type -> leadflow.routing.v1.DryRunRouteRequest
+	37, // 77: leadflow.routing.v1.RoutingService.ReleaseLead:input_type -> leadflow.routing.v1.ReleaseLeadRequest
+	39, // 78: leadflow.routing.v1.RoutingService.GetDecision:input_type -> leadflow.routing.v1.GetDecisionRequest
+	41, // 79: leadflow.routing.v1.RoutingService.ListDecisions:input_type -> leadflow.routing.v1.ListDecisionsRequest
+	45, // 80: leadflow.routing.v1.RoutingService.WatchInbox:input_type -> leadflow.routing.v1.WatchInboxRequest
+	47, // 81: leadflow.routing.v1.RoutingService.ListAssignments:input_type -> leadflow.routing.v1.ListAssignmentsRequest
+	49, // 82: leadflow.routing.v1.RoutingService.GetAssignment:input_type -> leadflow.routing.v1.GetAssignmentRequest
+	51, // 83: leadflow.routing.v1.RoutingService.AcceptLead:input_type -> leadflow.routing.v1.AcceptLeadRequest
+	53, // 84: leadflow.routing.v1.RoutingService.RejectLead:input_type -> leadflow.routing.v1.RejectLeadRequest
+	55, // 85: leadflow.routing.v1.RoutingService.RecordTouch:input_type -> leadflow.routing.v1.RecordTouchRequest
+	57, // 86: leadflow.routing.v1.RoutingService.GiveBack:input_type -> leadflow.routing.v1.GiveBackRequest
+	59, // 87: leadflow.routing.v1.RoutingService.Reassign:input_type -> leadflow.routing.v1.ReassignRequest
+	62, // 88: leadflow.routing.v1.RoutingService.GetQueue:input_type -> leadflow.routing.v1.GetQueueRequest
+	21, // 89: leadflow.routing.v1.RoutingService.ApplyConfig:output_type -> leadflow.routing.v1.ApplyConfigResponse
+	23, // 90: leadflow.routing.v1.RoutingService.GetConfig:output_type -> leadflow.routing.v1.GetConfigResponse
+	25, // 91: leadflow.routing.v1.RoutingService.ListConfigVersions:output_type -> leadflow.routing.v1.ListConfigVersionsResponse
+	27, // 92: leadflow.routing.v1.RoutingService.SetRepAvailability:output_type -> leadflow.routing.v1.SetRepAvailabilityResponse
+	31, // 93: leadflow.routing.v1.RoutingService.RouteLead:output_type -> leadflow.routing.v1.RouteLeadResponse
+	33, // 94: leadflow.routing.v1.RoutingService.RouteLeads:output_type -> leadflow.routing.v1.RouteLeadsResponse
+	36, // 95: leadflow.routing.v1.RoutingService.DryRunRoute:output_type -> leadflow.routing.v1.DryRunRouteResponse
+	38, // 96: leadflow.routing.v1.RoutingService.ReleaseLead:output_type -> leadflow.routing.v1.ReleaseLeadResponse
+	40, // 97: leadflow.routing.v1.RoutingService.GetDecision:output_type -> leadflow.routing.v1.GetDecisionResponse
+	42, // 98: leadflow.routing.v1.RoutingService.ListDecisions:output_type -> leadflow.routing.v1.ListDecisionsResponse
+	46, // 99: leadflow.routing.v1.RoutingService.WatchInbox:output_type -> leadflow.routing.v1.WatchInboxResponse
+	48, // 100: leadflow.routing.v1.RoutingService.ListAssignments:output_type -> leadflow.routing.v1.ListAssignmentsResponse
+	50, // 101: leadflow.routing.v1.RoutingService.GetAssignment:output_type -> leadflow.routing.v1.GetAssignmentResponse
+	52, // 102: leadflow.routing.v1.RoutingService.AcceptLead:output_type -> leadflow.routing.v1.AcceptLeadResponse
+	54, // 103: leadflow.routing.v1.RoutingService.RejectLead:output_type -> leadflow.routing.v1.RejectLeadResponse
+	56, // 104: leadflow.routing.v1.RoutingService.RecordTouch:output_type -> leadflow.routing.v1.RecordTouchResponse
+	58, // 105: leadflow.routing.v1.RoutingService.GiveBack:output_type -> leadflow.routing.v1.GiveBackResponse
+	60, // 106: leadflow.routing.v1.RoutingService.Reassign:output_type -> leadflow.routing.v1.ReassignResponse
+	63, // 107: leadflow.routing.v1.RoutingService.GetQueue:output_type -> leadflow.routing.v1.GetQueueResponse
+	89, // [89:108] is the sub-list for method output_type
+	70, // [70:89] is the sub-list for method input_type
+	70, // [70:70] is the sub-list for extension type_name
+	70, // [70:70] is the sub-list for extension extendee
+	0,  // [0:70] is the sub-list for field type_name
 }
 
 func init() { file_leadflow_routing_v1_routing_proto_init() }
@@ -4962,7 +5149,7 @@ func file_leadflow_routing_v1_routing_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_leadflow_routing_v1_routing_proto_rawDesc), len(file_leadflow_routing_v1_routing_proto_rawDesc)),
 			NumEnums:      10,
-			NumMessages:   51,
+			NumMessages:   54,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -32,6 +32,7 @@ const (
 	RoutingService_ListConfigVersions_FullMethodName = "/leadflow.routing.v1.RoutingService/ListConfigVersions"
 	RoutingService_SetRepAvailability_FullMethodName = "/leadflow.routing.v1.RoutingService/SetRepAvailability"
 	RoutingService_RouteLead_FullMethodName          = "/leadflow.routing.v1.RoutingService/RouteLead"
+	RoutingService_RouteLeads_FullMethodName         = "/leadflow.routing.v1.RoutingService/RouteLeads"
 	RoutingService_DryRunRoute_FullMethodName        = "/leadflow.routing.v1.RoutingService/DryRunRoute"
 	RoutingService_ReleaseLead_FullMethodName        = "/leadflow.routing.v1.RoutingService/ReleaseLead"
 	RoutingService_GetDecision_FullMethodName        = "/leadflow.routing.v1.RoutingService/GetDecision"
@@ -71,6 +72,13 @@ type RoutingServiceClient interface {
 	// request_id, or a lead that is already queued or assigned, returns the
 	// existing decision and never assigns twice.
 	RouteLead(ctx context.Context, in *RouteLeadRequest, opts ...grpc.CallOption) (*RouteLeadResponse, error)
+	// RouteLeads is RouteLead for up to 100 leads in one call: scoring's
+	// hand-off worker sends the MQLs that became due together. Each lead is
+	// routed exactly as RouteLead routes it (its spans in its own trace, from
+	// its profile's traceparent) and gets its own result,
+	// so one lead's failure does not fail the others. A malformed item fails
+	// the whole call with InvalidArgument naming it, as RouteLead would.
+	RouteLeads(ctx context.Context, in *RouteLeadsRequest, opts ...grpc.CallOption) (*RouteLeadsResponse, error)
 	// DryRunRoute answers "where would this lead go now" and changes nothing.
 	DryRunRoute(ctx context.Context, in *DryRunRouteRequest, opts ...grpc.CallOption) (*DryRunRouteResponse, error)
 	// ReleaseLead takes a lead out of routing (scoring calls it when the lead
@@ -164,6 +172,16 @@ func (c *routingServiceClient) RouteLead(ctx context.Context, in *RouteLeadReque
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(RouteLeadResponse)
 	err := c.cc.Invoke(ctx, RoutingService_RouteLead_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *routingServiceClient) RouteLeads(ctx context.Context, in *RouteLeadsRequest, opts ...grpc.CallOption) (*RouteLeadsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(RouteLeadsResponse)
+	err := c.cc.Invoke(ctx, RoutingService_RouteLeads_FullMethodName, in, out, cOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -333,6 +351,13 @@ type RoutingServiceServer interface {
 	// request_id, or a lead that is already queued or assigned, returns the
 	// existing decision and never assigns twice.
 	RouteLead(context.Context, *RouteLeadRequest) (*RouteLeadResponse, error)
+	// RouteLeads is RouteLead for up to 100 leads in one call: scoring's
+	// hand-off worker sends the MQLs that became due together. Each lead is
+	// routed exactly as RouteLead routes it (its spans in its own trace, from
+	// its profile's traceparent) and gets its own result,
+	// so one lead's failure does not fail the others. A malformed item fails
+	// the whole call with InvalidArgument naming it, as RouteLead would.
+	RouteLeads(context.Context, *RouteLeadsRequest) (*RouteLeadsResponse, error)
 	// DryRunRoute answers "where would this lead go now" and changes nothing.
 	DryRunRoute(context.Context, *DryRunRouteRequest) (*DryRunRouteResponse, error)
 	// ReleaseLead takes a lead out of routing (scoring calls it when the lead
@@ -396,6 +421,9 @@ func (UnimplementedRoutingServiceServer) SetRepAvailability(context.Context, *Se
 }
 func (UnimplementedRoutingServiceServer) RouteLead(context.Context, *RouteLeadRequest) (*RouteLeadResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method RouteLead not implemented")
+}
+func (UnimplementedRoutingServiceServer) RouteLeads(context.Context, *RouteLeadsRequest) (*RouteLeadsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method RouteLeads not implemented")
 }
 func (UnimplementedRoutingServiceServer) DryRunRoute(context.Context, *DryRunRouteRequest) (*DryRunRouteResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method DryRunRoute not implemented")
@@ -543,6 +571,24 @@ func _RoutingService_RouteLead_Handler(srv interface{}, ctx context.Context, dec
 	}
 	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
 		return srv.(RoutingServiceServer).RouteLead(ctx, req.(*RouteLeadRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _RoutingService_RouteLeads_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RouteLeadsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(RoutingServiceServer).RouteLeads(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: RoutingService_RouteLeads_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(RoutingServiceServer).RouteLeads(ctx, req.(*RouteLeadsRequest))
 	}
 	return interceptor(ctx, in, info, handler)
 }
@@ -800,6 +846,10 @@ var RoutingService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "RouteLead",
 			Handler:    _RoutingService_RouteLead_Handler,
+		},
+		{
+			MethodName: "RouteLeads",
+			Handler:    _RoutingService_RouteLeads_Handler,
 		},
 		{
 			MethodName: "DryRunRoute",

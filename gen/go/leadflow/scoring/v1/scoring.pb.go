@@ -1457,7 +1457,11 @@ func (x *Thresholds) GetWarmMinEngagement() int32 {
 type UpsertLeadRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The lead, without personal data.
-	Profile       *v1.LeadProfile `protobuf:"bytes,1,opt,name=profile,proto3" json:"profile,omitempty"`
+	Profile *v1.LeadProfile `protobuf:"bytes,1,opt,name=profile,proto3" json:"profile,omitempty"`
+	// Optional W3C traceparent of the caller's step in the lead's trace (a
+	// hand-off delivery) for UpsertLeads, whose one call carries many traces:
+	// the lead's spans nest under it. Unset: under the profile's traceparent.
+	Traceparent   string `protobuf:"bytes,2,opt,name=traceparent,proto3" json:"traceparent,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1497,6 +1501,13 @@ func (x *UpsertLeadRequest) GetProfile() *v1.LeadProfile {
 		return x.Profile
 	}
 	return nil
+}
+
+func (x *UpsertLeadRequest) GetTraceparent() string {
+	if x != nil {
+		return x.Traceparent
+	}
+	return ""
 }
 
 // UpsertLeadResponse is the lead's score after the upsert.
@@ -1572,6 +1583,162 @@ func (x *UpsertLeadResponse) GetCreated() bool {
 	return false
 }
 
+// UpsertLeadsRequest carries up to 100 leads from capture.
+type UpsertLeadsRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The leads, each as UpsertLead takes it.
+	Leads         []*UpsertLeadRequest `protobuf:"bytes,1,rep,name=leads,proto3" json:"leads,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UpsertLeadsRequest) Reset() {
+	*x = UpsertLeadsRequest{}
+	mi := &file_leadflow_scoring_v1_scoring_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UpsertLeadsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UpsertLeadsRequest) ProtoMessage() {}
+
+func (x *UpsertLeadsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_leadflow_scoring_v1_scoring_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UpsertLeadsRequest.ProtoReflect.Descriptor instead.
+func (*UpsertLeadsRequest) Descriptor() ([]byte, []int) {
+	return file_leadflow_scoring_v1_scoring_proto_rawDescGZIP(), []int{18}
+}
+
+func (x *UpsertLeadsRequest) GetLeads() []*UpsertLeadRequest {
+	if x != nil {
+		return x.Leads
+	}
+	return nil
+}
+
+// UpsertLeadsResponse answers every lead, in the request's order.
+type UpsertLeadsResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// One result per request item.
+	Results       []*UpsertLeadsResult `protobuf:"bytes,1,rep,name=results,proto3" json:"results,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UpsertLeadsResponse) Reset() {
+	*x = UpsertLeadsResponse{}
+	mi := &file_leadflow_scoring_v1_scoring_proto_msgTypes[19]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UpsertLeadsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UpsertLeadsResponse) ProtoMessage() {}
+
+func (x *UpsertLeadsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_leadflow_scoring_v1_scoring_proto_msgTypes[19]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UpsertLeadsResponse.ProtoReflect.Descriptor instead.
+func (*UpsertLeadsResponse) Descriptor() ([]byte, []int) {
+	return file_leadflow_scoring_v1_scoring_proto_rawDescGZIP(), []int{19}
+}
+
+func (x *UpsertLeadsResponse) GetResults() []*UpsertLeadsResult {
+	if x != nil {
+		return x.Results
+	}
+	return nil
+}
+
+// UpsertLeadsResult is one lead's answer.
+type UpsertLeadsResult struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// What UpsertLead would have answered, when code is 0.
+	Response *UpsertLeadResponse `protobuf:"bytes,1,opt,name=response,proto3" json:"response,omitempty"`
+	// A google.rpc.Code: 0 (OK), or the code UpsertLead would have failed with.
+	Code int32 `protobuf:"varint,2,opt,name=code,proto3" json:"code,omitempty"`
+	// The error message when code is not 0 (never personal data).
+	Message       string `protobuf:"bytes,3,opt,name=message,proto3" json:"message,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UpsertLeadsResult) Reset() {
+	*x = UpsertLeadsResult{}
+	mi := &file_leadflow_scoring_v1_scoring_proto_msgTypes[20]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UpsertLeadsResult) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UpsertLeadsResult) ProtoMessage() {}
+
+func (x *UpsertLeadsResult) ProtoReflect() protoreflect.Message {
+	mi := &file_leadflow_scoring_v1_scoring_proto_msgTypes[20]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UpsertLeadsResult.ProtoReflect.Descriptor instead.
+func (*UpsertLeadsResult) Descriptor() ([]byte, []int) {
+	return file_leadflow_scoring_v1_scoring_proto_rawDescGZIP(), []int{20}
+}
+
+func (x *UpsertLeadsResult) GetResponse() *UpsertLeadResponse {
+	if x != nil {
+		return x.Response
+	}
+	return nil
+}
+
+func (x *UpsertLeadsResult) GetCode() int32 {
+	if x != nil {
+		return x.Code
+	}
+	return 0
+}
+
+func (x *UpsertLeadsResult) GetMessage() string {
+	if x != nil {
+		return x.Message
+	}
+	return ""
+}
+
 // RecordEngagementRequest carries one engagement signal.
 type RecordEngagementRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -1583,7 +1750,7 @@ type RecordEngagementRequest struct {
 
 func (x *RecordEngagementRequest) Reset() {
 	*x = RecordEngagementRequest{}
-	mi := &file_leadflow_scoring_v1_scoring_proto_msgTypes[18]
+	mi := &file_leadflow_scoring_v1_scoring_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1595,7 +1762,7 @@ func (x *RecordEngagementRequest) String() string {
 func (*RecordEngagementRequest) ProtoMessage() {}
 
 func (x *RecordEngagementRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_leadflow_scoring_v1_scoring_proto_msgTypes[18]
+	mi := &file_leadflow_scoring_v1_scoring_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1608,7 +1775,7 @@ func (x *RecordEngagementRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RecordEngagementRequest.ProtoReflect.Descriptor instead.
 func (*RecordEngagementRequest) Descriptor() ([]byte, []int) {
-	return file_leadflow_scoring_v1_scoring_proto_rawDescGZIP(), []int{18}
+	return file_leadflow_scoring_v1_scoring_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *RecordEngagementRequest) GetSignal() *v1.EngagementSignal {
@@ -1636,7 +1803,7 @@ type RecordEngagementResponse struct {
 
 func (x *RecordEngagementResponse) Reset() {
 	*x = RecordEngagementResponse{}
-	mi := &file_leadflow_scoring_v1_scoring_proto_msgTypes[19]
+	mi := &file_leadflow_scoring_v1_scoring_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1648,7 +1815,7 @@ func (x *RecordEngagementResponse) String() string {
 func (*RecordEngagementResponse) ProtoMessage() {}
 
 func (x *RecordEngagementResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_leadflow_scoring_v1_scoring_proto_msgTypes[19]
+	mi := &file_leadflow_scoring_v1_scoring_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1661,7 +1828,7 @@ func (x *RecordEngagementResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RecordEngagementResponse.ProtoReflect.Descriptor instead.
 func (*RecordEngagementResponse) Descriptor() ([]byte, []int) {
-	return file_leadflow_scoring_v1_scoring_proto_rawDescGZIP(), []int{19}
+	return file_leadflow_scoring_v1_scoring_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *RecordEngagementResponse) GetScore() *v1.Score {
@@ -1712,7 +1879,7 @@ type SetStatusRequest struct {
 
 func (x *SetStatusRequest) Reset() {
 	*x = SetStatusRequest{}
-	mi := &file_leadflow_scoring_v1_scoring_proto_msgTypes[20]
+	mi := &file_leadflow_scoring_v1_scoring_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1724,7 +1891,7 @@ func (x *SetStatusRequest) String() string {
 func (*SetStatusRequest) ProtoMessage() {}
 
 func (x *SetStatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_leadflow_scoring_v1_scoring_proto_msgTypes[20]
+	mi := &file_leadflow_scoring_v1_scoring_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1737,7 +1904,7 @@ func (x *SetStatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetStatusRequest.ProtoReflect.Descriptor instead.
 func (*SetStatusRequest) Descriptor() ([]byte, []int) {
-	return file_leadflow_scoring_v1_scoring_proto_rawDescGZIP(), []int{20}
+	return file_leadflow_scoring_v1_scoring_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *SetStatusRequest) GetLeadId() string {
@@ -1788,7 +1955,7 @@ type SetStatusResponse struct {
 
 func (x *SetStatusResponse) Reset() {
 	*x = SetStatusResponse{}
-	mi := &file_leadflow_scoring_v1_scoring_proto_msgTypes[21]
+	mi := &file_leadflow_scoring_v1_scoring_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1800,7 +1967,7 @@ func (x *SetStatusResponse) String() string {
 func (*SetStatusResponse) ProtoMessage() {}
 
 func (x *SetStatusResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_leadflow_scoring_v1_scoring_proto_msgTypes[21]
+	mi := &file_leadflow_scoring_v1_scoring_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1813,7 +1980,7 @@ func (x *SetStatusResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetStatusResponse.ProtoReflect.Descriptor instead.
 func (*SetStatusResponse) Descriptor() ([]byte, []int) {
-	return file_leadflow_scoring_v1_scoring_proto_rawDescGZIP(), []int{21}
+	return file_leadflow_scoring_v1_scoring_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *SetStatusResponse) GetLead() *ScoredLead {
@@ -1841,7 +2008,7 @@ type GetLeadRequest struct {
 
 func (x *GetLeadRequest) Reset() {
 	*x = GetLeadRequest{}
-	mi := &file_leadflow_scoring_v1_scoring_proto_msgTypes[22]
+	mi := &file_leadflow_scoring_v1_scoring_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1853,7 +2020,7 @@ func (x *GetLeadRequest) String() string {
 func (*GetLeadRequest) ProtoMessage() {}
 
 func (x *GetLeadRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_leadflow_scoring_v1_scoring_proto_msgTypes[22]
+	mi := &file_leadflow_scoring_v1_scoring_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1866,7 +2033,7 @@ func (x *GetLeadRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetLeadRequest.ProtoReflect.Descriptor instead.
 func (*GetLeadRequest) Descriptor() ([]byte, []int) {
-	return file_leadflow_scoring_v1_scoring_proto_rawDescGZIP(), []int{22}
+	return file_leadflow_scoring_v1_scoring_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *GetLeadRequest) GetLeadId() string {
@@ -1887,7 +2054,7 @@ type GetLeadResponse struct {
 
 func (x *GetLeadResponse) Reset() {
 	*x = GetLeadResponse{}
-	mi := &file_leadflow_scoring_v1_scoring_proto_msgTypes[23]
+	mi := &file_leadflow_scoring_v1_scoring_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1899,7 +2066,7 @@ func (x *GetLeadResponse) String() string {
 func (*GetLeadResponse) ProtoMessage() {}
 
 func (x *GetLeadResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_leadflow_scoring_v1_scoring_proto_msgTypes[23]
+	mi := &file_leadflow_scoring_v1_scoring_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1912,7 +2079,7 @@ func (x *GetLeadResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetLeadResponse.ProtoReflect.Descriptor instead.
 func (*GetLeadResponse) Descriptor() ([]byte, []int) {
-	return file_leadflow_scoring_v1_scoring_proto_rawDescGZIP(), []int{23}
+	return file_leadflow_scoring_v1_scoring_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *GetLeadResponse) GetLead() *ScoredLead {
@@ -1943,7 +2110,7 @@ type ListLeadsRequest struct {
 
 func (x *ListLeadsRequest) Reset() {
 	*x = ListLeadsRequest{}
-	mi := &file_leadflow_scoring_v1_scoring_proto_msgTypes[24]
+	mi := &file_leadflow_scoring_v1_scoring_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1955,7 +2122,7 @@ func (x *ListLeadsRequest) String() string {
 func (*ListLeadsRequest) ProtoMessage() {}
 
 func (x *ListLeadsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_leadflow_scoring_v1_scoring_proto_msgTypes[24]
+	mi := &file_leadflow_scoring_v1_scoring_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1968,7 +2135,7 @@ func (x *ListLeadsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListLeadsRequest.ProtoReflect.Descriptor instead.
 func (*ListLeadsRequest) Descriptor() ([]byte, []int) {
-	return file_leadflow_scoring_v1_scoring_proto_rawDescGZIP(), []int{24}
+	return file_leadflow_scoring_v1_scoring_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *ListLeadsRequest) GetStatus() v1.ProspectStatus {
@@ -2026,7 +2193,7 @@ type ListLeadsResponse struct {
 
 func (x *ListLeadsResponse) Reset() {
 	*x = ListLeadsResponse{}
-	mi := &file_leadflow_scoring_v1_scoring_proto_msgTypes[25]
+	mi := &file_leadflow_scoring_v1_scoring_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2038,7 +2205,7 @@ func (x *ListLeadsResponse) String() string {
 func (*ListLeadsResponse) ProtoMessage() {}
 
 func (x *ListLeadsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_leadflow_scoring_v1_scoring_proto_msgTypes[25]
+	mi := &file_leadflow_scoring_v1_scoring_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2051,7 +2218,7 @@ func (x *ListLeadsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListLeadsResponse.ProtoReflect.Descriptor instead.
 func (*ListLeadsResponse) Descriptor() ([]byte, []int) {
-	return file_leadflow_scoring_v1_scoring_proto_rawDescGZIP(), []int{25}
+	return file_leadflow_scoring_v1_scoring_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *ListLeadsResponse) GetLeads() []*ScoredLead {
@@ -2082,7 +2249,7 @@ type ScoreLeadRequest struct {
 
 func (x *ScoreLeadRequest) Reset() {
 	*x = ScoreLeadRequest{}
-	mi := &file_leadflow_scoring_v1_scoring_proto_msgTypes[26]
+	mi := &file_leadflow_scoring_v1_scoring_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2094,7 +2261,7 @@ func (x *ScoreLeadRequest) String() string {
 func (*ScoreLeadRequest) ProtoMessage() {}
 
 func (x *ScoreLeadRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_leadflow_scoring_v1_scoring_proto_msgTypes[26]
+	mi := &file_leadflow_scoring_v1_scoring_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2107,7 +2274,7 @@ func (x *ScoreLeadRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ScoreLeadRequest.ProtoReflect.Descriptor instead.
 func (*ScoreLeadRequest) Descriptor() ([]byte, []int) {
-	return file_leadflow_scoring_v1_scoring_proto_rawDescGZIP(), []int{26}
+	return file_leadflow_scoring_v1_scoring_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *ScoreLeadRequest) GetLeadId() string {
@@ -2137,7 +2304,7 @@ type ScoreLeadResponse struct {
 
 func (x *ScoreLeadResponse) Reset() {
 	*x = ScoreLeadResponse{}
-	mi := &file_leadflow_scoring_v1_scoring_proto_msgTypes[27]
+	mi := &file_leadflow_scoring_v1_scoring_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2149,7 +2316,7 @@ func (x *ScoreLeadResponse) String() string {
 func (*ScoreLeadResponse) ProtoMessage() {}
 
 func (x *ScoreLeadResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_leadflow_scoring_v1_scoring_proto_msgTypes[27]
+	mi := &file_leadflow_scoring_v1_scoring_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2162,7 +2329,7 @@ func (x *ScoreLeadResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ScoreLeadResponse.ProtoReflect.Descriptor instead.
 func (*ScoreLeadResponse) Descriptor() ([]byte, []int) {
-	return file_leadflow_scoring_v1_scoring_proto_rawDescGZIP(), []int{27}
+	return file_leadflow_scoring_v1_scoring_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *ScoreLeadResponse) GetScore() *v1.Score {
@@ -2190,7 +2357,7 @@ type GetScoreRequest struct {
 
 func (x *GetScoreRequest) Reset() {
 	*x = GetScoreRequest{}
-	mi := &file_leadflow_scoring_v1_scoring_proto_msgTypes[28]
+	mi := &file_leadflow_scoring_v1_scoring_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2202,7 +2369,7 @@ func (x *GetScoreRequest) String() string {
 func (*GetScoreRequest) ProtoMessage() {}
 
 func (x *GetScoreRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_leadflow_scoring_v1_scoring_proto_msgTypes[28]
+	mi := &file_leadflow_scoring_v1_scoring_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2215,7 +2382,7 @@ func (x *GetScoreRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetScoreRequest.ProtoReflect.Descriptor instead.
 func (*GetScoreRequest) Descriptor() ([]byte, []int) {
-	return file_leadflow_scoring_v1_scoring_proto_rawDescGZIP(), []int{28}
+	return file_leadflow_scoring_v1_scoring_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *GetScoreRequest) GetLeadId() string {
@@ -2238,7 +2405,7 @@ type GetScoreResponse struct {
 
 func (x *GetScoreResponse) Reset() {
 	*x = GetScoreResponse{}
-	mi := &file_leadflow_scoring_v1_scoring_proto_msgTypes[29]
+	mi := &file_leadflow_scoring_v1_scoring_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2250,7 +2417,7 @@ func (x *GetScoreResponse) String() string {
 func (*GetScoreResponse) ProtoMessage() {}
 
 func (x *GetScoreResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_leadflow_scoring_v1_scoring_proto_msgTypes[29]
+	mi := &file_leadflow_scoring_v1_scoring_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2263,7 +2430,7 @@ func (x *GetScoreResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetScoreResponse.ProtoReflect.Descriptor instead.
 func (*GetScoreResponse) Descriptor() ([]byte, []int) {
-	return file_leadflow_scoring_v1_scoring_proto_rawDescGZIP(), []int{29}
+	return file_leadflow_scoring_v1_scoring_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *GetScoreResponse) GetScore() *v1.Score {
@@ -2299,7 +2466,7 @@ type DryRunScoreRequest struct {
 
 func (x *DryRunScoreRequest) Reset() {
 	*x = DryRunScoreRequest{}
-	mi := &file_leadflow_scoring_v1_scoring_proto_msgTypes[30]
+	mi := &file_leadflow_scoring_v1_scoring_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2311,7 +2478,7 @@ func (x *DryRunScoreRequest) String() string {
 func (*DryRunScoreRequest) ProtoMessage() {}
 
 func (x *DryRunScoreRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_leadflow_scoring_v1_scoring_proto_msgTypes[30]
+	mi := &file_leadflow_scoring_v1_scoring_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2324,7 +2491,7 @@ func (x *DryRunScoreRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DryRunScoreRequest.ProtoReflect.Descriptor instead.
 func (*DryRunScoreRequest) Descriptor() ([]byte, []int) {
-	return file_leadflow_scoring_v1_scoring_proto_rawDescGZIP(), []int{30}
+	return file_leadflow_scoring_v1_scoring_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *DryRunScoreRequest) GetProfile() *v1.LeadProfile {
@@ -2366,7 +2533,7 @@ type DryRunScoreResponse struct {
 
 func (x *DryRunScoreResponse) Reset() {
 	*x = DryRunScoreResponse{}
-	mi := &file_leadflow_scoring_v1_scoring_proto_msgTypes[31]
+	mi := &file_leadflow_scoring_v1_scoring_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2378,7 +2545,7 @@ func (x *DryRunScoreResponse) String() string {
 func (*DryRunScoreResponse) ProtoMessage() {}
 
 func (x *DryRunScoreResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_leadflow_scoring_v1_scoring_proto_msgTypes[31]
+	mi := &file_leadflow_scoring_v1_scoring_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2391,7 +2558,7 @@ func (x *DryRunScoreResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DryRunScoreResponse.ProtoReflect.Descriptor instead.
 func (*DryRunScoreResponse) Descriptor() ([]byte, []int) {
-	return file_leadflow_scoring_v1_scoring_proto_rawDescGZIP(), []int{31}
+	return file_leadflow_scoring_v1_scoring_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *DryRunScoreResponse) GetScore() *v1.Score {
@@ -2416,7 +2583,7 @@ type ListScoreHistoryRequest struct {
 
 func (x *ListScoreHistoryRequest) Reset() {
 	*x = ListScoreHistoryRequest{}
-	mi := &file_leadflow_scoring_v1_scoring_proto_msgTypes[32]
+	mi := &file_leadflow_scoring_v1_scoring_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2428,7 +2595,7 @@ func (x *ListScoreHistoryRequest) String() string {
 func (*ListScoreHistoryRequest) ProtoMessage() {}
 
 func (x *ListScoreHistoryRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_leadflow_scoring_v1_scoring_proto_msgTypes[32]
+	mi := &file_leadflow_scoring_v1_scoring_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2441,7 +2608,7 @@ func (x *ListScoreHistoryRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListScoreHistoryRequest.ProtoReflect.Descriptor instead.
 func (*ListScoreHistoryRequest) Descriptor() ([]byte, []int) {
-	return file_leadflow_scoring_v1_scoring_proto_rawDescGZIP(), []int{32}
+	return file_leadflow_scoring_v1_scoring_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *ListScoreHistoryRequest) GetLeadId() string {
@@ -2478,7 +2645,7 @@ type ListScoreHistoryResponse struct {
 
 func (x *ListScoreHistoryResponse) Reset() {
 	*x = ListScoreHistoryResponse{}
-	mi := &file_leadflow_scoring_v1_scoring_proto_msgTypes[33]
+	mi := &file_leadflow_scoring_v1_scoring_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2490,7 +2657,7 @@ func (x *ListScoreHistoryResponse) String() string {
 func (*ListScoreHistoryResponse) ProtoMessage() {}
 
 func (x *ListScoreHistoryResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_leadflow_scoring_v1_scoring_proto_msgTypes[33]
+	mi := &file_leadflow_scoring_v1_scoring_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2503,7 +2670,7 @@ func (x *ListScoreHistoryResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListScoreHistoryResponse.ProtoReflect.Descriptor instead.
 func (*ListScoreHistoryResponse) Descriptor() ([]byte, []int) {
-	return file_leadflow_scoring_v1_scoring_proto_rawDescGZIP(), []int{33}
+	return file_leadflow_scoring_v1_scoring_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *ListScoreHistoryResponse) GetEntries() []*ScoreHistoryEntry {
@@ -2533,7 +2700,7 @@ type UpdateBantRequest struct {
 
 func (x *UpdateBantRequest) Reset() {
 	*x = UpdateBantRequest{}
-	mi := &file_leadflow_scoring_v1_scoring_proto_msgTypes[34]
+	mi := &file_leadflow_scoring_v1_scoring_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2545,7 +2712,7 @@ func (x *UpdateBantRequest) String() string {
 func (*UpdateBantRequest) ProtoMessage() {}
 
 func (x *UpdateBantRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_leadflow_scoring_v1_scoring_proto_msgTypes[34]
+	mi := &file_leadflow_scoring_v1_scoring_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2558,7 +2725,7 @@ func (x *UpdateBantRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateBantRequest.ProtoReflect.Descriptor instead.
 func (*UpdateBantRequest) Descriptor() ([]byte, []int) {
-	return file_leadflow_scoring_v1_scoring_proto_rawDescGZIP(), []int{34}
+	return file_leadflow_scoring_v1_scoring_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *UpdateBantRequest) GetLeadId() string {
@@ -2586,7 +2753,7 @@ type UpdateBantResponse struct {
 
 func (x *UpdateBantResponse) Reset() {
 	*x = UpdateBantResponse{}
-	mi := &file_leadflow_scoring_v1_scoring_proto_msgTypes[35]
+	mi := &file_leadflow_scoring_v1_scoring_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2598,7 +2765,7 @@ func (x *UpdateBantResponse) String() string {
 func (*UpdateBantResponse) ProtoMessage() {}
 
 func (x *UpdateBantResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_leadflow_scoring_v1_scoring_proto_msgTypes[35]
+	mi := &file_leadflow_scoring_v1_scoring_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2611,7 +2778,7 @@ func (x *UpdateBantResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateBantResponse.ProtoReflect.Descriptor instead.
 func (*UpdateBantResponse) Descriptor() ([]byte, []int) {
-	return file_leadflow_scoring_v1_scoring_proto_rawDescGZIP(), []int{35}
+	return file_leadflow_scoring_v1_scoring_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *UpdateBantResponse) GetBant() *Bant {
@@ -2636,7 +2803,7 @@ type GetStatusHistoryRequest struct {
 
 func (x *GetStatusHistoryRequest) Reset() {
 	*x = GetStatusHistoryRequest{}
-	mi := &file_leadflow_scoring_v1_scoring_proto_msgTypes[36]
+	mi := &file_leadflow_scoring_v1_scoring_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2648,7 +2815,7 @@ func (x *GetStatusHistoryRequest) String() string {
 func (*GetStatusHistoryRequest) ProtoMessage() {}
 
 func (x *GetStatusHistoryRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_leadflow_scoring_v1_scoring_proto_msgTypes[36]
+	mi := &file_leadflow_scoring_v1_scoring_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2661,7 +2828,7 @@ func (x *GetStatusHistoryRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetStatusHistoryRequest.ProtoReflect.Descriptor instead.
 func (*GetStatusHistoryRequest) Descriptor() ([]byte, []int) {
-	return file_leadflow_scoring_v1_scoring_proto_rawDescGZIP(), []int{36}
+	return file_leadflow_scoring_v1_scoring_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *GetStatusHistoryRequest) GetLeadId() string {
@@ -2698,7 +2865,7 @@ type GetStatusHistoryResponse struct {
 
 func (x *GetStatusHistoryResponse) Reset() {
 	*x = GetStatusHistoryResponse{}
-	mi := &file_leadflow_scoring_v1_scoring_proto_msgTypes[37]
+	mi := &file_leadflow_scoring_v1_scoring_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2710,7 +2877,7 @@ func (x *GetStatusHistoryResponse) String() string {
 func (*GetStatusHistoryResponse) ProtoMessage() {}
 
 func (x *GetStatusHistoryResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_leadflow_scoring_v1_scoring_proto_msgTypes[37]
+	mi := &file_leadflow_scoring_v1_scoring_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2723,7 +2890,7 @@ func (x *GetStatusHistoryResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetStatusHistoryResponse.ProtoReflect.Descriptor instead.
 func (*GetStatusHistoryResponse) Descriptor() ([]byte, []int) {
-	return file_leadflow_scoring_v1_scoring_proto_rawDescGZIP(), []int{37}
+	return file_leadflow_scoring_v1_scoring_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *GetStatusHistoryResponse) GetTransitions() []*StatusTransition {
@@ -2753,7 +2920,7 @@ type CreateModelRequest struct {
 
 func (x *CreateModelRequest) Reset() {
 	*x = CreateModelRequest{}
-	mi := &file_leadflow_scoring_v1_scoring_proto_msgTypes[38]
+	mi := &file_leadflow_scoring_v1_scoring_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2765,7 +2932,7 @@ func (x *CreateModelRequest) String() string {
 func (*CreateModelRequest) ProtoMessage() {}
 
 func (x *CreateModelRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_leadflow_scoring_v1_scoring_proto_msgTypes[38]
+	mi := &file_leadflow_scoring_v1_scoring_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2778,7 +2945,7 @@ func (x *CreateModelRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateModelRequest.ProtoReflect.Descriptor instead.
 func (*CreateModelRequest) Descriptor() ([]byte, []int) {
-	return file_leadflow_scoring_v1_scoring_proto_rawDescGZIP(), []int{38}
+	return file_leadflow_scoring_v1_scoring_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *CreateModelRequest) GetModel() *ScoringModel {
@@ -2806,7 +2973,7 @@ type CreateModelResponse struct {
 
 func (x *CreateModelResponse) Reset() {
 	*x = CreateModelResponse{}
-	mi := &file_leadflow_scoring_v1_scoring_proto_msgTypes[39]
+	mi := &file_leadflow_scoring_v1_scoring_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2818,7 +2985,7 @@ func (x *CreateModelResponse) String() string {
 func (*CreateModelResponse) ProtoMessage() {}
 
 func (x *CreateModelResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_leadflow_scoring_v1_scoring_proto_msgTypes[39]
+	mi := &file_leadflow_scoring_v1_scoring_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2831,7 +2998,7 @@ func (x *CreateModelResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateModelResponse.ProtoReflect.Descriptor instead.
 func (*CreateModelResponse) Descriptor() ([]byte, []int) {
-	return file_leadflow_scoring_v1_scoring_proto_rawDescGZIP(), []int{39}
+	return file_leadflow_scoring_v1_scoring_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *CreateModelResponse) GetModel() *ScoringModel {
@@ -2854,7 +3021,7 @@ type ListModelsRequest struct {
 
 func (x *ListModelsRequest) Reset() {
 	*x = ListModelsRequest{}
-	mi := &file_leadflow_scoring_v1_scoring_proto_msgTypes[40]
+	mi := &file_leadflow_scoring_v1_scoring_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2866,7 +3033,7 @@ func (x *ListModelsRequest) String() string {
 func (*ListModelsRequest) ProtoMessage() {}
 
 func (x *ListModelsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_leadflow_scoring_v1_scoring_proto_msgTypes[40]
+	mi := &file_leadflow_scoring_v1_scoring_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2879,7 +3046,7 @@ func (x *ListModelsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListModelsRequest.ProtoReflect.Descriptor instead.
 func (*ListModelsRequest) Descriptor() ([]byte, []int) {
-	return file_leadflow_scoring_v1_scoring_proto_rawDescGZIP(), []int{40}
+	return file_leadflow_scoring_v1_scoring_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *ListModelsRequest) GetPageSize() int32 {
@@ -2909,7 +3076,7 @@ type ListModelsResponse struct {
 
 func (x *ListModelsResponse) Reset() {
 	*x = ListModelsResponse{}
-	mi := &file_leadflow_scoring_v1_scoring_proto_msgTypes[41]
+	mi := &file_leadflow_scoring_v1_scoring_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2921,7 +3088,7 @@ func (x *ListModelsResponse) String() string {
 func (*ListModelsResponse) ProtoMessage() {}
 
 func (x *ListModelsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_leadflow_scoring_v1_scoring_proto_msgTypes[41]
+	mi := &file_leadflow_scoring_v1_scoring_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2934,7 +3101,7 @@ func (x *ListModelsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListModelsResponse.ProtoReflect.Descriptor instead.
 func (*ListModelsResponse) Descriptor() ([]byte, []int) {
-	return file_leadflow_scoring_v1_scoring_proto_rawDescGZIP(), []int{41}
+	return file_leadflow_scoring_v1_scoring_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *ListModelsResponse) GetModels() []*ScoringModel {
@@ -2962,7 +3129,7 @@ type GetModelRequest struct {
 
 func (x *GetModelRequest) Reset() {
 	*x = GetModelRequest{}
-	mi := &file_leadflow_scoring_v1_scoring_proto_msgTypes[42]
+	mi := &file_leadflow_scoring_v1_scoring_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2974,7 +3141,7 @@ func (x *GetModelRequest) String() string {
 func (*GetModelRequest) ProtoMessage() {}
 
 func (x *GetModelRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_leadflow_scoring_v1_scoring_proto_msgTypes[42]
+	mi := &file_leadflow_scoring_v1_scoring_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2987,7 +3154,7 @@ func (x *GetModelRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetModelRequest.ProtoReflect.Descriptor instead.
 func (*GetModelRequest) Descriptor() ([]byte, []int) {
-	return file_leadflow_scoring_v1_scoring_proto_rawDescGZIP(), []int{42}
+	return file_leadflow_scoring_v1_scoring_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *GetModelRequest) GetVersion() int32 {
@@ -3008,7 +3175,7 @@ type GetModelResponse struct {
 
 func (x *GetModelResponse) Reset() {
 	*x = GetModelResponse{}
-	mi := &file_leadflow_scoring_v1_scoring_proto_msgTypes[43]
+	mi := &file_leadflow_scoring_v1_scoring_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3020,7 +3187,7 @@ func (x *GetModelResponse) String() string {
 func (*GetModelResponse) ProtoMessage() {}
 
 func (x *GetModelResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_leadflow_scoring_v1_scoring_proto_msgTypes[43]
+	mi := &file_leadflow_scoring_v1_scoring_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3033,7 +3200,7 @@ func (x *GetModelResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetModelResponse.ProtoReflect.Descriptor instead.
 func (*GetModelResponse) Descriptor() ([]byte, []int) {
-	return file_leadflow_scoring_v1_scoring_proto_rawDescGZIP(), []int{43}
+	return file_leadflow_scoring_v1_scoring_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *GetModelResponse) GetModel() *ScoringModel {
@@ -3054,7 +3221,7 @@ type ActivateModelRequest struct {
 
 func (x *ActivateModelRequest) Reset() {
 	*x = ActivateModelRequest{}
-	mi := &file_leadflow_scoring_v1_scoring_proto_msgTypes[44]
+	mi := &file_leadflow_scoring_v1_scoring_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3066,7 +3233,7 @@ func (x *ActivateModelRequest) String() string {
 func (*ActivateModelRequest) ProtoMessage() {}
 
 func (x *ActivateModelRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_leadflow_scoring_v1_scoring_proto_msgTypes[44]
+	mi := &file_leadflow_scoring_v1_scoring_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3079,7 +3246,7 @@ func (x *ActivateModelRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ActivateModelRequest.ProtoReflect.Descriptor instead.
 func (*ActivateModelRequest) Descriptor() ([]byte, []int) {
-	return file_leadflow_scoring_v1_scoring_proto_rawDescGZIP(), []int{44}
+	return file_leadflow_scoring_v1_scoring_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *ActivateModelRequest) GetVersion() int32 {
@@ -3100,7 +3267,7 @@ type ActivateModelResponse struct {
 
 func (x *ActivateModelResponse) Reset() {
 	*x = ActivateModelResponse{}
-	mi := &file_leadflow_scoring_v1_scoring_proto_msgTypes[45]
+	mi := &file_leadflow_scoring_v1_scoring_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3112,7 +3279,7 @@ func (x *ActivateModelResponse) String() string {
 func (*ActivateModelResponse) ProtoMessage() {}
 
 func (x *ActivateModelResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_leadflow_scoring_v1_scoring_proto_msgTypes[45]
+	mi := &file_leadflow_scoring_v1_scoring_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3125,7 +3292,7 @@ func (x *ActivateModelResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ActivateModelResponse.ProtoReflect.Descriptor instead.
 func (*ActivateModelResponse) Descriptor() ([]byte, []int) {
-	return file_leadflow_scoring_v1_scoring_proto_rawDescGZIP(), []int{45}
+	return file_leadflow_scoring_v1_scoring_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *ActivateModelResponse) GetModel() *ScoringModel {
@@ -3254,14 +3421,24 @@ const file_leadflow_scoring_v1_scoring_proto_rawDesc = "" +
 	"\x0fgrade_b_min_fit\x18\x03 \x01(\x05R\fgradeBMinFit\x12%\n" +
 	"\x0fgrade_c_min_fit\x18\x04 \x01(\x05R\fgradeCMinFit\x12,\n" +
 	"\x12hot_min_engagement\x18\x05 \x01(\x05R\x10hotMinEngagement\x12.\n" +
-	"\x13warm_min_engagement\x18\x06 \x01(\x05R\x11warmMinEngagement\"T\n" +
+	"\x13warm_min_engagement\x18\x06 \x01(\x05R\x11warmMinEngagement\"\x80\x01\n" +
 	"\x11UpsertLeadRequest\x12?\n" +
-	"\aprofile\x18\x01 \x01(\v2\x1d.leadflow.lead.v1.LeadProfileB\x06\xbaH\x03\xc8\x01\x01R\aprofile\"\xcb\x01\n" +
+	"\aprofile\x18\x01 \x01(\v2\x1d.leadflow.lead.v1.LeadProfileB\x06\xbaH\x03\xc8\x01\x01R\aprofile\x12*\n" +
+	"\vtraceparent\x18\x02 \x01(\tB\b\xbaH\x05r\x03\x18\x80\x01R\vtraceparent\"\xcb\x01\n" +
 	"\x12UpsertLeadResponse\x12-\n" +
 	"\x05score\x18\x01 \x01(\v2\x17.leadflow.lead.v1.ScoreR\x05score\x128\n" +
 	"\x06status\x18\x02 \x01(\x0e2 .leadflow.lead.v1.ProspectStatusR\x06status\x122\n" +
 	"\x15mql_handoff_scheduled\x18\x03 \x01(\bR\x13mqlHandoffScheduled\x12\x18\n" +
-	"\acreated\x18\x04 \x01(\bR\acreated\"]\n" +
+	"\acreated\x18\x04 \x01(\bR\acreated\"^\n" +
+	"\x12UpsertLeadsRequest\x12H\n" +
+	"\x05leads\x18\x01 \x03(\v2&.leadflow.scoring.v1.UpsertLeadRequestB\n" +
+	"\xbaH\a\x92\x01\x04\b\x01\x10dR\x05leads\"W\n" +
+	"\x13UpsertLeadsResponse\x12@\n" +
+	"\aresults\x18\x01 \x03(\v2&.leadflow.scoring.v1.UpsertLeadsResultR\aresults\"\x86\x01\n" +
+	"\x11UpsertLeadsResult\x12C\n" +
+	"\bresponse\x18\x01 \x01(\v2'.leadflow.scoring.v1.UpsertLeadResponseR\bresponse\x12\x12\n" +
+	"\x04code\x18\x02 \x01(\x05R\x04code\x12\x18\n" +
+	"\amessage\x18\x03 \x01(\tR\amessage\"]\n" +
 	"\x17RecordEngagementRequest\x12B\n" +
 	"\x06signal\x18\x01 \x01(\v2\".leadflow.lead.v1.EngagementSignalB\x06\xbaH\x03\xc8\x01\x01R\x06signal\"\xb5\x01\n" +
 	"\x18RecordEngagementResponse\x12-\n" +
@@ -3367,10 +3544,11 @@ const file_leadflow_scoring_v1_scoring_proto_rawDesc = "" +
 	"\x1dAUTHORITY_ROLE_ECONOMIC_BUYER\x10\x02\x12\x1d\n" +
 	"\x19AUTHORITY_ROLE_INFLUENCER\x10\x03\x12\x1b\n" +
 	"\x17AUTHORITY_ROLE_CHAMPION\x10\x04\x12\x17\n" +
-	"\x13AUTHORITY_ROLE_USER\x10\x052\xc8\v\n" +
+	"\x13AUTHORITY_ROLE_USER\x10\x052\xaa\f\n" +
 	"\x0eScoringService\x12]\n" +
 	"\n" +
-	"UpsertLead\x12&.leadflow.scoring.v1.UpsertLeadRequest\x1a'.leadflow.scoring.v1.UpsertLeadResponse\x12o\n" +
+	"UpsertLead\x12&.leadflow.scoring.v1.UpsertLeadRequest\x1a'.leadflow.scoring.v1.UpsertLeadResponse\x12`\n" +
+	"\vUpsertLeads\x12'.leadflow.scoring.v1.UpsertLeadsRequest\x1a(.leadflow.scoring.v1.UpsertLeadsResponse\x12o\n" +
 	"\x10RecordEngagement\x12,.leadflow.scoring.v1.RecordEngagementRequest\x1a-.leadflow.scoring.v1.RecordEngagementResponse\x12Z\n" +
 	"\tSetStatus\x12%.leadflow.scoring.v1.SetStatusRequest\x1a&.leadflow.scoring.v1.SetStatusResponse\x12T\n" +
 	"\aGetLead\x12#.leadflow.scoring.v1.GetLeadRequest\x1a$.leadflow.scoring.v1.GetLeadResponse\x12Z\n" +
@@ -3402,7 +3580,7 @@ func file_leadflow_scoring_v1_scoring_proto_rawDescGZIP() []byte {
 }
 
 var file_leadflow_scoring_v1_scoring_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_leadflow_scoring_v1_scoring_proto_msgTypes = make([]protoimpl.MessageInfo, 46)
+var file_leadflow_scoring_v1_scoring_proto_msgTypes = make([]protoimpl.MessageInfo, 49)
 var file_leadflow_scoring_v1_scoring_proto_goTypes = []any{
 	(AuthorityRole)(0),               // 0: leadflow.scoring.v1.AuthorityRole
 	(*ScoredLead)(nil),               // 1: leadflow.scoring.v1.ScoredLead
@@ -3423,66 +3601,69 @@ var file_leadflow_scoring_v1_scoring_proto_goTypes = []any{
 	(*Thresholds)(nil),               // 16: leadflow.scoring.v1.Thresholds
 	(*UpsertLeadRequest)(nil),        // 17: leadflow.scoring.v1.UpsertLeadRequest
 	(*UpsertLeadResponse)(nil),       // 18: leadflow.scoring.v1.UpsertLeadResponse
-	(*RecordEngagementRequest)(nil),  // 19: leadflow.scoring.v1.RecordEngagementRequest
-	(*RecordEngagementResponse)(nil), // 20: leadflow.scoring.v1.RecordEngagementResponse
-	(*SetStatusRequest)(nil),         // 21: leadflow.scoring.v1.SetStatusRequest
-	(*SetStatusResponse)(nil),        // 22: leadflow.scoring.v1.SetStatusResponse
-	(*GetLeadRequest)(nil),           // 23: leadflow.scoring.v1.GetLeadRequest
-	(*GetLeadResponse)(nil),          // 24: leadflow.scoring.v1.GetLeadResponse
-	(*ListLeadsRequest)(nil),         // 25: leadflow.scoring.v1.ListLeadsRequest
-	(*ListLeadsResponse)(nil),        // 26: leadflow.scoring.v1.ListLeadsResponse
-	(*ScoreLeadRequest)(nil),         // 27: leadflow.scoring.v1.ScoreLeadRequest
-	(*ScoreLeadResponse)(nil),        // 28: leadflow.scoring.v1.ScoreLeadResponse
-	(*GetScoreRequest)(nil),          // 29: leadflow.scoring.v1.GetScoreRequest
-	(*GetScoreResponse)(nil),         // 30: leadflow.scoring.v1.GetScoreResponse
-	(*DryRunScoreRequest)(nil),       // 31: leadflow.scoring.v1.DryRunScoreRequest
-	(*DryRunScoreResponse)(nil),      // 32: leadflow.scoring.v1.DryRunScoreResponse
-	(*ListScoreHistoryRequest)(nil),  // 33: leadflow.scoring.v1.ListScoreHistoryRequest
-	(*ListScoreHistoryResponse)(nil), // 34: leadflow.scoring.v1.ListScoreHistoryResponse
-	(*UpdateBantRequest)(nil),        // 35: leadflow.scoring.v1.UpdateBantRequest
-	(*UpdateBantResponse)(nil),       // 36: leadflow.scoring.v1.UpdateBantResponse
-	(*GetStatusHistoryRequest)(nil),  // 37: leadflow.scoring.v1.GetStatusHistoryRequest
-	(*GetStatusHistoryResponse)(nil), // 38: leadflow.scoring.v1.GetStatusHistoryResponse
-	(*CreateModelRequest)(nil),       // 39: leadflow.scoring.v1.CreateModelRequest
-	(*CreateModelResponse)(nil),      // 40: leadflow.scoring.v1.CreateModelResponse
-	(*ListModelsRequest)(nil),        // 41: leadflow.scoring.v1.ListModelsRequest
-	(*ListModelsResponse)(nil),       // 42: leadflow.scoring.v1.ListModelsResponse
-	(*GetModelRequest)(nil),          // 43: leadflow.scoring.v1.GetModelRequest
-	(*GetModelResponse)(nil),         // 44: leadflow.scoring.v1.GetModelResponse
-	(*ActivateModelRequest)(nil),     // 45: leadflow.scoring.v1.ActivateModelRequest
-	(*ActivateModelResponse)(nil),    // 46: leadflow.scoring.v1.ActivateModelResponse
-	(v1.ProspectStatus)(0),           // 47: leadflow.lead.v1.ProspectStatus
-	(*v1.Score)(nil),                 // 48: leadflow.lead.v1.Score
-	(*timestamppb.Timestamp)(nil),    // 49: google.protobuf.Timestamp
-	(*v1.LeadProfile)(nil),           // 50: leadflow.lead.v1.LeadProfile
-	(*v1.Money)(nil),                 // 51: leadflow.lead.v1.Money
-	(v1.Seniority)(0),                // 52: leadflow.lead.v1.Seniority
-	(v1.SignalType)(0),               // 53: leadflow.lead.v1.SignalType
-	(*durationpb.Duration)(nil),      // 54: google.protobuf.Duration
-	(*v1.EngagementSignal)(nil),      // 55: leadflow.lead.v1.EngagementSignal
-	(v1.Grade)(0),                    // 56: leadflow.lead.v1.Grade
-	(v1.Heat)(0),                     // 57: leadflow.lead.v1.Heat
+	(*UpsertLeadsRequest)(nil),       // 19: leadflow.scoring.v1.UpsertLeadsRequest
+	(*UpsertLeadsResponse)(nil),      // 20: leadflow.scoring.v1.UpsertLeadsResponse
+	(*UpsertLeadsResult)(nil),        // 21: leadflow.scoring.v1.UpsertLeadsResult
+	(*RecordEngagementRequest)(nil),  // 22: leadflow.scoring.v1.RecordEngagementRequest
+	(*RecordEngagementResponse)(nil), // 23: leadflow.scoring.v1.RecordEngagementResponse
+	(*SetStatusRequest)(nil),         // 24: leadflow.scoring.v1.SetStatusRequest
+	(*SetStatusResponse)(nil),        // 25: leadflow.scoring.v1.SetStatusResponse
+	(*GetLeadRequest)(nil),           // 26: leadflow.scoring.v1.GetLeadRequest
+	(*GetLeadResponse)(nil),          // 27: leadflow.scoring.v1.GetLeadResponse
+	(*ListLeadsRequest)(nil),         // 28: leadflow.scoring.v1.ListLeadsRequest
+	(*ListLeadsResponse)(nil),        // 29: leadflow.scoring.v1.ListLeadsResponse
+	(*ScoreLeadRequest)(nil),         // 30: leadflow.scoring.v1.ScoreLeadRequest
+	(*ScoreLeadResponse)(nil),        // 31: leadflow.scoring.v1.ScoreLeadResponse
+	(*GetScoreRequest)(nil),          // 32: leadflow.scoring.v1.GetScoreRequest
+	(*GetScoreResponse)(nil),         // 33: leadflow.scoring.v1.GetScoreResponse
+	(*DryRunScoreRequest)(nil),       // 34: leadflow.scoring.v1.DryRunScoreRequest
+	(*DryRunScoreResponse)(nil),      // 35: leadflow.scoring.v1.DryRunScoreResponse
+	(*ListScoreHistoryRequest)(nil),  // 36: leadflow.scoring.v1.ListScoreHistoryRequest
+	(*ListScoreHistoryResponse)(nil), // 37: leadflow.scoring.v1.ListScoreHistoryResponse
+	(*UpdateBantRequest)(nil),        // 38: leadflow.scoring.v1.UpdateBantRequest
+	(*UpdateBantResponse)(nil),       // 39: leadflow.scoring.v1.UpdateBantResponse
+	(*GetStatusHistoryRequest)(nil),  // 40: leadflow.scoring.v1.GetStatusHistoryRequest
+	(*GetStatusHistoryResponse)(nil), // 41: leadflow.scoring.v1.GetStatusHistoryResponse
+	(*CreateModelRequest)(nil),       // 42: leadflow.scoring.v1.CreateModelRequest
+	(*CreateModelResponse)(nil),      // 43: leadflow.scoring.v1.CreateModelResponse
+	(*ListModelsRequest)(nil),        // 44: leadflow.scoring.v1.ListModelsRequest
+	(*ListModelsResponse)(nil),       // 45: leadflow.scoring.v1.ListModelsResponse
+	(*GetModelRequest)(nil),          // 46: leadflow.scoring.v1.GetModelRequest
+	(*GetModelResponse)(nil),         // 47: leadflow.scoring.v1.GetModelResponse
+	(*ActivateModelRequest)(nil),     // 48: leadflow.scoring.v1.ActivateModelRequest
+	(*ActivateModelResponse)(nil),    // 49: leadflow.scoring.v1.ActivateModelResponse
+	(v1.ProspectStatus)(0),           // 50: leadflow.lead.v1.ProspectStatus
+	(*v1.Score)(nil),                 // 51: leadflow.lead.v1.Score
+	(*timestamppb.Timestamp)(nil),    // 52: google.protobuf.Timestamp
+	(*v1.LeadProfile)(nil),           // 53: leadflow.lead.v1.LeadProfile
+	(*v1.Money)(nil),                 // 54: leadflow.lead.v1.Money
+	(v1.Seniority)(0),                // 55: leadflow.lead.v1.Seniority
+	(v1.SignalType)(0),               // 56: leadflow.lead.v1.SignalType
+	(*durationpb.Duration)(nil),      // 57: google.protobuf.Duration
+	(*v1.EngagementSignal)(nil),      // 58: leadflow.lead.v1.EngagementSignal
+	(v1.Grade)(0),                    // 59: leadflow.lead.v1.Grade
+	(v1.Heat)(0),                     // 60: leadflow.lead.v1.Heat
 }
 var file_leadflow_scoring_v1_scoring_proto_depIdxs = []int32{
-	47, // 0: leadflow.scoring.v1.ScoredLead.status:type_name -> leadflow.lead.v1.ProspectStatus
-	48, // 1: leadflow.scoring.v1.ScoredLead.score:type_name -> leadflow.lead.v1.Score
+	50, // 0: leadflow.scoring.v1.ScoredLead.status:type_name -> leadflow.lead.v1.ProspectStatus
+	51, // 1: leadflow.scoring.v1.ScoredLead.score:type_name -> leadflow.lead.v1.Score
 	2,  // 2: leadflow.scoring.v1.ScoredLead.bant:type_name -> leadflow.scoring.v1.Bant
-	49, // 3: leadflow.scoring.v1.ScoredLead.created_at:type_name -> google.protobuf.Timestamp
-	49, // 4: leadflow.scoring.v1.ScoredLead.updated_at:type_name -> google.protobuf.Timestamp
-	50, // 5: leadflow.scoring.v1.ScoredLead.profile:type_name -> leadflow.lead.v1.LeadProfile
-	51, // 6: leadflow.scoring.v1.Bant.budget:type_name -> leadflow.lead.v1.Money
+	52, // 3: leadflow.scoring.v1.ScoredLead.created_at:type_name -> google.protobuf.Timestamp
+	52, // 4: leadflow.scoring.v1.ScoredLead.updated_at:type_name -> google.protobuf.Timestamp
+	53, // 5: leadflow.scoring.v1.ScoredLead.profile:type_name -> leadflow.lead.v1.LeadProfile
+	54, // 6: leadflow.scoring.v1.Bant.budget:type_name -> leadflow.lead.v1.Money
 	0,  // 7: leadflow.scoring.v1.Bant.authority_role:type_name -> leadflow.scoring.v1.AuthorityRole
-	49, // 8: leadflow.scoring.v1.Bant.timeline:type_name -> google.protobuf.Timestamp
-	49, // 9: leadflow.scoring.v1.Bant.updated_at:type_name -> google.protobuf.Timestamp
-	47, // 10: leadflow.scoring.v1.StatusTransition.from:type_name -> leadflow.lead.v1.ProspectStatus
-	47, // 11: leadflow.scoring.v1.StatusTransition.to:type_name -> leadflow.lead.v1.ProspectStatus
-	49, // 12: leadflow.scoring.v1.StatusTransition.at:type_name -> google.protobuf.Timestamp
-	48, // 13: leadflow.scoring.v1.ScoreHistoryEntry.score:type_name -> leadflow.lead.v1.Score
+	52, // 8: leadflow.scoring.v1.Bant.timeline:type_name -> google.protobuf.Timestamp
+	52, // 9: leadflow.scoring.v1.Bant.updated_at:type_name -> google.protobuf.Timestamp
+	50, // 10: leadflow.scoring.v1.StatusTransition.from:type_name -> leadflow.lead.v1.ProspectStatus
+	50, // 11: leadflow.scoring.v1.StatusTransition.to:type_name -> leadflow.lead.v1.ProspectStatus
+	52, // 12: leadflow.scoring.v1.StatusTransition.at:type_name -> google.protobuf.Timestamp
+	51, // 13: leadflow.scoring.v1.ScoreHistoryEntry.score:type_name -> leadflow.lead.v1.Score
 	6,  // 14: leadflow.scoring.v1.ScoringModel.fit_rules:type_name -> leadflow.scoring.v1.FitRule
 	15, // 15: leadflow.scoring.v1.ScoringModel.engagement_rules:type_name -> leadflow.scoring.v1.EngagementRule
 	16, // 16: leadflow.scoring.v1.ScoringModel.thresholds:type_name -> leadflow.scoring.v1.Thresholds
-	49, // 17: leadflow.scoring.v1.ScoringModel.created_at:type_name -> google.protobuf.Timestamp
-	49, // 18: leadflow.scoring.v1.ScoringModel.activated_at:type_name -> google.protobuf.Timestamp
+	52, // 17: leadflow.scoring.v1.ScoringModel.created_at:type_name -> google.protobuf.Timestamp
+	52, // 18: leadflow.scoring.v1.ScoringModel.activated_at:type_name -> google.protobuf.Timestamp
 	7,  // 19: leadflow.scoring.v1.FitRule.industry:type_name -> leadflow.scoring.v1.IndustryCondition
 	8,  // 20: leadflow.scoring.v1.FitRule.employee_band:type_name -> leadflow.scoring.v1.EmployeeBandCondition
 	9,  // 21: leadflow.scoring.v1.FitRule.revenue_band:type_name -> leadflow.scoring.v1.RevenueBandCondition
@@ -3491,73 +3672,78 @@ var file_leadflow_scoring_v1_scoring_proto_depIdxs = []int32{
 	12, // 24: leadflow.scoring.v1.FitRule.title:type_name -> leadflow.scoring.v1.TitleCondition
 	13, // 25: leadflow.scoring.v1.FitRule.free_mail:type_name -> leadflow.scoring.v1.FreeMailCondition
 	14, // 26: leadflow.scoring.v1.FitRule.product_interest:type_name -> leadflow.scoring.v1.ProductInterestCondition
-	52, // 27: leadflow.scoring.v1.SeniorityCondition.seniorities:type_name -> leadflow.lead.v1.Seniority
-	53, // 28: leadflow.scoring.v1.EngagementRule.signal_type:type_name -> leadflow.lead.v1.SignalType
-	54, // 29: leadflow.scoring.v1.EngagementRule.half_life:type_name -> google.protobuf.Duration
-	50, // 30: leadflow.scoring.v1.UpsertLeadRequest.profile:type_name -> leadflow.lead.v1.LeadProfile
-	48, // 31: leadflow.scoring.v1.UpsertLeadResponse.score:type_name -> leadflow.lead.v1.Score
-	47, // 32: leadflow.scoring.v1.UpsertLeadResponse.status:type_name -> leadflow.lead.v1.ProspectStatus
-	55, // 33: leadflow.scoring.v1.RecordEngagementRequest.signal:type_name -> leadflow.lead.v1.EngagementSignal
-	48, // 34: leadflow.scoring.v1.RecordEngagementResponse.score:type_name -> leadflow.lead.v1.Score
-	47, // 35: leadflow.scoring.v1.SetStatusRequest.status:type_name -> leadflow.lead.v1.ProspectStatus
-	1,  // 36: leadflow.scoring.v1.SetStatusResponse.lead:type_name -> leadflow.scoring.v1.ScoredLead
-	1,  // 37: leadflow.scoring.v1.GetLeadResponse.lead:type_name -> leadflow.scoring.v1.ScoredLead
-	47, // 38: leadflow.scoring.v1.ListLeadsRequest.status:type_name -> leadflow.lead.v1.ProspectStatus
-	56, // 39: leadflow.scoring.v1.ListLeadsRequest.grade:type_name -> leadflow.lead.v1.Grade
-	57, // 40: leadflow.scoring.v1.ListLeadsRequest.heat:type_name -> leadflow.lead.v1.Heat
-	1,  // 41: leadflow.scoring.v1.ListLeadsResponse.leads:type_name -> leadflow.scoring.v1.ScoredLead
-	49, // 42: leadflow.scoring.v1.ScoreLeadRequest.as_of:type_name -> google.protobuf.Timestamp
-	48, // 43: leadflow.scoring.v1.ScoreLeadResponse.score:type_name -> leadflow.lead.v1.Score
-	48, // 44: leadflow.scoring.v1.GetScoreResponse.score:type_name -> leadflow.lead.v1.Score
-	47, // 45: leadflow.scoring.v1.GetScoreResponse.status:type_name -> leadflow.lead.v1.ProspectStatus
-	50, // 46: leadflow.scoring.v1.DryRunScoreRequest.profile:type_name -> leadflow.lead.v1.LeadProfile
-	55, // 47: leadflow.scoring.v1.DryRunScoreRequest.signals:type_name -> leadflow.lead.v1.EngagementSignal
-	49, // 48: leadflow.scoring.v1.DryRunScoreRequest.as_of:type_name -> google.protobuf.Timestamp
-	48, // 49: leadflow.scoring.v1.DryRunScoreResponse.score:type_name -> leadflow.lead.v1.Score
-	4,  // 50: leadflow.scoring.v1.ListScoreHistoryResponse.entries:type_name -> leadflow.scoring.v1.ScoreHistoryEntry
-	2,  // 51: leadflow.scoring.v1.UpdateBantRequest.bant:type_name -> leadflow.scoring.v1.Bant
-	2,  // 52: leadflow.scoring.v1.UpdateBantResponse.bant:type_name -> leadflow.scoring.v1.Bant
-	3,  // 53: leadflow.scoring.v1.GetStatusHistoryResponse.transitions:type_name -> leadflow.scoring.v1.StatusTransition
-	5,  // 54: leadflow.scoring.v1.CreateModelRequest.model:type_name -> leadflow.scoring.v1.ScoringModel
-	5,  // 55: leadflow.scoring.v1.CreateModelResponse.model:type_name -> leadflow.scoring.v1.ScoringModel
-	5,  // 56: leadflow.scoring.v1.ListModelsResponse.models:type_name -> leadflow.scoring.v1.ScoringModel
-	5,  // 57: leadflow.scoring.v1.GetModelResponse.model:type_name -> leadflow.scoring.v1.ScoringModel
-	5,  // 58: leadflow.scoring.v1.ActivateModelResponse.model:type_name -> leadflow.scoring.v1.ScoringModel
-	17, // 59: leadflow.scoring.v1.ScoringService.UpsertLead:input_type -> leadflow.scoring.v1.UpsertLeadRequest
-	19, // 60: leadflow.scoring.v1.ScoringService.RecordEngagement:input_type -> leadflow.scoring.v1.RecordEngagementRequest
-	21, // 61: leadflow.scoring.v1.ScoringService.SetStatus:input_type -> leadflow.scoring.v1.SetStatusRequest
-	23, // 62: leadflow.scoring.v1.ScoringService.GetLead:input_type -> leadflow.scoring.v1.GetLeadRequest
-	25, // 63: leadflow.scoring.v1.ScoringService.ListLeads:input_type -> leadflow.scoring.v1.ListLeadsRequest
-	27, // 64: leadflow.scoring.v1.ScoringService.ScoreLead:input_type -> leadflow.scoring.v1.ScoreLeadRequest
-	29, // 65: leadflow.scoring.v1.ScoringService.GetScore:input_type -> leadflow.scoring.v1.GetScoreRequest
-	31, // 66: leadflow.scoring.v1.ScoringService.DryRunScore:input_type -> leadflow.scoring.v1.DryRunScoreRequest
-	33, // 67: leadflow.scoring.v1.ScoringService.ListScoreHistory:input_type -> leadflow.scoring.v1.ListScoreHistoryRequest
-	35, // 68: leadflow.scoring.v1.ScoringService.UpdateBant:input_type -> leadflow.scoring.v1.UpdateBantRequest
-	37, // 69: leadflow.scoring.v1.ScoringService.GetStatusHistory:input_type -> leadflow.scoring.v1.GetStatusHistoryRequest
-	39, // 70: leadflow.scoring.v1.ScoringService.CreateModel:input_type -> leadflow.scoring.v1.CreateModelRequest
-	41, // 71: leadflow.scoring.v1.ScoringService.ListModels:input_type -> leadflow.scoring.v1.ListModelsRequest
-	43, // 72: leadflow.scoring.v1.ScoringService.GetModel:input_type -> leadflow.scoring.v1.GetModelRequest
-	45, // 73: leadflow.scoring.v1.ScoringService.ActivateModel:input_type -> leadflow.scoring.v1.ActivateModelRequest
-	18, // 74: leadflow.scoring.v1.ScoringService.UpsertLead:output_type -> leadflow.scoring.v1.UpsertLeadResponse
-	20, // 75: leadflow.scoring.v1.ScoringService.RecordEngagement:output_type -> leadflow.scoring.v1.RecordEngagementResponse
-	22, // 76: leadflow.scoring.v1.ScoringService.SetStatus:output_type -> leadflow.scoring.v1.SetStatusResponse
-	24, // 77: leadflow.scoring.v1.ScoringService.GetLead:output_type -> leadflow.scoring.v1.GetLeadResponse
-	26, // 78: leadflow.scoring.v1.ScoringService.ListLeads:output_type -> leadflow.scoring.v1.ListLeadsResponse
-	28, // 79: leadflow.scoring.v1.ScoringService.ScoreLead:output_type -> leadflow.scoring.v1.ScoreLeadResponse
-	30, // 80: leadflow.scoring.v1.ScoringService.GetScore:output_type -> leadflow.scoring.v1.GetScoreResponse
-	32, // 81: leadflow.scoring.v1.ScoringService.DryRunScore:output_type -> leadflow.scoring.v1.DryRunScoreResponse
-	34, // 82: leadflow.scoring.v1.ScoringService.ListScoreHistory:output_type -> leadflow.scoring.v1.ListScoreHistoryResponse
-	36, // 83: leadflow.scoring.v1.ScoringService.UpdateBant:output_type -> leadflow.scoring.v1.UpdateBantResponse
-	38, // 84: leadflow.scoring.v1.ScoringService.GetStatusHistory:output_type -> leadflow.scoring.v1.GetStatusHistoryResponse
-	40, // 85: leadflow.scoring.v1.ScoringService.CreateModel:output_type -> leadflow.scoring.v1.CreateModelResponse
-	42, // 86: leadflow.scoring.v1.ScoringService.ListModels:output_type -> leadflow.scoring.v1.ListModelsResponse
-	44, // 87: leadflow.scoring.v1.ScoringService.GetModel:output_type -> leadflow.scoring.v1.GetModelResponse
-	46, // 88: leadflow.scoring.v1.ScoringService.ActivateModel:output_type -> leadflow.scoring.v1.ActivateModelResponse
-	74, // [74:89] is the sub-list for method output_type
-	59, // [59:74] is the sub-list for method input_type
-	59, // [59:59] is the sub-list for extension type_name
-	59, // [59:59] is the sub-list for extension extendee
-	0,  // [0:59] is the sub-list for field type_name
+	55, // 27: leadflow.scoring.v1.SeniorityCondition.seniorities:type_name -> leadflow.lead.v1.Seniority
+	56, // 28: leadflow.scoring.v1.EngagementRule.signal_type:type_name -> leadflow.lead.v1.SignalType
+	57, // 29: leadflow.scoring.v1.EngagementRule.half_life:type_name -> google.protobuf.Duration
+	53, // 30: leadflow.scoring.v1.UpsertLeadRequest.profile:type_name -> leadflow.lead.v1.LeadProfile
+	51, // 31: leadflow.scoring.v1.UpsertLeadResponse.score:type_name -> leadflow.lead.v1.Score
+	50, // 32: leadflow.scoring.v1.UpsertLeadResponse.status:type_name -> leadflow.lead.v1.ProspectStatus
+	17, // 33: leadflow.scoring.v1.UpsertLeadsRequest.leads:type_name -> leadflow.scoring.v1.UpsertLeadRequest
+	21, // 34: leadflow.scoring.v1.UpsertLeadsResponse.results:type_name -> leadflow.scoring.v1.UpsertLeadsResult
+	18, // 35: leadflow.scoring.v1.UpsertLeadsResult.response:type_name -> leadflow.scoring.v1.UpsertLeadResponse
+	58, // 36: leadflow.scoring.v1.RecordEngagementRequest.signal:type_name -> leadflow.lead.v1.EngagementSignal
+	51, // 37: leadflow.scoring.v1.RecordEngagementResponse.score:type_name -> leadflow.lead.v1.Score
+	50, // 38: leadflow.scoring.v1.SetStatusRequest.status:type_name -> leadflow.lead.v1.ProspectStatus
+	1,  // 39: leadflow.scoring.v1.SetStatusResponse.lead:type_name -> leadflow.scoring.v1.ScoredLead
+	1,  // 40: leadflow.scoring.v1.GetLeadResponse.lead:type_name -> leadflow.scoring.v1.ScoredLead
+	50, // 41: leadflow.scoring.v1.ListLeadsRequest.status:type_name -> leadflow.lead.v1.ProspectStatus
+	59, // 42: leadflow.scoring.v1.ListLeadsRequest.grade:type_name -> leadflow.lead.v1.Grade
+	60, // 43: leadflow.scoring.v1.ListLeadsRequest.heat:type_name -> leadflow.lead.v1.Heat
+	1,  // 44: leadflow.scoring.v1.ListLeadsResponse.leads:type_name -> leadflow.scoring.v1.ScoredLead
+	52, // 45: leadflow.scoring.v1.ScoreLeadRequest.as_of:type_name -> google.protobuf.Timestamp
+	51, // 46: leadflow.scoring.v1.ScoreLeadResponse.score:type_name -> leadflow.lead.v1.Score
+	51, // 47: leadflow.scoring.v1.GetScoreResponse.score:type_name -> leadflow.lead.v1.Score
+	50, // 48: leadflow.scoring.v1.GetScoreResponse.status:type_name -> leadflow.lead.v1.ProspectStatus
+	53, // 49: leadflow.scoring.v1.DryRunScoreRequest.profile:type_name -> leadflow.lead.v1.LeadProfile
+	58, // 50: leadflow.scoring.v1.DryRunScoreRequest.signals:type_name -> leadflow.lead.v1.EngagementSignal
+	52, // 51: leadflow.scoring.v1.DryRunScoreRequest.as_of:type_name -> google.protobuf.Timestamp
+	51, // 52: leadflow.scoring.v1.DryRunScoreResponse.score:type_name -> leadflow.lead.v1.Score
+	4,  // 53: leadflow.scoring.v1.ListScoreHistoryResponse.entries:type_name -> leadflow.scoring.v1.ScoreHistoryEntry
+	2,  // 54: leadflow.scoring.v1.UpdateBantRequest.bant:type_name -> leadflow.scoring.v1.Bant
+	2,  // 55: leadflow.scoring.v1.UpdateBantResponse.bant:type_name -> leadflow.scoring.v1.Bant
+	3,  // 56: leadflow.scoring.v1.GetStatusHistoryResponse.transitions:type_name -> leadflow.scoring.v1.StatusTransition
+	5,  // 57: leadflow.scoring.v1.CreateModelRequest.model:type_name -> leadflow.scoring.v1.ScoringModel
+	5,  // 58: leadflow.scoring.v1.CreateModelResponse.model:type_name -> leadflow.scoring.v1.ScoringModel
+	5,  // 59: leadflow.scoring.v1.ListModelsResponse.models:type_name -> leadflow.scoring.v1.ScoringModel
+	5,  // 60: leadflow.scoring.v1.GetModelResponse.model:type_name -> leadflow.scoring.v1.ScoringModel
+	5,  // 61: leadflow.scoring.v1.ActivateModelResponse.model:type_name -> leadflow.scoring.v1.ScoringModel
+	17, // 62: leadflow.scoring.v1.ScoringService.UpsertLead:input_type -> leadflow.scoring.v1.UpsertLeadRequest
+	19, // 63: leadflow.scoring.v1.ScoringService.UpsertLeads:input_type -> leadflow.scoring.v1.UpsertLeadsRequest
+	22, // 64: leadflow.scoring.v1.ScoringService.RecordEngagement:input_type -> leadflow.scoring.v1.RecordEngagementRequest
+	24, // 65: leadflow.scoring.v1.ScoringService.SetStatus:input_type -> leadflow.scoring.v1.SetStatusRequest
+	26, // 66: leadflow.scoring.v1.ScoringService.GetLead:input_type -> leadflow.scoring.v1.GetLeadRequest
+	28, // 67: leadflow.scoring.v1.ScoringService.ListLeads:input_type -> leadflow.scoring.v1.ListLeadsRequest
+	30, // 68: leadflow.scoring.v1.ScoringService.ScoreLead:input_type -> leadflow.scoring.v1.ScoreLeadRequest
+	32, // 69: leadflow.scoring.v1.ScoringService.GetScore:input_type -> leadflow.scoring.v1.GetScoreRequest
+	34, // 70: leadflow.scoring.v1.ScoringService.DryRunScore:input_type -> leadflow.scoring.v1.DryRunScoreRequest
+	36, // 71: leadflow.scoring.v1.ScoringService.ListScoreHistory:input_type -> leadflow.scoring.v1.ListScoreHistoryRequest
+	38, // 72: leadflow.scoring.v1.ScoringService.UpdateBant:input_type -> leadflow.scoring.v1.UpdateBantRequest
+	40, // 73: leadflow.scoring.v1.ScoringService.GetStatusHistory:input_type -> leadflow.scoring.v1.GetStatusHistoryRequest
+	42, // 74: leadflow.scoring.v1.ScoringService.CreateModel:input_type -> leadflow.scoring.v1.CreateModelRequest
+	44, // 75: leadflow.scoring.v1.ScoringService.ListModels:input_type -> leadflow.scoring.v1.ListModelsRequest
+	46, // 76: leadflow.scoring.v1.ScoringService.GetModel:input_type -> leadflow.scoring.v1.GetModelRequest
+	48, // 77: leadflow.scoring.v1.ScoringService.ActivateModel:input_type -> leadflow.scoring.v1.ActivateModelRequest
+	18, // 78: leadflow.scoring.v1.ScoringService.UpsertLead:output_type -> leadflow.scoring.v1.UpsertLeadResponse
+	20, // 79: leadflow.scoring.v1.ScoringService.UpsertLeads:output_type -> leadflow.scoring.v1.UpsertLeadsResponse
+	23, // 80: leadflow.scoring.v1.ScoringService.RecordEngagement:output_type -> leadflow.scoring.v1.RecordEngagementResponse
+	25, // 81: leadflow.scoring.v1.ScoringService.SetStatus:output_type -> leadflow.scoring.v1.SetStatusResponse
+	27, // 82: leadflow.scoring.v1.ScoringService.GetLead:output_type -> leadflow.scoring.v1.GetLeadResponse
+	29, // 83: leadflow.scoring.v1.ScoringService.ListLeads:output_type -> leadflow.scoring.v1.ListLeadsResponse
+	31, // 84: leadflow.scoring.v1.ScoringService.ScoreLead:output_type -> leadflow.scoring.v1.ScoreLeadResponse
+	33, // 85: leadflow.scoring.v1.ScoringService.GetScore:output_type -> leadflow.scoring.v1.GetScoreResponse
+	35, // 86: leadflow.scoring.v1.ScoringService.DryRunScore:output_type -> leadflow.scoring.v1.DryRunScoreResponse
+	37, // 87: leadflow.scoring.v1.ScoringService.ListScoreHistory:output_type -> leadflow.scoring.v1.ListScoreHistoryResponse
+	39, // 88: leadflow.scoring.v1.ScoringService.UpdateBant:output_type -> leadflow.scoring.v1.UpdateBantResponse
+	41, // 89: leadflow.scoring.v1.ScoringService.GetStatusHistory:output_type -> leadflow.scoring.v1.GetStatusHistoryResponse
+	43, // 90: leadflow.scoring.v1.ScoringService.CreateModel:output_type -> leadflow.scoring.v1.CreateModelResponse
+	45, // 91: leadflow.scoring.v1.ScoringService.ListModels:output_type -> leadflow.scoring.v1.ListModelsResponse
+	47, // 92: leadflow.scoring.v1.ScoringService.GetModel:output_type -> leadflow.scoring.v1.GetModelResponse
+	49, // 93: leadflow.scoring.v1.ScoringService.ActivateModel:output_type -> leadflow.scoring.v1.ActivateModelResponse
+	78, // [78:94] is the sub-list for method output_type
+	62, // [62:78] is the sub-list for method input_type
+	62, // [62:62] is the sub-list for extension type_name
+	62, // [62:62] is the sub-list for extension extendee
+	0,  // [0:62] is the sub-list for field type_name
 }
 
 func init() { file_leadflow_scoring_v1_scoring_proto_init() }
@@ -3581,7 +3767,7 @@ func file_leadflow_scoring_v1_scoring_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_leadflow_scoring_v1_scoring_proto_rawDesc), len(file_leadflow_scoring_v1_scoring_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   46,
+			NumMessages:   49,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

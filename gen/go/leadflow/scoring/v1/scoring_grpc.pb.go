@@ -26,6 +26,7 @@ const _ = grpc.SupportPackageIsVersion9
 
 const (
 	ScoringService_UpsertLead_FullMethodName       = "/leadflow.scoring.v1.ScoringService/UpsertLead"
+	ScoringService_UpsertLeads_FullMethodName      = "/leadflow.scoring.v1.ScoringService/UpsertLeads"
 	ScoringService_RecordEngagement_FullMethodName = "/leadflow.scoring.v1.ScoringService/RecordEngagement"
 	ScoringService_SetStatus_FullMethodName        = "/leadflow.scoring.v1.ScoringService/SetStatus"
 	ScoringService_GetLead_FullMethodName          = "/leadflow.scoring.v1.ScoringService/GetLead"
@@ -55,6 +56,13 @@ type ScoringServiceClient interface {
 	// first crosses the threshold. Idempotent: the same profile again changes
 	// nothing.
 	UpsertLead(ctx context.Context, in *UpsertLeadRequest, opts ...grpc.CallOption) (*UpsertLeadResponse, error)
+	// UpsertLeads is UpsertLead for up to 100 leads in one call: capture's
+	// hand-off worker sends the leads that became due together. Each lead is
+	// upserted exactly as UpsertLead does it (its own transaction, its spans
+	// in its own trace, from its profile's traceparent) and gets its own
+	// result, so one lead's failure does not fail the others. A malformed item
+	// fails the whole call with InvalidArgument naming it, as UpsertLead would.
+	UpsertLeads(ctx context.Context, in *UpsertLeadsRequest, opts ...grpc.CallOption) (*UpsertLeadsResponse, error)
 	// RecordEngagement applies one engagement signal of a lead, idempotent by
 	// signal id. A signal for a lead scoring has not seen yet is kept (pending)
 	// and applied when UpsertLead brings the lead; it is never lost.
@@ -110,6 +118,16 @@ func (c *scoringServiceClient) UpsertLead(ctx context.Context, in *UpsertLeadReq
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(UpsertLeadResponse)
 	err := c.cc.Invoke(ctx, ScoringService_UpsertLead_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *scoringServiceClient) UpsertLeads(ctx context.Context, in *UpsertLeadsRequest, opts ...grpc.CallOption) (*UpsertLeadsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(UpsertLeadsResponse)
+	err := c.cc.Invoke(ctx, ScoringService_UpsertLeads_FullMethodName, in, out, cOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -269,6 +287,13 @@ type ScoringServiceServer interface {
 	// first crosses the threshold. Idempotent: the same profile again changes
 	// nothing.
 	UpsertLead(context.Context, *UpsertLeadRequest) (*UpsertLeadResponse, error)
+	// UpsertLeads is UpsertLead for up to 100 leads in one call: capture's
+	// hand-off worker sends the leads that became due together. Each lead is
+	// upserted exactly as UpsertLead does it (its own transaction, its spans
+	// in its own trace, from its profile's traceparent) and gets its own
+	// result, so one lead's failure does not fail the others. A malformed item
+	// fails the whole call with InvalidArgument naming it, as UpsertLead would.
+	UpsertLeads(context.Context, *UpsertLeadsRequest) (*UpsertLeadsResponse, error)
 	// RecordEngagement applies one engagement signal of a lead, idempotent by
 	// signal id. A signal for a lead scoring has not seen yet is kept (pending)
 	// and applied when UpsertLead brings the lead; it is never lost.
@@ -322,6 +347,9 @@ type UnimplementedScoringServiceServer struct{}
 
 func (UnimplementedScoringServiceServer) UpsertLead(context.Context, *UpsertLeadRequest) (*UpsertLeadResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method UpsertLead not implemented")
+}
+func (UnimplementedScoringServiceServer) UpsertLeads(context.Context, *UpsertLeadsRequest) (*UpsertLeadsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method UpsertLeads not implemented")
 }
 func (UnimplementedScoringServiceServer) RecordEngagement(context.Context, *RecordEngagementRequest) (*RecordEngagementResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method RecordEngagement not implemented")
@@ -400,6 +428,24 @@ func _ScoringService_UpsertLead_Handler(srv interface{}, ctx context.Context, de
 	}
 	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
 		return srv.(ScoringServiceServer).UpsertLead(ctx, req.(*UpsertLeadRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _ScoringService_UpsertLeads_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(UpsertLeadsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ScoringServiceServer).UpsertLeads(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ScoringService_UpsertLeads_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ScoringServiceServer).UpsertLeads(ctx, req.(*UpsertLeadsRequest))
 	}
 	return interceptor(ctx, in, info, handler)
 }
@@ -666,6 +712,10 @@ var ScoringService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "UpsertLead",
 			Handler:    _ScoringService_UpsertLead_Handler,
+		},
+		{
+			MethodName: "UpsertLeads",
+			Handler:    _ScoringService_UpsertLeads_Handler,
 		},
 		{
 			MethodName: "RecordEngagement",
