@@ -340,6 +340,16 @@ func (q *Queue) ProcessDue(ctx context.Context, h Handler) (int, error) {
 	return len(jobs), errors.Join(errs...)
 }
 
+// ProcessDueBatch claims the jobs due now (at most Batch) and delivers them
+// through one call of h, as RunBatch does; it returns how many it claimed.
+func (q *Queue) ProcessDueBatch(ctx context.Context, h BatchHandler) (int, error) {
+	cs, err := q.claim(ctx, q.o.Batch)
+	if err != nil || len(cs) == 0 {
+		return 0, err
+	}
+	return len(cs), q.runBatch(ctx, h, cs)
+}
+
 func (q *Queue) run(ctx context.Context, h Handler, c claimed) error {
 	d := q.start(ctx, c)
 	defer d.span.End()

@@ -75,7 +75,7 @@ func New(ctx context.Context, rt *platform.Runtime, cfg Config, opts ...Option) 
 	}
 	var closers []func() error
 	if o.routing == nil {
-		conn, err := rt.Dial(rt.Config.Peers.Routing, routingv1.RoutingService_RouteLead_FullMethodName, routingv1.RoutingService_ReleaseLead_FullMethodName)
+		conn, err := rt.Dial(rt.Config.Peers.Routing, routingv1.RoutingService_RouteLead_FullMethodName, routingv1.RoutingService_RouteLeads_FullMethodName, routingv1.RoutingService_ReleaseLead_FullMethodName)
 		if err != nil {
 			return platform.Service{}, err
 		}
@@ -104,7 +104,7 @@ func New(ctx context.Context, rt *platform.Runtime, cfg Config, opts ...Option) 
 	if o.scoring != nil {
 		*o.scoring = sc
 	}
-	api := grpcapi.New(sc)
+	api := grpcapi.New(sc, rt.Logger)
 	return platform.Service{
 		Register: func(s *grpc.Server) {
 			scoringv1.RegisterScoringServiceServer(s, api)
@@ -112,7 +112,7 @@ func New(ctx context.Context, rt *platform.Runtime, cfg Config, opts ...Option) 
 		},
 		Names: []string{scoringv1.ScoringService_ServiceDesc.ServiceName, jobsapi.ServiceName},
 		Workers: []func(context.Context) error{
-			func(ctx context.Context) error { return routingQ.Run(ctx, sc.DeliverRouting) },
+			func(ctx context.Context) error { return routingQ.RunBatch(ctx, sc.DeliverRoutingBatch) },
 			func(ctx context.Context) error { return dealQ.Run(ctx, sc.DeliverPipeline) },
 			func(ctx context.Context) error { return sc.RunSweeper(ctx, cfg.SweepInterval) },
 		},

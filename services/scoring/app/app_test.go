@@ -37,6 +37,8 @@ type peer struct {
 	pipelinev1.UnimplementedPipelineServiceServer
 	down     atomic.Bool
 	mu       sync.Mutex
+	failLead string // RouteLeads answers Unavailable for this lead only
+	batches  []int  // sizes of the RouteLeads calls
 	routes   []*routingv1.RouteLeadRequest
 	releases []*routingv1.ReleaseLeadRequest
 	deals    map[string]int // lead id → CreateDealFromLead calls that succeeded
@@ -50,6 +52,26 @@ func (p *peer) RouteLead(_ context.Context, r *routingv1.RouteLeadRequest) (*rou
 	defer p.mu.Unlock()
 	p.routes = append(p.routes, r)
 	return &routingv1.RouteLeadResponse{}, nil
+}
+
+func (p *peer) RouteLeads(ctx context.Context, r *routingv1.RouteLeadsRequest) (*routingv1.RouteLeadsResponse, error) {
+	if p.down.Load() {
+		return nil, status.Error(codes.Unavailable, "routing down")
+	}
+	p.mu.Lock()
+	p.batches = append(p.batches, len(r.GetLeads()))
+	fail := p.failLead
+	p.mu.Unlock()
+	out := &routingv1.RouteLeadsResponse{}
+	for _, item := range r.GetLeads() {
+		if item.GetProfile().GetLeadId() == fail {
+			out.Results = append(out.Results, &routingv1.RouteLeadsResult{Code: int32(codes.Unavailable), Message: "shard busy"})
+			continue
+		}
+		resp, _ := p.RouteLead(ctx, item)
+		out.Results = append(out.Results, &routingv1.RouteLeadsResult{Response: resp})
+	}
+	return out, nil
 }
 
 func (p *peer) ReleaseLead(_ context.Context, r *routingv1.ReleaseLeadRequest) (*routingv1.ReleaseLeadResponse, error) {
@@ -131,7 +153,7 @@ func setup(t *testing.T) *env {
 func (e *env) processRouting() int {
 	e.t.Helper()
 	q, _ := e.sc.Queues()
-	n, _ := q.ProcessDue(e.ctx, e.sc.DeliverRouting)
+	n, _ := q.ProcessDueBatch(e.ctx, e.sc.DeliverRoutingBatch)
 	return n
 }
 
@@ -510,6 +532,7 @@ func TestEveryChangeIsASpanInTheLeadsTrace(t *testing.T) {
 	e.processRouting()
 	want := leadtrace.TraceID(profile("tr").GetTraceparent())
 	found := map[string]bool{}
+	delivery := ""
 	for _, s := range e.spans.GetSpans() {
 		if s.SpanContext.TraceID().String() != want {
 			continue
@@ -517,10 +540,18 @@ func TestEveryChangeIsASpanInTheLeadsTrace(t *testing.T) {
 		for _, a := range s.Attributes {
 			if string(a.Key) == leadtrace.AttrLeadID && a.Value.AsString() == "tr" {
 				found[s.Name] = true
+				if s.Name == "jobs scoring-routing" {
+					delivery = s.SpanContext.SpanID().String()
+				}
 			}
 		}
 	}
-	for _, n := range []string{"scoring.UpsertLead", "scoring.RecordEngagement", "scoring.SetStatus", "scoring.deliver.route"} {
+	// The batch hand-off is the delivery span; routing's spans nest under it.
+	routes, _, _ := e.peer.snapshot()
+	if len(routes) != 1 || leadtrace.SpanContext(routes[0].GetTraceparent()).SpanID().String() != delivery {
+		t.Errorf("RouteLeads item traceparent should name the delivery span %s: %v", delivery, routes)
+	}
+	for _, n := range []string{"scoring.UpsertLead", "scoring.RecordEngagement", "scoring.SetStatus", "jobs scoring-routing"} {
 		if !found[n] {
 			t.Errorf("no span %s with the lead id in the lead's trace (found %v)", n, found)
 		}
@@ -652,5 +683,62 @@ func TestSweeperClearsAMarkLeftByALostRace(t *testing.T) {
 	}
 	if marks, _ := e.sc.Store().FlushPending(e.ctx, 10); len(marks) != 0 {
 		t.Fatalf("stale mark kept: %+v", marks)
+	}
+}
+
+// The routing worker sends the MQLs due together in one RouteLeads call; a
+// lead that routing could not take is retried alone, the others are marked
+// delivered and never sent again, and a lead marked BAD_FIT before its
+// hand-off ran is not sent at all.
+func TestRouteHandoffsGoInOneCallAndSettleEachLead(t *testing.T) {
+	e := setup(t)
+	ids := []string{"b1", "b2", "b3", "b4"}
+	for _, id := range ids {
+		must[*scoringv1.UpsertLeadResponse](t)(e.c.UpsertLead(e.ctx, &scoringv1.UpsertLeadRequest{Profile: profile(id)}))
+		r := must[*scoringv1.RecordEngagementResponse](t)(e.c.RecordEngagement(e.ctx, signal(id, "s-"+id, leadv1.SignalType_SIGNAL_TYPE_PRICING_PAGE_VIEW, t0)))
+		if !r.GetMqlHandoffScheduled() {
+			t.Fatalf("%s: no hand-off scheduled", id)
+		}
+	}
+	setStatus(t, e, "b4", leadv1.ProspectStatus_PROSPECT_STATUS_BAD_FIT, "", "bf")
+	e.peer.mu.Lock()
+	e.peer.failLead = "b2"
+	e.peer.mu.Unlock()
+
+	if n := e.processRouting(); n < 4 {
+		t.Fatalf("claimed %d jobs, want the 4 route hand-offs (and b4's release)", n)
+	}
+	routes, _, _ := e.peer.snapshot()
+	sent := map[string]int{}
+	for _, r := range routes {
+		sent[r.GetProfile().GetLeadId()]++
+	}
+	if sent["b1"] != 1 || sent["b3"] != 1 || sent["b2"] != 0 || sent["b4"] != 0 {
+		t.Fatalf("routed %v: want b1 and b3 once, b2 refused, b4 (bad fit) never", sent)
+	}
+	e.peer.mu.Lock()
+	batches := append([]int(nil), e.peer.batches...)
+	e.peer.failLead = ""
+	e.peer.mu.Unlock()
+	if len(batches) != 1 || batches[0] != 3 {
+		t.Fatalf("RouteLeads calls %v, want one call with b1, b2, b3", batches)
+	}
+
+	// b2 comes back after its backoff, alone; b1 and b3 are done.
+	e.clock.Advance(2 * time.Minute)
+	if n := e.processRouting(); n != 1 {
+		t.Fatalf("second pass claimed %d, want b2's retry only", n)
+	}
+	routes, _, _ = e.peer.snapshot()
+	sent = map[string]int{}
+	for _, r := range routes {
+		sent[r.GetProfile().GetLeadId()]++
+	}
+	if sent["b1"] != 1 || sent["b2"] != 1 || sent["b3"] != 1 || sent["b4"] != 0 {
+		t.Fatalf("after the retry routed %v, want b1, b2, b3 once each", sent)
+	}
+	q, _ := e.sc.Queues()
+	if d, _ := q.Depth(e.ctx); d != 0 {
+		t.Fatalf("routing queue depth %d after all settled", d)
 	}
 }

@@ -44,6 +44,9 @@ type ListQuery struct {
 // Store is what the scoring domain needs from storage. Implementations must
 // run UpdateLead atomically (optimistic transaction, retried on conflict;
 // ErrConflict when it keeps losing) and return ErrNotFound for unknown ids.
+// Handoff names one hand-off job of a lead (its key is the job id).
+type Handoff struct{ LeadID, Key string }
+
 type Store interface {
 	UpdateLead(ctx context.Context, leadID string, fn LeadFunc) (*LeadWrite, error)
 	GetLead(ctx context.Context, leadID string) (*Record, error)
@@ -52,7 +55,7 @@ type Store interface {
 	ListLeads(ctx context.Context, q ListQuery) ([]*Record, int64, error)
 	// MarkDelivered and Delivered remember hand-off jobs already delivered,
 	// so a job scheduled again after a crash is not delivered twice.
-	MarkDelivered(ctx context.Context, leadID, key string) error
+	MarkDelivered(ctx context.Context, hs ...Handoff) error
 	Delivered(ctx context.Context, leadID, key string) (bool, error)
 	// Reindex makes the status lists reflect the stored record.
 	Reindex(ctx context.Context, leadID string) error
@@ -63,6 +66,10 @@ type Store interface {
 	AckEffects(ctx context.Context, leadID string, keys []string, rev int64) error
 	// LeadDelivered is GetLead and Delivered(key) in one round trip.
 	LeadDelivered(ctx context.Context, leadID, key string) (*Record, bool, error)
+	// LeadsDelivered is LeadDelivered of many hand-offs in one round trip:
+	// per hand-off the record (nil and errs[i] ErrNotFound when there is
+	// none), whether it was delivered, and its error.
+	LeadsDelivered(ctx context.Context, hs []Handoff) (recs []*Record, delivered []bool, errs []error, err error)
 	// FlushPending lists leads marked by LeadWrite.Flush with the marked
 	// revision, lowest revision first.
 	FlushPending(ctx context.Context, limit int64) ([]FlushMark, error)

@@ -8,6 +8,7 @@ import (
 	"context"
 	"encoding/base64"
 	"errors"
+	"log/slog"
 	"strconv"
 	"strings"
 	"time"
@@ -27,11 +28,12 @@ import (
 // Server implements scoringv1.ScoringServiceServer.
 type Server struct {
 	scoringv1.UnimplementedScoringServiceServer
-	s *service.Scoring
+	s   *service.Scoring
+	log *slog.Logger
 }
 
-// New returns the gRPC face of s.
-func New(s *service.Scoring) *Server { return &Server{s: s} }
+// New returns the gRPC face of s; log gets the internal errors of batch items.
+func New(s *service.Scoring, log *slog.Logger) *Server { return &Server{s: s, log: log} }
 
 // toStatus maps domain errors; anything else goes to the platform (Redis
 // down → Unavailable, unknown → Internal).
@@ -110,6 +112,21 @@ func (a *Server) UpsertLead(ctx context.Context, req *scoringv1.UpsertLeadReques
 		Score: pbconv.Score(&res.Record.Score), Status: leadv1.ProspectStatus(res.Record.Status),
 		MqlHandoffScheduled: res.Handoff, Created: res.Created,
 	}, nil
+}
+
+// UpsertLeads implements ScoringService.UpsertLeads: each lead as UpsertLead.
+func (a *Server) UpsertLeads(ctx context.Context, req *scoringv1.UpsertLeadsRequest) (*scoringv1.UpsertLeadsResponse, error) {
+	items := req.GetLeads()
+	out := make([]*scoringv1.UpsertLeadsResult, len(items))
+	errs := platform.ServeBatch(ctx, a.log, len(items), func(i int) string { return items[i].GetTraceparent() }, func(ctx context.Context, i int) error {
+		resp, err := a.UpsertLead(ctx, items[i])
+		out[i] = &scoringv1.UpsertLeadsResult{Response: resp}
+		return err
+	})
+	for i, err := range errs {
+		out[i].Code, out[i].Message = platform.ItemStatus(err)
+	}
+	return &scoringv1.UpsertLeadsResponse{Results: out}, nil
 }
 
 // RecordEngagement implements ScoringService.RecordEngagement.

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -20,6 +21,7 @@ import (
 	leadv1 "github.com/leadflow/leadflow/gen/go/leadflow/lead/v1"
 	pipelinev1 "github.com/leadflow/leadflow/gen/go/leadflow/pipeline/v1"
 	routingv1 "github.com/leadflow/leadflow/gen/go/leadflow/routing/v1"
+	"github.com/leadflow/leadflow/services/platform"
 	"github.com/leadflow/leadflow/services/platform/jobs"
 	"github.com/leadflow/leadflow/services/scoring/domain"
 	"github.com/leadflow/leadflow/services/scoring/pbconv"
@@ -28,6 +30,7 @@ import (
 // RoutingClient is the part of routing's client scoring uses.
 type RoutingClient interface {
 	RouteLead(ctx context.Context, in *routingv1.RouteLeadRequest, opts ...grpc.CallOption) (*routingv1.RouteLeadResponse, error)
+	RouteLeads(ctx context.Context, in *routingv1.RouteLeadsRequest, opts ...grpc.CallOption) (*routingv1.RouteLeadsResponse, error)
 	ReleaseLead(ctx context.Context, in *routingv1.ReleaseLeadRequest, opts ...grpc.CallOption) (*routingv1.ReleaseLeadResponse, error)
 }
 
@@ -170,10 +173,7 @@ func (s *Scoring) DeliverRouting(ctx context.Context, j jobs.Job) (err error) {
 			outcome = "already_delivered"
 			return err
 		}
-		// A hand-off overtaken by events (marked BAD_FIT, recycled, or a
-		// newer episode) is not delivered.
-		episode, _ := strconv.Atoi(j.ID[strings.LastIndexByte(j.ID, ':')+1:])
-		if !rec.Handed || int(rec.MQLEpisodes) != episode || (rec.Status != domain.StatusPotential && rec.Status != domain.StatusNurturing && rec.Status != domain.StatusWorking) {
+		if superseded(rec, j.ID) {
 			outcome = "superseded"
 			return nil
 		}
@@ -195,7 +195,120 @@ func (s *Scoring) DeliverRouting(ctx context.Context, j jobs.Job) (err error) {
 	default:
 		return jobs.Permanent(fmt.Errorf("unknown routing job %q", j.ID))
 	}
-	return s.store.MarkDelivered(ctx, j.LeadID, j.ID)
+	return s.store.MarkDelivered(ctx, domain.Handoff{LeadID: j.LeadID, Key: j.ID})
+}
+
+// superseded reports whether the route hand-off jobID was overtaken by
+// events (the lead marked BAD_FIT, recycled, or a newer MQL episode): it is
+// then not delivered.
+func superseded(rec *domain.Record, jobID string) bool {
+	episode, _ := strconv.Atoi(jobID[strings.LastIndexByte(jobID, ':')+1:])
+	return !rec.Handed || int(rec.MQLEpisodes) != episode || (rec.Status != domain.StatusPotential && rec.Status != domain.StatusNurturing && rec.Status != domain.StatusWorking)
+}
+
+// DeliverRoutingBatch is the routing queue's batch handler: the route
+// hand-offs of a claim are checked in one round trip (record and delivered
+// mark of each), sent in one RouteLeads call and marked delivered in one
+// round trip; each job is settled by its own lead's answer, as
+// DeliverRouting settles it. Releases go one by one through DeliverRouting.
+// A job that is not sent (delivered already, or superseded) gets its own
+// short span with that outcome; a sent one is its delivery span.
+func (s *Scoring) DeliverRoutingBatch(ctx context.Context, js []jobs.Job) []error {
+	errs := make([]error, len(js))
+	var wg sync.WaitGroup
+	var route []int
+	var reqs []*routingv1.RouteLeadRequest
+	var hs []domain.Handoff
+	for i, j := range js {
+		kind, _, _ := strings.Cut(j.ID, ":")
+		req := &routingv1.RouteLeadRequest{}
+		if kind != "route" || proto.Unmarshal(j.Payload, req) != nil {
+			wg.Go(func() { errs[i] = s.DeliverRouting(ctx, j) })
+			continue
+		}
+		req.Traceparent = j.Traceparent
+		route, reqs, hs = append(route, i), append(reqs, req), append(hs, domain.Handoff{LeadID: j.LeadID, Key: j.ID})
+	}
+	if len(route) > 0 {
+		s.routeBatch(ctx, js, route, reqs, hs, errs)
+	}
+	wg.Wait()
+	return errs
+}
+
+// routeLeadsMax is RouteLeads' limit of leads per call.
+const routeLeadsMax = 100
+
+// routeBatch delivers the route jobs js[idx[n]] (requests reqs[n]).
+func (s *Scoring) routeBatch(ctx context.Context, js []jobs.Job, idx []int, reqs []*routingv1.RouteLeadRequest, hs []domain.Handoff, errs []error) {
+	recs, delivered, rerrs, err := s.store.LeadsDelivered(ctx, hs)
+	if err != nil {
+		for _, i := range idx {
+			errs[i] = err
+		}
+		return
+	}
+	var send []int // positions in idx
+	for n, i := range idx {
+		outcome := ""
+		switch {
+		case rerrs[n] != nil:
+			errs[i] = rerrs[n]
+			outcome = "failed"
+		case delivered[n]:
+			outcome = "already_delivered"
+		case superseded(recs[n], js[i].ID):
+			outcome = "superseded"
+		default:
+			send = append(send, n)
+			continue
+		}
+		_, span := s.step(ctx, js[i].Traceparent, "scoring.deliver.route", js[i].LeadID)
+		end(span, outcome, errs[i])
+	}
+	for len(send) > 0 {
+		chunk := send[:min(len(send), routeLeadsMax)]
+		send = send[len(chunk):]
+		req := &routingv1.RouteLeadsRequest{Leads: make([]*routingv1.RouteLeadRequest, len(chunk))}
+		for k, n := range chunk {
+			req.Leads[k] = reqs[n]
+		}
+		resp, err := s.routing.RouteLeads(ctx, req)
+		if status.Code(err) == codes.InvalidArgument {
+			// One malformed request fails the whole call: send each alone,
+			// so that only the malformed one is dead-lettered.
+			var wg sync.WaitGroup
+			for _, n := range chunk {
+				wg.Go(func() { errs[idx[n]] = s.DeliverRouting(ctx, js[idx[n]]) })
+			}
+			wg.Wait()
+			continue
+		}
+		var done []domain.Handoff
+		var doneIdx []int
+		for k, n := range chunk {
+			e := err
+			if e == nil {
+				if r := resp.GetResults(); k < len(r) {
+					e = platform.ItemError(r[k].GetCode(), r[k].GetMessage())
+				} else {
+					e = errors.New("routing answered fewer results than leads")
+				}
+			}
+			if e = classify(e); e != nil {
+				errs[idx[n]] = e
+				continue
+			}
+			done, doneIdx = append(done, hs[n]), append(doneIdx, idx[n])
+		}
+		// Marked after routing answered: a crash in between sends the lead
+		// again, and RouteLead answers the existing decision.
+		if err := s.store.MarkDelivered(ctx, done...); err != nil {
+			for _, i := range doneIdx {
+				errs[i] = err
+			}
+		}
+	}
 }
 
 // DeliverPipeline is the handler of the pipeline queue (CreateDealFromLead).
@@ -214,7 +327,7 @@ func (s *Scoring) DeliverPipeline(ctx context.Context, j jobs.Job) (err error) {
 	if _, err := s.pipeline.CreateDealFromLead(ctx, req); err != nil {
 		return classify(err)
 	}
-	return s.store.MarkDelivered(ctx, j.LeadID, j.ID)
+	return s.store.MarkDelivered(ctx, domain.Handoff{LeadID: j.LeadID, Key: j.ID})
 }
 
 // Sweep delivers the outboxes of leads whose call died between the write

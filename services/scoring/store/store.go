@@ -312,25 +312,53 @@ func (s *Store) LeadDelivered(ctx context.Context, id, key string) (*domain.Reco
 	return s.getLead(ctx, id, key)
 }
 
+// LeadsDelivered implements domain.Store.
+func (s *Store) LeadsDelivered(ctx context.Context, hs []domain.Handoff) ([]*domain.Record, []bool, []error, error) {
+	recs, delivered := make([]*domain.Record, len(hs)), make([]bool, len(hs))
+	errs := make([]error, len(hs))
+	reads := make([]func() (*domain.Record, bool, error), len(hs))
+	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for i, h := range hs {
+			reads[i] = queueLeadRead(ctx, p, h.LeadID, h.Key)
+		}
+		return nil
+	})
+	if err != nil && !errors.Is(err, redis.Nil) {
+		return nil, nil, nil, err
+	}
+	for i, read := range reads {
+		recs[i], delivered[i], errs[i] = read()
+	}
+	return recs, delivered, errs, nil
+}
+
 // getLead reads the record and its outbox and, when deliveredKey is set,
 // whether that hand-off was delivered, in one pipeline.
 func (s *Store) getLead(ctx context.Context, id, deliveredKey string) (*domain.Record, bool, error) {
-	var recCmd *redis.StringCmd
-	var outCmd *redis.MapStringStringCmd
-	var delCmd *redis.BoolCmd
+	var read func() (*domain.Record, bool, error)
 	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
-		recCmd = p.Get(ctx, leadKey(id, "rec"))
-		outCmd = p.HGetAll(ctx, leadKey(id, "outbox"))
-		if deliveredKey != "" {
-			delCmd = p.SIsMember(ctx, leadKey(id, "delivered"), deliveredKey)
-		}
+		read = queueLeadRead(ctx, p, id, deliveredKey)
 		return nil
 	})
 	if err != nil && !errors.Is(err, redis.Nil) {
 		return nil, false, err
 	}
-	rec, err := decodeRecord(recCmd, outCmd.Val())
-	return rec, delCmd != nil && delCmd.Val(), err
+	return read()
+}
+
+// queueLeadRead queues the reads of getLead on p; the returned func decodes
+// them after p ran.
+func queueLeadRead(ctx context.Context, p redis.Pipeliner, id, deliveredKey string) func() (*domain.Record, bool, error) {
+	recCmd := p.Get(ctx, leadKey(id, "rec"))
+	outCmd := p.HGetAll(ctx, leadKey(id, "outbox"))
+	var delCmd *redis.BoolCmd
+	if deliveredKey != "" {
+		delCmd = p.SIsMember(ctx, leadKey(id, "delivered"), deliveredKey)
+	}
+	return func() (*domain.Record, bool, error) {
+		rec, err := decodeRecord(recCmd, outCmd.Val())
+		return rec, delCmd != nil && delCmd.Val(), err
+	}
 }
 
 // ScoreHistory returns past scores, newest first, and whether there are more.
@@ -525,9 +553,15 @@ func (s *Store) FlushDone(ctx context.Context, id string, rev int64) error {
 	return flushDoneScript.Run(ctx, s.rdb, []string{flushKey}, id, rev).Err()
 }
 
-// MarkDelivered remembers a delivered hand-off job.
-func (s *Store) MarkDelivered(ctx context.Context, id, key string) error {
-	return s.rdb.SAdd(ctx, leadKey(id, "delivered"), key).Err()
+// MarkDelivered remembers delivered hand-off jobs, in one round trip.
+func (s *Store) MarkDelivered(ctx context.Context, hs ...domain.Handoff) error {
+	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for _, h := range hs {
+			p.SAdd(ctx, leadKey(h.LeadID, "delivered"), h.Key)
+		}
+		return nil
+	})
+	return err
 }
 
 // Delivered reports whether a hand-off job was delivered already.

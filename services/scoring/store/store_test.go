@@ -299,7 +299,7 @@ func TestFlushMarks(t *testing.T) {
 	if ok, _ := s.Delivered(ctx, "f", "deal:f:1"); ok {
 		t.Fatal("delivered before marking")
 	}
-	_ = s.MarkDelivered(ctx, "f", "deal:f:1")
+	_ = s.MarkDelivered(ctx, domain.Handoff{LeadID: "f", Key: "deal:f:1"})
 	if ok, _ := s.Delivered(ctx, "f", "deal:f:1"); !ok {
 		t.Fatal("not delivered after marking")
 	}
