@@ -62,7 +62,7 @@ func Build(_ context.Context, rt *platform.Runtime, cfg Config, opts ...Option) 
 	}
 	var closeConn func() error
 	if o.scoring == nil {
-		conn, err := rt.Dial(rt.Config.Peers.Scoring, upsertLeadMethod, recordEngagementMethod)
+		conn, err := rt.Dial(rt.Config.Peers.Scoring, upsertLeadMethod, upsertLeadsMethod, recordEngagementMethod)
 		if err != nil {
 			return nil, fmt.Errorf("dial scoring at %q: %w", rt.Config.Peers.Scoring, err)
 		}
@@ -99,7 +99,7 @@ func Build(_ context.Context, rt *platform.Runtime, cfg Config, opts ...Option) 
 		},
 	}
 	for i := 0; i < cfg.HandoffWorkers; i++ {
-		svc.Workers = append(svc.Workers, func(ctx context.Context) error { return q.Run(ctx, c.Deliver) })
+		svc.Workers = append(svc.Workers, func(ctx context.Context) error { return q.RunBatch(ctx, c.DeliverBatch) })
 	}
 	return &App{Capture: c, Queue: q, Service: svc}, nil
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -14,6 +15,7 @@ import (
 	leadv1 "github.com/leadflow/leadflow/gen/go/leadflow/lead/v1"
 	scoringv1 "github.com/leadflow/leadflow/gen/go/leadflow/scoring/v1"
 	"github.com/leadflow/leadflow/services/capture/domain"
+	"github.com/leadflow/leadflow/services/platform"
 	"github.com/leadflow/leadflow/services/platform/jobs"
 	"github.com/leadflow/leadflow/services/platform/leadtrace"
 )
@@ -21,6 +23,7 @@ import (
 // Scoring's idempotent methods: the client retries them on Unavailable.
 const (
 	upsertLeadMethod       = "/leadflow.scoring.v1.ScoringService/UpsertLead"
+	upsertLeadsMethod      = "/leadflow.scoring.v1.ScoringService/UpsertLeads"
 	recordEngagementMethod = "/leadflow.scoring.v1.ScoringService/RecordEngagement"
 )
 
@@ -37,6 +40,34 @@ func NewScoringClient(conn grpc.ClientConnInterface) domain.Scoring {
 func (g grpcScoring) UpsertLead(ctx context.Context, p *leadv1.LeadProfile) error {
 	_, err := g.c.UpsertLead(ctx, &scoringv1.UpsertLeadRequest{Profile: p})
 	return err
+}
+
+// upsertLeadsMax is UpsertLeads' limit of leads per call.
+const upsertLeadsMax = 100
+
+func (g grpcScoring) UpsertLeads(ctx context.Context, ps []*leadv1.LeadProfile, traceparents []string) ([]error, error) {
+	errs := make([]error, 0, len(ps))
+	for len(ps) > 0 {
+		n := min(len(ps), upsertLeadsMax)
+		req := &scoringv1.UpsertLeadsRequest{Leads: make([]*scoringv1.UpsertLeadRequest, n)}
+		for i, p := range ps[:n] {
+			req.Leads[i] = &scoringv1.UpsertLeadRequest{Profile: p, Traceparent: traceparents[i]}
+		}
+		resp, err := g.c.UpsertLeads(ctx, req)
+		if err != nil {
+			return nil, err
+		}
+		for i := range n {
+			r := resp.GetResults()
+			if i >= len(r) {
+				errs = append(errs, status.Error(codes.Internal, "scoring answered fewer results than leads"))
+				continue
+			}
+			errs = append(errs, platform.ItemError(r[i].GetCode(), r[i].GetMessage()))
+		}
+		ps, traceparents = ps[n:], traceparents[n:]
+	}
+	return errs, nil
 }
 
 func (g grpcScoring) RecordEngagement(ctx context.Context, s *leadv1.EngagementSignal) error {
@@ -84,4 +115,81 @@ func (c *Capture) Deliver(ctx context.Context, j jobs.Job) error {
 	}
 	leadtrace.SetOutcome(span, "delivered")
 	return nil
+}
+
+// DeliverBatch is the hand-off worker's handler: the upserts of a claim are
+// sent together, their profiles read in one round trip (at delivery time,
+// as Deliver reads them) and sent in one UpsertLeads call; other hand-offs
+// (signals) are delivered one by one, as Deliver does. Each job is settled
+// by its own lead's answer.
+func (c *Capture) DeliverBatch(ctx context.Context, js []jobs.Job) []error {
+	errs := make([]error, len(js))
+	var upserts []int
+	var ids []string
+	var wg sync.WaitGroup
+	for i, j := range js {
+		h := &capturev1.Handoff{}
+		if proto.Unmarshal(j.Payload, h) == nil {
+			if k, ok := h.GetKind().(*capturev1.Handoff_UpsertLeadId); ok {
+				upserts, ids = append(upserts, i), append(ids, k.UpsertLeadId)
+				continue
+			}
+		}
+		wg.Go(func() { errs[i] = c.Deliver(ctx, j) })
+	}
+	if len(upserts) > 0 {
+		c.upsertBatch(ctx, js, upserts, ids, errs)
+	}
+	wg.Wait()
+	return errs
+}
+
+// upsertBatch delivers the upsert jobs js[idx[n]] of leads ids[n].
+func (c *Capture) upsertBatch(ctx context.Context, js []jobs.Job, idx []int, ids []string, errs []error) {
+	sls, err := c.store.GetMany(ctx, ids)
+	if err != nil {
+		for _, i := range idx {
+			errs[i] = err
+		}
+		return
+	}
+	byID := make(map[string]*domain.StoredLead, len(sls))
+	for _, sl := range sls {
+		byID[sl.Lead.GetId()] = sl
+	}
+	var ps []*leadv1.LeadProfile
+	var tps []string
+	var sent []int
+	for n, i := range idx {
+		sl, ok := byID[ids[n]]
+		if !ok {
+			errs[i] = jobs.Permanent(domain.ErrNotFound)
+			continue
+		}
+		ps, tps, sent = append(ps, domain.Profile(sl.Lead, sl.FreeMail)), append(tps, js[i].Traceparent), append(sent, i)
+	}
+	if len(ps) == 0 {
+		return
+	}
+	res, err := c.scoring.UpsertLeads(ctx, ps, tps)
+	if status.Code(err) == codes.InvalidArgument {
+		// One malformed profile fails the whole call: send each alone, so
+		// that only the malformed one is dead-lettered.
+		var wg sync.WaitGroup
+		for _, i := range sent {
+			wg.Go(func() { errs[i] = c.Deliver(ctx, js[i]) })
+		}
+		wg.Wait()
+		return
+	}
+	for n, i := range sent {
+		e := err
+		if e == nil {
+			e = res[n]
+		}
+		if status.Code(e) == codes.InvalidArgument {
+			e = jobs.Permanent(e)
+		}
+		errs[i] = e
+	}
 }

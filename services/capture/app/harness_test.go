@@ -37,6 +37,7 @@ type fakeScoring struct {
 	profiles map[string]*leadv1.LeadProfile      // latest per lead
 	signals  map[string]*leadv1.EngagementSignal // by signal id
 	traces   map[string]map[string]bool          // lead id → trace ids the calls came in
+	batches  []int                               // sizes of the UpsertLeads calls
 	failures int
 }
 
@@ -46,9 +47,8 @@ func newFakeScoring() *fakeScoring {
 
 func (f *fakeScoring) setDown(d bool) { f.mu.Lock(); f.down = d; f.mu.Unlock() }
 
-func (f *fakeScoring) noteTrace(ctx context.Context, leadID string) {
-	md, _ := metadata.FromIncomingContext(ctx)
-	for _, tp := range md.Get("traceparent") {
+func (f *fakeScoring) noteTrace(leadID string, traceparents []string) {
+	for _, tp := range traceparents {
 		if f.traces[leadID] == nil {
 			f.traces[leadID] = map[string]bool{}
 		}
@@ -63,11 +63,34 @@ func (f *fakeScoring) UpsertLead(ctx context.Context, req *scoringv1.UpsertLeadR
 		f.failures++
 		return nil, status.Error(codes.Unavailable, "scoring is down")
 	}
+	md, _ := metadata.FromIncomingContext(ctx)
+	f.upsert(req, md.Get("traceparent"))
+	return &scoringv1.UpsertLeadResponse{}, nil
+}
+
+// UpsertLeads is what capture's hand-off worker calls: each item's spans
+// belong to the trace of its own traceparent.
+func (f *fakeScoring) UpsertLeads(ctx context.Context, req *scoringv1.UpsertLeadsRequest) (*scoringv1.UpsertLeadsResponse, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.down {
+		f.failures++
+		return nil, status.Error(codes.Unavailable, "scoring is down")
+	}
+	f.batches = append(f.batches, len(req.GetLeads()))
+	out := &scoringv1.UpsertLeadsResponse{}
+	for _, item := range req.GetLeads() {
+		f.upsert(item, []string{item.GetTraceparent()})
+		out.Results = append(out.Results, &scoringv1.UpsertLeadsResult{Response: &scoringv1.UpsertLeadResponse{}})
+	}
+	return out, nil
+}
+
+func (f *fakeScoring) upsert(req *scoringv1.UpsertLeadRequest, traceparents []string) {
 	id := req.GetProfile().GetLeadId()
 	f.upserts[id]++
 	f.profiles[id] = proto.Clone(req.GetProfile()).(*leadv1.LeadProfile)
-	f.noteTrace(ctx, id)
-	return &scoringv1.UpsertLeadResponse{}, nil
+	f.noteTrace(id, traceparents)
 }
 
 func (f *fakeScoring) RecordEngagement(ctx context.Context, req *scoringv1.RecordEngagementRequest) (*scoringv1.RecordEngagementResponse, error) {
@@ -78,7 +101,8 @@ func (f *fakeScoring) RecordEngagement(ctx context.Context, req *scoringv1.Recor
 		return nil, status.Error(codes.Unavailable, "scoring is down")
 	}
 	f.signals[req.GetSignal().GetId()] = proto.Clone(req.GetSignal()).(*leadv1.EngagementSignal)
-	f.noteTrace(ctx, req.GetSignal().GetLeadId())
+	md, _ := metadata.FromIncomingContext(ctx)
+	f.noteTrace(req.GetSignal().GetLeadId(), md.Get("traceparent"))
 	return &scoringv1.RecordEngagementResponse{}, nil
 }
 
@@ -156,7 +180,7 @@ func newEnv(t testing.TB, o envOpt) *env {
 func (e *env) deliverAll(t testing.TB) {
 	t.Helper()
 	for i := 0; i < 1000; i++ {
-		n, err := e.app.Queue.ProcessDue(context.Background(), e.app.Capture.Deliver)
+		n, err := e.app.Queue.ProcessDueBatch(context.Background(), e.app.Capture.DeliverBatch)
 		if err != nil {
 			t.Fatal(err)
 		}

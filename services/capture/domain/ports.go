@@ -153,5 +153,9 @@ type Store interface {
 // Scoring is the hand-off target (ScoringService in production).
 type Scoring interface {
 	UpsertLead(ctx context.Context, p *leadv1.LeadProfile) error
+	// UpsertLeads hands off many profiles in one call; each upsert's spans
+	// nest under traceparents[i]. It returns one error per profile (nil =
+	// done), or the error of the whole call.
+	UpsertLeads(ctx context.Context, ps []*leadv1.LeadProfile, traceparents []string) ([]error, error)
 	RecordEngagement(ctx context.Context, s *leadv1.EngagementSignal) error
 }
