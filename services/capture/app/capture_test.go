@@ -24,6 +24,7 @@ import (
 	"github.com/leadflow/leadflow/services/capture/store"
 	"github.com/leadflow/leadflow/services/platform"
 	"github.com/leadflow/leadflow/services/platform/events"
+	"github.com/leadflow/leadflow/services/platform/platformtest"
 )
 
 func submit(t *testing.T, e *env, sub *capturev1.LeadSubmission, key string) *capturev1.SubmitLeadResponse {
@@ -688,5 +689,138 @@ func TestNoPersonalDataInLogsOrSpansAndOneJourneyTrace(t *testing.T) {
 	}
 	if t.Failed() {
 		t.Log(e.logs.String())
+	}
+}
+
+// BatchGetLeads answers each id once: found leads as GetLead returns them
+// (erased ones included), unknown ids listed, all in one Redis round trip.
+func TestBatchGetLeads(t *testing.T) {
+	e := newEnv(t, envOpt{})
+	ctx := ctxT(t)
+	a := submit(t, e, submission("batch.a@acme.io", ""), "").GetLeadId()
+	b := submit(t, e, submission("batch.b@acme.io", "+14155550131"), "").GetLeadId()
+	c := submit(t, e, submission("", "+14155550132"), "").GetLeadId()
+	if _, err := e.client.EraseLead(ctx, &capturev1.EraseLeadRequest{LeadId: b, Reason: "gdpr-art-17"}); err != nil {
+		t.Fatal(err)
+	}
+	reads := &pipelineReads{}
+	e.rt.Redis.AddHook(reads)
+	resp, err := e.client.BatchGetLeads(ctx, &capturev1.BatchGetLeadsRequest{LeadIds: []string{c, "0193-unknown", b, a}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if single, piped := reads.counts(); single != 0 || piped != 1 {
+		t.Fatalf("lead reads: %d single HGETALLs and %d pipelines, want one pipeline", single, piped)
+	}
+	var got []string
+	for _, l := range resp.GetLeads() {
+		got = append(got, l.GetId())
+		if want := getLead(t, e, l.GetId()); !proto.Equal(l, want) {
+			t.Fatalf("lead %s differs from GetLead:\n%v\n%v", l.GetId(), l, want)
+		}
+	}
+	if !slices.Equal(got, []string{c, b, a}) || !slices.Equal(resp.GetNotFoundLeadIds(), []string{"0193-unknown"}) {
+		t.Fatalf("leads %v, not found %v", got, resp.GetNotFoundLeadIds())
+	}
+	if l := resp.GetLeads()[1]; !l.GetErased() || l.GetContact().GetEmail() != "" {
+		t.Fatalf("erased lead: %v", l)
+	}
+	if l := resp.GetLeads()[2]; l.GetErased() || l.GetContact().GetEmail() != "batch.a@acme.io" {
+		t.Fatalf("lead a: %v", l)
+	}
+	resp, err = e.client.BatchGetLeads(ctx, &capturev1.BatchGetLeadsRequest{LeadIds: []string{"nope-1", "nope-2"}})
+	if err != nil || len(resp.GetLeads()) != 0 || len(resp.GetNotFoundLeadIds()) != 2 {
+		t.Fatalf("only unknown ids: %v %v", resp, err)
+	}
+
+	many := make([]string, 101)
+	for i := range many {
+		many[i] = fmt.Sprintf("lead-%d", i)
+	}
+	for _, c := range []struct {
+		name  string
+		ids   []string
+		field string
+	}{
+		{"no ids", nil, "lead_ids"},
+		{"more than 100", many, "lead_ids"},
+		{"empty id", []string{a, ""}, "lead_ids[1]"},
+		{"id too long", []string{strings.Repeat("x", 65)}, "lead_ids[0]"},
+		{"repeated id", []string{a, b, a}, "lead_ids"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			_, err := e.client.BatchGetLeads(ctx, &capturev1.BatchGetLeadsRequest{LeadIds: c.ids})
+			if status.Code(err) != codes.InvalidArgument {
+				t.Fatalf("err = %v, want InvalidArgument", err)
+			}
+			var fields []string
+			for _, v := range platform.FieldViolations(err) {
+				fields = append(fields, v.Field)
+			}
+			if !slices.Equal(fields, []string{c.field}) {
+				t.Fatalf("violations on %v, want %s", fields, c.field)
+			}
+		})
+	}
+}
+
+// pipelineReads counts the HGETALLs sent alone and the pipelines that hold
+// at least one.
+type pipelineReads struct {
+	mu            sync.Mutex
+	single, piped int
+}
+
+func (h *pipelineReads) counts() (int, int) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.single, h.piped
+}
+
+func (h *pipelineReads) DialHook(next redis.DialHook) redis.DialHook { return next }
+
+func (h *pipelineReads) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		if cmd.Name() == "hgetall" {
+			h.mu.Lock()
+			h.single++
+			h.mu.Unlock()
+		}
+		return next(ctx, cmd)
+	}
+}
+
+func (h *pipelineReads) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return func(ctx context.Context, cmds []redis.Cmder) error {
+		if slices.ContainsFunc(cmds, func(c redis.Cmder) bool { return c.Name() == "hgetall" }) {
+			h.mu.Lock()
+			h.piped++
+			h.mu.Unlock()
+		}
+		return next(ctx, cmds)
+	}
+}
+
+// A caller the policy lets read leads (routing) may call BatchGetLeads as it
+// may GetLead; a caller without GetLead (capture itself) is refused both.
+func TestBatchGetLeadsAuthorisation(t *testing.T) {
+	e := newEnv(t, envOpt{base: func(b *platform.Base) {
+		b.ClientToken = "operator-token-1"
+		b.AuthTokens = `{"callers":[
+		  {"identity":"capture","token":"capture-token-1","allow":["/leadflow.scoring.v1.ScoringService/UpsertLead"]},
+		  {"identity":"routing","token":"routing-token-1","allow":["/leadflow.capture.v1.CaptureService/GetLead","/leadflow.capture.v1.CaptureService/BatchGetLeads"]},
+		  {"identity":"operator","token":"operator-token-1","allow":["*"]}]}`
+	}})
+	id := submit(t, e, submission("auth@acme.io", ""), "").GetLeadId()
+	for _, c := range []struct {
+		token string
+		want  codes.Code
+	}{{"routing-token-1", codes.OK}, {"capture-token-1", codes.PermissionDenied}} {
+		cl := capturev1.NewCaptureServiceClient(platformtest.Dial(t, e.addr, c.token))
+		_, gerr := cl.GetLead(ctxT(t), &capturev1.GetLeadRequest{LeadId: id})
+		_, berr := cl.BatchGetLeads(ctxT(t), &capturev1.BatchGetLeadsRequest{LeadIds: []string{id}})
+		if status.Code(gerr) != c.want || status.Code(berr) != c.want {
+			t.Fatalf("%s: GetLead %v, BatchGetLeads %v, want %v", c.token, gerr, berr, c.want)
+		}
 	}
 }

@@ -83,6 +83,12 @@ func TestOnRedisCluster(t *testing.T) {
 	if l := getLead(t, e, r1.GetLeadId()); !l.GetErased() || l.GetContact().GetEmail() != "" {
 		t.Fatalf("not erased: %v", l)
 	}
+	// One batch read across slots (go-redis splits the pipeline per node).
+	batch, err := e.client.BatchGetLeads(ctx, &capturev1.BatchGetLeadsRequest{LeadIds: []string{r1.GetLeadId(), "cluster-unknown", r3.GetLeadId()}})
+	if err != nil || len(batch.GetLeads()) != 2 || !batch.GetLeads()[0].GetErased() || batch.GetLeads()[1].GetId() != r3.GetLeadId() ||
+		len(batch.GetNotFoundLeadIds()) != 1 {
+		t.Fatalf("batch get: %v %v", batch, err)
+	}
 	found, err = e.client.FindLeads(ctx, &capturev1.FindLeadsRequest{Query: &capturev1.FindLeadsRequest_Email{Email: "cluster@acme.io"}})
 	if err != nil || len(found.GetLeads()) != 0 {
 		t.Fatalf("erased lead still found: %v %v", found, err)

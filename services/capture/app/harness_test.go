@@ -126,6 +126,7 @@ type env struct {
 	rt      *platform.Runtime
 	app     *app.App
 	client  capturev1.CaptureServiceClient
+	addr    string // the gRPC address (newEnv only)
 	scoring *fakeScoring
 	spans   *tracetest.InMemoryExporter
 	logs    *platformtest.LogBuffer
@@ -139,6 +140,7 @@ type envOpt struct {
 	clock   *platformtest.Clock
 	cfg     func(*app.Config)
 	metrics *sdkmetric.ManualReader
+	base    func(*platform.Base)
 }
 
 func newEnv(t testing.TB, o envOpt) *env {
@@ -157,6 +159,9 @@ func newEnv(t testing.TB, o envOpt) *env {
 	base := platformtest.Base("capture", e.redis.URL())
 	base.Peers.Scoring = addr
 	base.LogLevel = "debug"
+	if o.base != nil {
+		o.base(&base)
+	}
 	ropts := []platform.Option{platform.WithSpanExporter(e.spans), platform.WithLogOutput(e.logs)}
 	if o.metrics != nil {
 		ropts = append(ropts, platform.WithMetricReader(o.metrics))
@@ -172,7 +177,8 @@ func newEnv(t testing.TB, o envOpt) *env {
 		t.Fatal(err)
 	}
 	e.app = a
-	e.client = capturev1.NewCaptureServiceClient(platformtest.Serve(t, e.rt, a.Service))
+	e.addr = platformtest.ServeAt(t, e.rt, a.Service)
+	e.client = capturev1.NewCaptureServiceClient(platformtest.Dial(t, e.addr, base.ClientToken))
 	return e
 }
 

@@ -26,6 +26,7 @@ type UseCases interface {
 	Submit(ctx context.Context, sub *capturev1.LeadSubmission, idemKey string, defaultChannel leadv1.Channel) (*capturev1.SubmitLeadResponse, error)
 	RecordEngagement(ctx context.Context, sig *leadv1.EngagementSignal) (*capturev1.RecordEngagementResponse, error)
 	Get(ctx context.Context, leadID string) (*leadv1.Lead, error)
+	GetBatch(ctx context.Context, leadIDs []string) ([]*leadv1.Lead, []string, error)
 	Find(ctx context.Context, req *capturev1.FindLeadsRequest) ([]*leadv1.Lead, string, error)
 	Erase(ctx context.Context, leadID, reason string) (*leadv1.Lead, error)
 }
@@ -182,6 +183,16 @@ func (s *Server) GetLead(ctx context.Context, req *capturev1.GetLeadRequest) (*c
 		return nil, toStatus(err)
 	}
 	return &capturev1.GetLeadResponse{Lead: l}, nil
+}
+
+// BatchGetLeads implements CaptureService.BatchGetLeads (the interceptor
+// has checked the ids: 1–100, each like GetLead's, no repeats).
+func (s *Server) BatchGetLeads(ctx context.Context, req *capturev1.BatchGetLeadsRequest) (*capturev1.BatchGetLeadsResponse, error) {
+	leads, missing, err := s.uc.GetBatch(ctx, req.GetLeadIds())
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	return &capturev1.BatchGetLeadsResponse{Leads: leads, NotFoundLeadIds: missing}, nil
 }
 
 // FindLeads implements CaptureService.FindLeads.

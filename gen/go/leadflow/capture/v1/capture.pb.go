@@ -1118,6 +1118,111 @@ func (x *GetLeadResponse) GetLead() *v1.Lead {
 	return nil
 }
 
+// BatchGetLeadsRequest names up to 100 leads.
+type BatchGetLeadsRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The lead ids (1–100), each constrained like GetLeadRequest.lead_id. A
+	// repeated id is refused (InvalidArgument), so that every id is answered
+	// exactly once, in leads or in not_found_lead_ids.
+	LeadIds       []string `protobuf:"bytes,1,rep,name=lead_ids,json=leadIds,proto3" json:"lead_ids,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BatchGetLeadsRequest) Reset() {
+	*x = BatchGetLeadsRequest{}
+	mi := &file_leadflow_capture_v1_capture_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BatchGetLeadsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BatchGetLeadsRequest) ProtoMessage() {}
+
+func (x *BatchGetLeadsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_leadflow_capture_v1_capture_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BatchGetLeadsRequest.ProtoReflect.Descriptor instead.
+func (*BatchGetLeadsRequest) Descriptor() ([]byte, []int) {
+	return file_leadflow_capture_v1_capture_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *BatchGetLeadsRequest) GetLeadIds() []string {
+	if x != nil {
+		return x.LeadIds
+	}
+	return nil
+}
+
+// BatchGetLeadsResponse holds the leads found and the ids not found.
+type BatchGetLeadsResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The leads found, in the order of the request, each as GetLead returns it
+	// (erased leads included, with erased set and the contact empty).
+	Leads []*v1.Lead `protobuf:"bytes,1,rep,name=leads,proto3" json:"leads,omitempty"`
+	// The requested ids capture does not know, in the order of the request
+	// (GetLead would answer NotFound for each).
+	NotFoundLeadIds []string `protobuf:"bytes,2,rep,name=not_found_lead_ids,json=notFoundLeadIds,proto3" json:"not_found_lead_ids,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
+}
+
+func (x *BatchGetLeadsResponse) Reset() {
+	*x = BatchGetLeadsResponse{}
+	mi := &file_leadflow_capture_v1_capture_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BatchGetLeadsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BatchGetLeadsResponse) ProtoMessage() {}
+
+func (x *BatchGetLeadsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_leadflow_capture_v1_capture_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BatchGetLeadsResponse.ProtoReflect.Descriptor instead.
+func (*BatchGetLeadsResponse) Descriptor() ([]byte, []int) {
+	return file_leadflow_capture_v1_capture_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *BatchGetLeadsResponse) GetLeads() []*v1.Lead {
+	if x != nil {
+		return x.Leads
+	}
+	return nil
+}
+
+func (x *BatchGetLeadsResponse) GetNotFoundLeadIds() []string {
+	if x != nil {
+		return x.NotFoundLeadIds
+	}
+	return nil
+}
+
 // FindLeadsRequest finds leads by exactly one of e-mail, phone or domain.
 type FindLeadsRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -1139,7 +1244,7 @@ type FindLeadsRequest struct {
 
 func (x *FindLeadsRequest) Reset() {
 	*x = FindLeadsRequest{}
-	mi := &file_leadflow_capture_v1_capture_proto_msgTypes[13]
+	mi := &file_leadflow_capture_v1_capture_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1151,7 +1256,7 @@ func (x *FindLeadsRequest) String() string {
 func (*FindLeadsRequest) ProtoMessage() {}
 
 func (x *FindLeadsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_leadflow_capture_v1_capture_proto_msgTypes[13]
+	mi := &file_leadflow_capture_v1_capture_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1164,7 +1269,7 @@ func (x *FindLeadsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FindLeadsRequest.ProtoReflect.Descriptor instead.
 func (*FindLeadsRequest) Descriptor() ([]byte, []int) {
-	return file_leadflow_capture_v1_capture_proto_rawDescGZIP(), []int{13}
+	return file_leadflow_capture_v1_capture_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *FindLeadsRequest) GetQuery() isFindLeadsRequest_Query {
@@ -1253,7 +1358,7 @@ type FindLeadsResponse struct {
 
 func (x *FindLeadsResponse) Reset() {
 	*x = FindLeadsResponse{}
-	mi := &file_leadflow_capture_v1_capture_proto_msgTypes[14]
+	mi := &file_leadflow_capture_v1_capture_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1265,7 +1370,7 @@ func (x *FindLeadsResponse) String() string {
 func (*FindLeadsResponse) ProtoMessage() {}
 
 func (x *FindLeadsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_leadflow_capture_v1_capture_proto_msgTypes[14]
+	mi := &file_leadflow_capture_v1_capture_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1278,7 +1383,7 @@ func (x *FindLeadsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FindLeadsResponse.ProtoReflect.Descriptor instead.
 func (*FindLeadsResponse) Descriptor() ([]byte, []int) {
-	return file_leadflow_capture_v1_capture_proto_rawDescGZIP(), []int{14}
+	return file_leadflow_capture_v1_capture_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *FindLeadsResponse) GetLeads() []*v1.Lead {
@@ -1308,7 +1413,7 @@ type EraseLeadRequest struct {
 
 func (x *EraseLeadRequest) Reset() {
 	*x = EraseLeadRequest{}
-	mi := &file_leadflow_capture_v1_capture_proto_msgTypes[15]
+	mi := &file_leadflow_capture_v1_capture_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1320,7 +1425,7 @@ func (x *EraseLeadRequest) String() string {
 func (*EraseLeadRequest) ProtoMessage() {}
 
 func (x *EraseLeadRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_leadflow_capture_v1_capture_proto_msgTypes[15]
+	mi := &file_leadflow_capture_v1_capture_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1333,7 +1438,7 @@ func (x *EraseLeadRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EraseLeadRequest.ProtoReflect.Descriptor instead.
 func (*EraseLeadRequest) Descriptor() ([]byte, []int) {
-	return file_leadflow_capture_v1_capture_proto_rawDescGZIP(), []int{15}
+	return file_leadflow_capture_v1_capture_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *EraseLeadRequest) GetLeadId() string {
@@ -1363,7 +1468,7 @@ type EraseLeadResponse struct {
 
 func (x *EraseLeadResponse) Reset() {
 	*x = EraseLeadResponse{}
-	mi := &file_leadflow_capture_v1_capture_proto_msgTypes[16]
+	mi := &file_leadflow_capture_v1_capture_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1375,7 +1480,7 @@ func (x *EraseLeadResponse) String() string {
 func (*EraseLeadResponse) ProtoMessage() {}
 
 func (x *EraseLeadResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_leadflow_capture_v1_capture_proto_msgTypes[16]
+	mi := &file_leadflow_capture_v1_capture_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1388,7 +1493,7 @@ func (x *EraseLeadResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EraseLeadResponse.ProtoReflect.Descriptor instead.
 func (*EraseLeadResponse) Descriptor() ([]byte, []int) {
-	return file_leadflow_capture_v1_capture_proto_rawDescGZIP(), []int{16}
+	return file_leadflow_capture_v1_capture_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *EraseLeadResponse) GetLead() *v1.Lead {
@@ -1422,7 +1527,7 @@ type Handoff struct {
 
 func (x *Handoff) Reset() {
 	*x = Handoff{}
-	mi := &file_leadflow_capture_v1_capture_proto_msgTypes[17]
+	mi := &file_leadflow_capture_v1_capture_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1434,7 +1539,7 @@ func (x *Handoff) String() string {
 func (*Handoff) ProtoMessage() {}
 
 func (x *Handoff) ProtoReflect() protoreflect.Message {
-	mi := &file_leadflow_capture_v1_capture_proto_msgTypes[17]
+	mi := &file_leadflow_capture_v1_capture_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1447,7 +1552,7 @@ func (x *Handoff) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Handoff.ProtoReflect.Descriptor instead.
 func (*Handoff) Descriptor() ([]byte, []int) {
-	return file_leadflow_capture_v1_capture_proto_rawDescGZIP(), []int{17}
+	return file_leadflow_capture_v1_capture_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *Handoff) GetKind() isHandoff_Kind {
@@ -1515,7 +1620,7 @@ type IdempotencyRecord struct {
 
 func (x *IdempotencyRecord) Reset() {
 	*x = IdempotencyRecord{}
-	mi := &file_leadflow_capture_v1_capture_proto_msgTypes[18]
+	mi := &file_leadflow_capture_v1_capture_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1527,7 +1632,7 @@ func (x *IdempotencyRecord) String() string {
 func (*IdempotencyRecord) ProtoMessage() {}
 
 func (x *IdempotencyRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_leadflow_capture_v1_capture_proto_msgTypes[18]
+	mi := &file_leadflow_capture_v1_capture_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1540,7 +1645,7 @@ func (x *IdempotencyRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IdempotencyRecord.ProtoReflect.Descriptor instead.
 func (*IdempotencyRecord) Descriptor() ([]byte, []int) {
-	return file_leadflow_capture_v1_capture_proto_rawDescGZIP(), []int{18}
+	return file_leadflow_capture_v1_capture_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *IdempotencyRecord) GetRequestHash() []byte {
@@ -1660,7 +1765,12 @@ const file_leadflow_capture_v1_capture_proto_rawDesc = "" +
 	"\x0eGetLeadRequest\x12\"\n" +
 	"\alead_id\x18\x01 \x01(\tB\t\xbaH\x06r\x04\x10\x01\x18@R\x06leadId\"=\n" +
 	"\x0fGetLeadResponse\x12*\n" +
-	"\x04lead\x18\x01 \x01(\v2\x16.leadflow.lead.v1.LeadR\x04lead\"\xda\x01\n" +
+	"\x04lead\x18\x01 \x01(\v2\x16.leadflow.lead.v1.LeadR\x04lead\"G\n" +
+	"\x14BatchGetLeadsRequest\x12/\n" +
+	"\blead_ids\x18\x01 \x03(\tB\x14\xbaH\x11\x92\x01\x0e\b\x01\x10d\x18\x01\"\x06r\x04\x10\x01\x18@R\aleadIds\"r\n" +
+	"\x15BatchGetLeadsResponse\x12,\n" +
+	"\x05leads\x18\x01 \x03(\v2\x16.leadflow.lead.v1.LeadR\x05leads\x12+\n" +
+	"\x12not_found_lead_ids\x18\x02 \x03(\tR\x0fnotFoundLeadIds\"\xda\x01\n" +
 	"\x10FindLeadsRequest\x12 \n" +
 	"\x05email\x18\x01 \x01(\tB\b\xbaH\x05r\x03\x18\xc0\x02H\x00R\x05email\x12\x1f\n" +
 	"\x05phone\x18\x02 \x01(\tB\a\xbaH\x04r\x02\x18@H\x00R\x05phone\x12\"\n" +
@@ -1699,13 +1809,14 @@ const file_leadflow_capture_v1_capture_proto_rawDesc = "" +
 	"\x16IMPORT_OUTCOME_CREATED\x10\x01\x12\x19\n" +
 	"\x15IMPORT_OUTCOME_MERGED\x10\x02\x12\x1b\n" +
 	"\x17IMPORT_OUTCOME_REJECTED\x10\x03\x12\x19\n" +
-	"\x15IMPORT_OUTCOME_FAILED\x10\x042\xd2\x04\n" +
+	"\x15IMPORT_OUTCOME_FAILED\x10\x042\xba\x05\n" +
 	"\x0eCaptureService\x12]\n" +
 	"\n" +
 	"SubmitLead\x12&.leadflow.capture.v1.SubmitLeadRequest\x1a'.leadflow.capture.v1.SubmitLeadResponse\x12b\n" +
 	"\vImportLeads\x12'.leadflow.capture.v1.ImportLeadsRequest\x1a(.leadflow.capture.v1.ImportLeadsResponse(\x01\x12o\n" +
 	"\x10RecordEngagement\x12,.leadflow.capture.v1.RecordEngagementRequest\x1a-.leadflow.capture.v1.RecordEngagementResponse\x12T\n" +
-	"\aGetLead\x12#.leadflow.capture.v1.GetLeadRequest\x1a$.leadflow.capture.v1.GetLeadResponse\x12Z\n" +
+	"\aGetLead\x12#.leadflow.capture.v1.GetLeadRequest\x1a$.leadflow.capture.v1.GetLeadResponse\x12f\n" +
+	"\rBatchGetLeads\x12).leadflow.capture.v1.BatchGetLeadsRequest\x1a*.leadflow.capture.v1.BatchGetLeadsResponse\x12Z\n" +
 	"\tFindLeads\x12%.leadflow.capture.v1.FindLeadsRequest\x1a&.leadflow.capture.v1.FindLeadsResponse\x12Z\n" +
 	"\tEraseLead\x12%.leadflow.capture.v1.EraseLeadRequest\x1a&.leadflow.capture.v1.EraseLeadResponseB\xd8\x01\n" +
 	"\x17com.leadflow.capture.v1B\fCaptureProtoP\x01ZAgithub.com/leadflow/leadflow/gen/go/leadflow/capture/v1;capturev1\xa2\x02\x03LCX\xaa\x02\x13Leadflow.Capture.V1\xca\x02\x13Leadflow\\Capture\\V1\xe2\x02\x1fLeadflow\\Capture\\V1\\GPBMetadata\xea\x02\x15Leadflow::Capture::V1b\x06proto3"
@@ -1723,7 +1834,7 @@ func file_leadflow_capture_v1_capture_proto_rawDescGZIP() []byte {
 }
 
 var file_leadflow_capture_v1_capture_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_leadflow_capture_v1_capture_proto_msgTypes = make([]protoimpl.MessageInfo, 20)
+var file_leadflow_capture_v1_capture_proto_msgTypes = make([]protoimpl.MessageInfo, 22)
 var file_leadflow_capture_v1_capture_proto_goTypes = []any{
 	(SubmitOutcome)(0),               // 0: leadflow.capture.v1.SubmitOutcome
 	(ImportOutcome)(0),               // 1: leadflow.capture.v1.ImportOutcome
@@ -1740,28 +1851,30 @@ var file_leadflow_capture_v1_capture_proto_goTypes = []any{
 	(*RecordEngagementResponse)(nil), // 12: leadflow.capture.v1.RecordEngagementResponse
 	(*GetLeadRequest)(nil),           // 13: leadflow.capture.v1.GetLeadRequest
 	(*GetLeadResponse)(nil),          // 14: leadflow.capture.v1.GetLeadResponse
-	(*FindLeadsRequest)(nil),         // 15: leadflow.capture.v1.FindLeadsRequest
-	(*FindLeadsResponse)(nil),        // 16: leadflow.capture.v1.FindLeadsResponse
-	(*EraseLeadRequest)(nil),         // 17: leadflow.capture.v1.EraseLeadRequest
-	(*EraseLeadResponse)(nil),        // 18: leadflow.capture.v1.EraseLeadResponse
-	(*Handoff)(nil),                  // 19: leadflow.capture.v1.Handoff
-	(*IdempotencyRecord)(nil),        // 20: leadflow.capture.v1.IdempotencyRecord
-	nil,                              // 21: leadflow.capture.v1.LeadSubmission.AnswersEntry
-	(*v1.Money)(nil),                 // 22: leadflow.lead.v1.Money
-	(*v1.Contact)(nil),               // 23: leadflow.lead.v1.Contact
-	(*v1.Touch)(nil),                 // 24: leadflow.lead.v1.Touch
-	(*v1.Consent)(nil),               // 25: leadflow.lead.v1.Consent
-	(*v1.EngagementSignal)(nil),      // 26: leadflow.lead.v1.EngagementSignal
-	(*v1.Lead)(nil),                  // 27: leadflow.lead.v1.Lead
-	(*timestamppb.Timestamp)(nil),    // 28: google.protobuf.Timestamp
+	(*BatchGetLeadsRequest)(nil),     // 15: leadflow.capture.v1.BatchGetLeadsRequest
+	(*BatchGetLeadsResponse)(nil),    // 16: leadflow.capture.v1.BatchGetLeadsResponse
+	(*FindLeadsRequest)(nil),         // 17: leadflow.capture.v1.FindLeadsRequest
+	(*FindLeadsResponse)(nil),        // 18: leadflow.capture.v1.FindLeadsResponse
+	(*EraseLeadRequest)(nil),         // 19: leadflow.capture.v1.EraseLeadRequest
+	(*EraseLeadResponse)(nil),        // 20: leadflow.capture.v1.EraseLeadResponse
+	(*Handoff)(nil),                  // 21: leadflow.capture.v1.Handoff
+	(*IdempotencyRecord)(nil),        // 22: leadflow.capture.v1.IdempotencyRecord
+	nil,                              // 23: leadflow.capture.v1.LeadSubmission.AnswersEntry
+	(*v1.Money)(nil),                 // 24: leadflow.lead.v1.Money
+	(*v1.Contact)(nil),               // 25: leadflow.lead.v1.Contact
+	(*v1.Touch)(nil),                 // 26: leadflow.lead.v1.Touch
+	(*v1.Consent)(nil),               // 27: leadflow.lead.v1.Consent
+	(*v1.EngagementSignal)(nil),      // 28: leadflow.lead.v1.EngagementSignal
+	(*v1.Lead)(nil),                  // 29: leadflow.lead.v1.Lead
+	(*timestamppb.Timestamp)(nil),    // 30: google.protobuf.Timestamp
 }
 var file_leadflow_capture_v1_capture_proto_depIdxs = []int32{
-	22, // 0: leadflow.capture.v1.Company.annual_revenue:type_name -> leadflow.lead.v1.Money
-	23, // 1: leadflow.capture.v1.LeadSubmission.contact:type_name -> leadflow.lead.v1.Contact
+	24, // 0: leadflow.capture.v1.Company.annual_revenue:type_name -> leadflow.lead.v1.Money
+	25, // 1: leadflow.capture.v1.LeadSubmission.contact:type_name -> leadflow.lead.v1.Contact
 	2,  // 2: leadflow.capture.v1.LeadSubmission.company:type_name -> leadflow.capture.v1.Company
-	21, // 3: leadflow.capture.v1.LeadSubmission.answers:type_name -> leadflow.capture.v1.LeadSubmission.AnswersEntry
-	24, // 4: leadflow.capture.v1.LeadSubmission.touch:type_name -> leadflow.lead.v1.Touch
-	25, // 5: leadflow.capture.v1.LeadSubmission.consent:type_name -> leadflow.lead.v1.Consent
+	23, // 3: leadflow.capture.v1.LeadSubmission.answers:type_name -> leadflow.capture.v1.LeadSubmission.AnswersEntry
+	26, // 4: leadflow.capture.v1.LeadSubmission.touch:type_name -> leadflow.lead.v1.Touch
+	27, // 5: leadflow.capture.v1.LeadSubmission.consent:type_name -> leadflow.lead.v1.Consent
 	3,  // 6: leadflow.capture.v1.SubmitLeadRequest.submission:type_name -> leadflow.capture.v1.LeadSubmission
 	0,  // 7: leadflow.capture.v1.SubmitLeadResponse.outcome:type_name -> leadflow.capture.v1.SubmitOutcome
 	3,  // 8: leadflow.capture.v1.ImportLeadsRequest.submission:type_name -> leadflow.capture.v1.LeadSubmission
@@ -1769,31 +1882,34 @@ var file_leadflow_capture_v1_capture_proto_depIdxs = []int32{
 	7,  // 10: leadflow.capture.v1.ImportRecordResult.violations:type_name -> leadflow.capture.v1.FieldViolation
 	8,  // 11: leadflow.capture.v1.ImportLeadsResponse.results:type_name -> leadflow.capture.v1.ImportRecordResult
 	9,  // 12: leadflow.capture.v1.ImportLeadsResponse.summary:type_name -> leadflow.capture.v1.ImportSummary
-	26, // 13: leadflow.capture.v1.RecordEngagementRequest.signal:type_name -> leadflow.lead.v1.EngagementSignal
-	27, // 14: leadflow.capture.v1.GetLeadResponse.lead:type_name -> leadflow.lead.v1.Lead
-	27, // 15: leadflow.capture.v1.FindLeadsResponse.leads:type_name -> leadflow.lead.v1.Lead
-	27, // 16: leadflow.capture.v1.EraseLeadResponse.lead:type_name -> leadflow.lead.v1.Lead
-	28, // 17: leadflow.capture.v1.EraseLeadResponse.erased_at:type_name -> google.protobuf.Timestamp
-	26, // 18: leadflow.capture.v1.Handoff.signal:type_name -> leadflow.lead.v1.EngagementSignal
-	5,  // 19: leadflow.capture.v1.IdempotencyRecord.response:type_name -> leadflow.capture.v1.SubmitLeadResponse
-	28, // 20: leadflow.capture.v1.IdempotencyRecord.created_at:type_name -> google.protobuf.Timestamp
-	4,  // 21: leadflow.capture.v1.CaptureService.SubmitLead:input_type -> leadflow.capture.v1.SubmitLeadRequest
-	6,  // 22: leadflow.capture.v1.CaptureService.ImportLeads:input_type -> leadflow.capture.v1.ImportLeadsRequest
-	11, // 23: leadflow.capture.v1.CaptureService.RecordEngagement:input_type -> leadflow.capture.v1.RecordEngagementRequest
-	13, // 24: leadflow.capture.v1.CaptureService.GetLead:input_type -> leadflow.capture.v1.GetLeadRequest
-	15, // 25: leadflow.capture.v1.CaptureService.FindLeads:input_type -> leadflow.capture.v1.FindLeadsRequest
-	17, // 26: leadflow.capture.v1.CaptureService.EraseLead:input_type -> leadflow.capture.v1.EraseLeadRequest
-	5,  // 27: leadflow.capture.v1.CaptureService.SubmitLead:output_type -> leadflow.capture.v1.SubmitLeadResponse
-	10, // 28: leadflow.capture.v1.CaptureService.ImportLeads:output_type -> leadflow.capture.v1.ImportLeadsResponse
-	12, // 29: leadflow.capture.v1.CaptureService.RecordEngagement:output_type -> leadflow.capture.v1.RecordEngagementResponse
-	14, // 30: leadflow.capture.v1.CaptureService.GetLead:output_type -> leadflow.capture.v1.GetLeadResponse
-	16, // 31: leadflow.capture.v1.CaptureService.FindLeads:output_type -> leadflow.capture.v1.FindLeadsResponse
-	18, // 32: leadflow.capture.v1.CaptureService.EraseLead:output_type -> leadflow.capture.v1.EraseLeadResponse
-	27, // [27:33] is the sub-list for method output_type
-	21, // [21:27] is the sub-list for method input_type
-	21, // [21:21] is the sub-list for extension type_name
-	21, // [21:21] is the sub-list for extension extendee
-	0,  // [0:21] is the sub-list for field type_name
+	28, // 13: leadflow.capture.v1.RecordEngagementRequest.signal:type_name -> leadflow.lead.v1.EngagementSignal
+	29, // 14: leadflow.capture.v1.GetLeadResponse.lead:type_name -> leadflow.lead.v1.Lead
+	29, // 15: leadflow.capture.v1.BatchGetLeadsResponse.leads:type_name -> leadflow.lead.v1.Lead
+	29, // 16: leadflow.capture.v1.FindLeadsResponse.leads:type_name -> leadflow.lead.v1.Lead
+	29, // 17: leadflow.capture.v1.EraseLeadResponse.lead:type_name -> leadflow.lead.v1.Lead
+	30, // 18: leadflow.capture.v1.EraseLeadResponse.erased_at:type_name -> google.protobuf.Timestamp
+	28, // 19: leadflow.capture.v1.Handoff.signal:type_name -> leadflow.lead.v1.EngagementSignal
+	5,  // 20: leadflow.capture.v1.IdempotencyRecord.response:type_name -> leadflow.capture.v1.SubmitLeadResponse
+	30, // 21: leadflow.capture.v1.IdempotencyRecord.created_at:type_name -> google.protobuf.Timestamp
+	4,  // 22: leadflow.capture.v1.CaptureService.SubmitLead:input_type -> leadflow.capture.v1.SubmitLeadRequest
+	6,  // 23: leadflow.capture.v1.CaptureService.ImportLeads:input_type -> leadflow.capture.v1.ImportLeadsRequest
+	11, // 24: leadflow.capture.v1.CaptureService.RecordEngagement:input_type -> leadflow.capture.v1.RecordEngagementRequest
+	13, // 25: leadflow.capture.v1.CaptureService.GetLead:input_type -> leadflow.capture.v1.GetLeadRequest
+	15, // 26: leadflow.capture.v1.CaptureService.BatchGetLeads:input_type -> leadflow.capture.v1.BatchGetLeadsRequest
+	17, // 27: leadflow.capture.v1.CaptureService.FindLeads:input_type -> leadflow.capture.v1.FindLeadsRequest
+	19, // 28: leadflow.capture.v1.CaptureService.EraseLead:input_type -> leadflow.capture.v1.EraseLeadRequest
+	5,  // 29: leadflow.capture.v1.CaptureService.SubmitLead:output_type -> leadflow.capture.v1.SubmitLeadResponse
+	10, // 30: leadflow.capture.v1.CaptureService.ImportLeads:output_type -> leadflow.capture.v1.ImportLeadsResponse
+	12, // 31: leadflow.capture.v1.CaptureService.RecordEngagement:output_type -> leadflow.capture.v1.RecordEngagementResponse
+	14, // 32: leadflow.capture.v1.CaptureService.GetLead:output_type -> leadflow.capture.v1.GetLeadResponse
+	16, // 33: leadflow.capture.v1.CaptureService.BatchGetLeads:output_type -> leadflow.capture.v1.BatchGetLeadsResponse
+	18, // 34: leadflow.capture.v1.CaptureService.FindLeads:output_type -> leadflow.capture.v1.FindLeadsResponse
+	20, // 35: leadflow.capture.v1.CaptureService.EraseLead:output_type -> leadflow.capture.v1.EraseLeadResponse
+	29, // [29:36] is the sub-list for method output_type
+	22, // [22:29] is the sub-list for method input_type
+	22, // [22:22] is the sub-list for extension type_name
+	22, // [22:22] is the sub-list for extension extendee
+	0,  // [0:22] is the sub-list for field type_name
 }
 
 func init() { file_leadflow_capture_v1_capture_proto_init() }
@@ -1801,12 +1917,12 @@ func file_leadflow_capture_v1_capture_proto_init() {
 	if File_leadflow_capture_v1_capture_proto != nil {
 		return
 	}
-	file_leadflow_capture_v1_capture_proto_msgTypes[13].OneofWrappers = []any{
+	file_leadflow_capture_v1_capture_proto_msgTypes[15].OneofWrappers = []any{
 		(*FindLeadsRequest_Email)(nil),
 		(*FindLeadsRequest_Phone)(nil),
 		(*FindLeadsRequest_Domain)(nil),
 	}
-	file_leadflow_capture_v1_capture_proto_msgTypes[17].OneofWrappers = []any{
+	file_leadflow_capture_v1_capture_proto_msgTypes[19].OneofWrappers = []any{
 		(*Handoff_UpsertLeadId)(nil),
 		(*Handoff_Signal)(nil),
 	}
@@ -1816,7 +1932,7 @@ func file_leadflow_capture_v1_capture_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_leadflow_capture_v1_capture_proto_rawDesc), len(file_leadflow_capture_v1_capture_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   20,
+			NumMessages:   22,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

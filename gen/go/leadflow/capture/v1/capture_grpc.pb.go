@@ -33,6 +33,7 @@ const (
 	CaptureService_ImportLeads_FullMethodName      = "/leadflow.capture.v1.CaptureService/ImportLeads"
 	CaptureService_RecordEngagement_FullMethodName = "/leadflow.capture.v1.CaptureService/RecordEngagement"
 	CaptureService_GetLead_FullMethodName          = "/leadflow.capture.v1.CaptureService/GetLead"
+	CaptureService_BatchGetLeads_FullMethodName    = "/leadflow.capture.v1.CaptureService/BatchGetLeads"
 	CaptureService_FindLeads_FullMethodName        = "/leadflow.capture.v1.CaptureService/FindLeads"
 	CaptureService_EraseLead_FullMethodName        = "/leadflow.capture.v1.CaptureService/EraseLead"
 )
@@ -72,6 +73,14 @@ type CaptureServiceClient interface {
 	//
 	// Errors: NotFound.
 	GetLead(ctx context.Context, in *GetLeadRequest, opts ...grpc.CallOption) (*GetLeadResponse, error)
+	// BatchGetLeads returns several leads in one call (one Redis round trip),
+	// each as GetLead returns it (an erased lead is returned with erased set
+	// and its contact empty). Ids capture does not know are listed in
+	// not_found_lead_ids instead of failing the batch. For callers that show
+	// many leads at once, such as routing's inbox.
+	//
+	// Errors: InvalidArgument (no ids, more than 100, a bad or repeated id).
+	BatchGetLeads(ctx context.Context, in *BatchGetLeadsRequest, opts ...grpc.CallOption) (*BatchGetLeadsResponse, error)
 	// FindLeads finds leads by e-mail, phone or organisation domain. The query
 	// is normalised the same way submissions are, so "  Ann@Example.COM" finds
 	// the lead of "ann@example.com".
@@ -137,6 +146,16 @@ func (c *captureServiceClient) GetLead(ctx context.Context, in *GetLeadRequest, 
 	return out, nil
 }
 
+func (c *captureServiceClient) BatchGetLeads(ctx context.Context, in *BatchGetLeadsRequest, opts ...grpc.CallOption) (*BatchGetLeadsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(BatchGetLeadsResponse)
+	err := c.cc.Invoke(ctx, CaptureService_BatchGetLeads_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 func (c *captureServiceClient) FindLeads(ctx context.Context, in *FindLeadsRequest, opts ...grpc.CallOption) (*FindLeadsResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(FindLeadsResponse)
@@ -192,6 +211,14 @@ type CaptureServiceServer interface {
 	//
 	// Errors: NotFound.
 	GetLead(context.Context, *GetLeadRequest) (*GetLeadResponse, error)
+	// BatchGetLeads returns several leads in one call (one Redis round trip),
+	// each as GetLead returns it (an erased lead is returned with erased set
+	// and its contact empty). Ids capture does not know are listed in
+	// not_found_lead_ids instead of failing the batch. For callers that show
+	// many leads at once, such as routing's inbox.
+	//
+	// Errors: InvalidArgument (no ids, more than 100, a bad or repeated id).
+	BatchGetLeads(context.Context, *BatchGetLeadsRequest) (*BatchGetLeadsResponse, error)
 	// FindLeads finds leads by e-mail, phone or organisation domain. The query
 	// is normalised the same way submissions are, so "  Ann@Example.COM" finds
 	// the lead of "ann@example.com".
@@ -225,6 +252,9 @@ func (UnimplementedCaptureServiceServer) RecordEngagement(context.Context, *Reco
 }
 func (UnimplementedCaptureServiceServer) GetLead(context.Context, *GetLeadRequest) (*GetLeadResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method GetLead not implemented")
+}
+func (UnimplementedCaptureServiceServer) BatchGetLeads(context.Context, *BatchGetLeadsRequest) (*BatchGetLeadsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method BatchGetLeads not implemented")
 }
 func (UnimplementedCaptureServiceServer) FindLeads(context.Context, *FindLeadsRequest) (*FindLeadsResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method FindLeads not implemented")
@@ -314,6 +344,24 @@ func _CaptureService_GetLead_Handler(srv interface{}, ctx context.Context, dec f
 	return interceptor(ctx, in, info, handler)
 }
 
+func _CaptureService_BatchGetLeads_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(BatchGetLeadsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(CaptureServiceServer).BatchGetLeads(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: CaptureService_BatchGetLeads_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(CaptureServiceServer).BatchGetLeads(ctx, req.(*BatchGetLeadsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _CaptureService_FindLeads_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(FindLeadsRequest)
 	if err := dec(in); err != nil {
@@ -368,6 +416,10 @@ var CaptureService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "GetLead",
 			Handler:    _CaptureService_GetLead_Handler,
+		},
+		{
+			MethodName: "BatchGetLeads",
+			Handler:    _CaptureService_BatchGetLeads_Handler,
 		},
 		{
 			MethodName: "FindLeads",
