@@ -129,12 +129,12 @@ func New(ctx context.Context, rt *platform.Runtime, cfg Config, opts ...Option) 
 // eventSink publishes a change's events in one pipeline.
 type eventSink struct{ rt *platform.Runtime }
 
+func (s eventSink) Prepare(ctx context.Context, ev *eventsv1.LeadEvent) error {
+	return s.rt.Events.Prepare(ctx, ev)
+}
+
+// PublishAll sends prepared events (see Prepare).
 func (s eventSink) PublishAll(ctx context.Context, evs []*eventsv1.LeadEvent, also func(redis.Pipeliner) error) error {
-	for _, ev := range evs {
-		if err := s.rt.Events.Prepare(ctx, ev); err != nil {
-			return err
-		}
-	}
 	_, err := s.rt.Redis.Pipelined(ctx, func(p redis.Pipeliner) error {
 		for _, ev := range evs {
 			if err := events.AddToPipe(p, ctx, ev); err != nil {

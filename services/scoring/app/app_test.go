@@ -3,6 +3,7 @@ package app_test
 import (
 	"context"
 	"fmt"
+	"strconv"
 	"net"
 	"sync"
 	"sync/atomic"
@@ -741,4 +742,66 @@ func TestRouteHandoffsGoInOneCallAndSettleEachLead(t *testing.T) {
 	if d, _ := q.Depth(e.ctx); d != 0 {
 		t.Fatalf("routing queue depth %d after all settled", d)
 	}
+}
+
+// UpsertLeads serves each lead as UpsertLead; their outboxes are flushed
+// together (coalesced), yet every lead's events are published once, in its
+// own trace, and every outbox and flush mark is cleared.
+func TestUpsertLeadsFlushesEveryLeadOnceInItsOwnTrace(t *testing.T) {
+	e := setup(t)
+	const n = 40
+	req := &scoringv1.UpsertLeadsRequest{}
+	for i := range n {
+		p := profile(fmt.Sprintf("u%02d", i))
+		p.Traceparent = fmt.Sprintf("00-%032x-%016x-01", i+1, i+1)
+		req.Leads = append(req.Leads, &scoringv1.UpsertLeadRequest{Profile: p})
+	}
+	resp := must[*scoringv1.UpsertLeadsResponse](t)(e.c.UpsertLeads(e.ctx, req))
+	if len(resp.GetResults()) != n {
+		t.Fatalf("%d results for %d leads", len(resp.GetResults()), n)
+	}
+	for i, r := range resp.GetResults() {
+		if r.GetCode() != 0 || !r.GetResponse().GetCreated() || r.GetResponse().GetScore().GetTotal() != 55 {
+			t.Fatalf("lead %d: %v", i, r)
+		}
+	}
+	perLead := map[string]int{}
+	for _, ev := range e.events("*eventsv1.LeadEvent_LeadScored") {
+		perLead[ev.GetLeadId()]++
+		want := fmt.Sprintf("%032x", mustAtoi(t, ev.GetLeadId()[1:])+1)
+		if ev.GetTraceId() != want {
+			t.Errorf("lead %s: event in trace %s, want its own %s", ev.GetLeadId(), ev.GetTraceId(), want)
+		}
+	}
+	for i := range n {
+		id := fmt.Sprintf("u%02d", i)
+		if perLead[id] != 1 {
+			t.Errorf("lead %s: %d LeadScored events, want 1", id, perLead[id])
+		}
+		rec, err := e.sc.Store().GetLead(e.ctx, id)
+		if err != nil || len(rec.Outbox) != 0 {
+			t.Errorf("lead %s: outbox %v left after the flush (%v)", id, rec, err)
+		}
+	}
+	if marks, err := e.sc.Store().FlushPending(e.ctx, 100); err != nil || len(marks) != 0 {
+		t.Fatalf("flush marks left: %v %v", marks, err)
+	}
+
+	// A malformed item refuses the whole call and changes nothing.
+	bad := &scoringv1.UpsertLeadsRequest{Leads: []*scoringv1.UpsertLeadRequest{{Profile: profile("new-1")}, {}}}
+	if _, err := e.c.UpsertLeads(e.ctx, bad); status.Code(err) != codes.InvalidArgument {
+		t.Fatalf("malformed item: %v", err)
+	}
+	if _, err := e.sc.Store().GetLead(e.ctx, "new-1"); err == nil {
+		t.Fatal("a refused call stored a lead")
+	}
+}
+
+func mustAtoi(t *testing.T, s string) int {
+	t.Helper()
+	n, err := strconv.Atoi(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
 }

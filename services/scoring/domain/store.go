@@ -44,6 +44,13 @@ type ListQuery struct {
 // Store is what the scoring domain needs from storage. Implementations must
 // run UpdateLead atomically (optimistic transaction, retried on conflict;
 // ErrConflict when it keeps losing) and return ErrNotFound for unknown ids.
+// Ack names the delivered effects of one lead at revision Rev.
+type Ack struct {
+	LeadID string
+	Keys   []string
+	Rev    int64
+}
+
 // Handoff names one hand-off job of a lead (its key is the job id).
 type Handoff struct{ LeadID, Key string }
 
@@ -59,11 +66,11 @@ type Store interface {
 	Delivered(ctx context.Context, leadID, key string) (bool, error)
 	// Reindex makes the status lists reflect the stored record.
 	Reindex(ctx context.Context, leadID string) error
-	// AckEffects removes delivered effects from the lead's outbox and
-	// clears the flush mark of revision rev in the same round trip, as
+	// AckEffects removes delivered effects from leads' outboxes and clears
+	// the flush mark of each ack's revision in the same round trip, as
 	// FlushDone does (a write that added effects since marked a later
 	// revision, which stays).
-	AckEffects(ctx context.Context, leadID string, keys []string, rev int64) error
+	AckEffects(ctx context.Context, acks ...Ack) error
 	// LeadDelivered is GetLead and Delivered(key) in one round trip.
 	LeadDelivered(ctx context.Context, leadID, key string) (*Record, bool, error)
 	// LeadsDelivered is LeadDelivered of many hand-offs in one round trip:

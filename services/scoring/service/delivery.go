@@ -22,6 +22,7 @@ import (
 	pipelinev1 "github.com/leadflow/leadflow/gen/go/leadflow/pipeline/v1"
 	routingv1 "github.com/leadflow/leadflow/gen/go/leadflow/routing/v1"
 	"github.com/leadflow/leadflow/services/platform"
+	"github.com/leadflow/leadflow/services/platform/coalesce"
 	"github.com/leadflow/leadflow/services/platform/jobs"
 	"github.com/leadflow/leadflow/services/scoring/domain"
 	"github.com/leadflow/leadflow/services/scoring/pbconv"
@@ -45,29 +46,55 @@ const (
 	PipelineQueue = "scoring-pipeline"
 )
 
-// flush delivers the record's outbox: events are published in one batch
-// (with the ids chosen before the write), hand-off jobs are scheduled
-// (idempotent by job id); delivered effects are then acknowledged and the
-// lead's flush mark is cleared. Any failure leaves the rest for a retry of
-// the call or for the sweeper.
+// flush delivers the record's outbox: events are published (with the ids
+// chosen before the write), hand-off jobs are scheduled (idempotent by job
+// id); delivered effects are then acknowledged and the lead's flush mark is
+// cleared. Flushes running at the same time are coalesced: one pipeline
+// publishes and schedules for all of them, one more acknowledges them. Any
+// failure leaves the rest for a retry of the call or for the sweeper.
 func (s *Scoring) flush(ctx context.Context, rec *domain.Record) error {
 	if len(rec.Outbox) == 0 {
 		return nil
 	}
-	var evs []*eventsv1.LeadEvent
-	var acked, handoffs []string
-	type scheduled struct {
-		q   *jobs.Queue
-		job jobs.Job
+	p, err := s.plan(ctx, rec)
+	if err != nil {
+		return err
 	}
-	var sched []scheduled
+	_, err = s.flusher.Do(ctx, p)
+	return err
+}
+
+// flushBatch bounds the leads one coalesced flush serves.
+const flushBatch = 128
+
+// flushPlan is what flushing one record sends.
+type flushPlan struct {
+	rec      *domain.Record
+	evs      []*eventsv1.LeadEvent
+	sched    []scheduledJob
+	acked    []string
+	handoffs []string // kinds, for the metric
+}
+
+type scheduledJob struct {
+	q   *jobs.Queue
+	job jobs.Job
+}
+
+// plan builds a record's flush; events are prepared with the caller's
+// context (its trace and actor), as the flush itself runs for many callers.
+func (s *Scoring) plan(ctx context.Context, rec *domain.Record) (*flushPlan, error) {
+	p := &flushPlan{rec: rec}
 	var profile *leadv1.LeadProfile
 	for i := range rec.Outbox {
 		e := &rec.Outbox[i]
 		if !e.Kind.IsJob() {
 			ev := pbconv.Event(rec, e)
-			evs = append(evs, ev)
-			acked = append(acked, ev.GetId())
+			if err := s.events.Prepare(ctx, ev); err != nil {
+				return nil, err
+			}
+			p.evs = append(p.evs, ev)
+			p.acked = append(p.acked, ev.GetId())
 			continue
 		}
 		// No "delivered already?" read here: scheduling is idempotent by
@@ -77,42 +104,67 @@ func (s *Scoring) flush(ctx context.Context, rec *domain.Record) error {
 		if profile == nil {
 			profile = &leadv1.LeadProfile{}
 			if err := proto.Unmarshal(rec.ProfileRaw, profile); err != nil {
-				return fmt.Errorf("decode stored profile of %s: %w", rec.LeadID, err)
+				return nil, fmt.Errorf("decode stored profile of %s: %w", rec.LeadID, err)
 			}
 		}
 		q, payload, err := s.jobFor(rec, profile, e)
 		if err != nil {
-			return err
+			return nil, err
 		}
-		sched = append(sched, scheduled{q, jobs.Job{ID: e.Key, Payload: payload, Traceparent: rec.Traceparent, LeadID: rec.LeadID}})
-		acked = append(acked, e.Key)
+		p.sched = append(p.sched, scheduledJob{q, jobs.Job{ID: e.Key, Payload: payload, Traceparent: rec.Traceparent, LeadID: rec.LeadID}})
+		p.acked = append(p.acked, e.Key)
 		if e.Kind != domain.EffectRouteLead {
-			handoffs = append(handoffs, strings.TrimPrefix(string(e.Kind), "job."))
+			p.handoffs = append(p.handoffs, strings.TrimPrefix(string(e.Kind), "job."))
 		}
 	}
-	// Events and hand-offs in one round trip. Both are safe to repeat
-	// (events carry their ids, jobs are scheduled once per id), so when part
-	// of it fails, nothing is acknowledged and a retry sends it all again.
-	err := s.events.PublishAll(ctx, evs, func(p redis.Pipeliner) error {
-		for _, j := range sched {
-			if err := j.q.ScheduleOn(ctx, p, j.job); err != nil {
-				return err
+	return p, nil
+}
+
+// flushAll sends the plans of many records: events and hand-offs in one
+// round trip, then the acknowledgements in one more.
+func (s *Scoring) flushAll(ctx context.Context, ps []*flushPlan) []coalesce.Result[struct{}] {
+	out := make([]coalesce.Result[struct{}], len(ps))
+	fail := func(err error) []coalesce.Result[struct{}] {
+		for i := range out {
+			out[i].Err = err
+		}
+		return out
+	}
+	var evs []*eventsv1.LeadEvent
+	for _, p := range ps {
+		evs = append(evs, p.evs...)
+	}
+	// Both are safe to repeat (events carry their ids, jobs are scheduled
+	// once per id), so when part of it fails, nothing is acknowledged and a
+	// retry sends it all again.
+	err := s.events.PublishAll(ctx, evs, func(pipe redis.Pipeliner) error {
+		for _, p := range ps {
+			for _, j := range p.sched {
+				if err := j.q.ScheduleOn(ctx, pipe, j.job); err != nil {
+					return err
+				}
 			}
 		}
 		return nil
 	})
 	if err != nil {
-		return err
+		return fail(err)
 	}
-	if s.handoffs != nil {
-		for _, kind := range handoffs {
-			s.handoffs.Add(ctx, 1, metric.WithAttributes(attribute.String("kind", kind)))
+	acks := make([]domain.Ack, len(ps))
+	for i, p := range ps {
+		if s.handoffs != nil {
+			for _, kind := range p.handoffs {
+				s.handoffs.Add(ctx, 1, metric.WithAttributes(attribute.String("kind", kind)))
+			}
 		}
+		// With everything delivered, the flush mark of this revision goes
+		// with the ack (a later write marked a later revision, which stays).
+		acks[i] = domain.Ack{LeadID: p.rec.LeadID, Keys: p.acked, Rev: p.rec.Rev}
 	}
-	// With everything delivered, the flush mark of this revision goes in the
-	// same round trip as the ack (a later write marked a later revision,
-	// which stays).
-	return s.store.AckEffects(ctx, rec.LeadID, acked, rec.Rev)
+	if err := s.store.AckEffects(ctx, acks...); err != nil {
+		return fail(err)
+	}
+	return out
 }
 
 // jobFor builds the hand-off request of an effect.

@@ -25,15 +25,19 @@ import (
 	leadv1 "github.com/leadflow/leadflow/gen/go/leadflow/lead/v1"
 	"github.com/leadflow/leadflow/services/platform"
 	"github.com/leadflow/leadflow/services/platform/jobs"
+	"github.com/leadflow/leadflow/services/platform/coalesce"
 	"github.com/leadflow/leadflow/services/platform/leadtrace"
 	"github.com/leadflow/leadflow/services/scoring/domain"
 	"github.com/leadflow/leadflow/services/scoring/pbconv"
 )
 
-// EventSink publishes lifecycle events; PublishAll appends them in order,
-// with the commands also queues (hand-off jobs), in one round trip. Events
+// EventSink publishes lifecycle events. Prepare fills in an event's id,
+// time, trace and actor from ctx (the caller's); PublishAll appends events
+// in order, with the commands also queues (hand-off jobs), in one round
+// trip; it sends events as they are, so each must be prepared first. Events
 // carry their ids, so a repeat is de-duplicated by consumers.
 type EventSink interface {
+	Prepare(ctx context.Context, ev *eventsv1.LeadEvent) error
 	PublishAll(ctx context.Context, evs []*eventsv1.LeadEvent, also func(redis.Pipeliner) error) error
 }
 
@@ -50,6 +54,7 @@ type Scoring struct {
 	now      func() time.Time
 
 	scored, handoffs metric.Int64Counter
+	flusher          *coalesce.Group[*flushPlan, struct{}]
 
 	sweepMu  sync.Mutex
 	lastSeen map[string]int64 // lead → marked revision at the previous sweep
@@ -79,6 +84,7 @@ func NewScoring(d Deps) *Scoring {
 	if s.now == nil {
 		s.now = time.Now
 	}
+	s.flusher = coalesce.New(flushBatch, s.flushAll)
 	if d.Meter != nil {
 		s.scored, _ = d.Meter.Int64Counter("leadflow.scoring.leads_scored", metric.WithDescription("Scores computed and stored"))
 		s.handoffs, _ = d.Meter.Int64Counter("leadflow.scoring.handoffs", metric.WithDescription("Hand-offs scheduled, by kind"))

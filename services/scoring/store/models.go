@@ -10,6 +10,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/leadflow/leadflow/services/platform/coalesce"
 	"github.com/leadflow/leadflow/services/scoring/domain"
 )
 
@@ -120,12 +121,28 @@ func (s *Store) GetModel(ctx context.Context, v int32) (domain.Model, error) {
 	return s.model(ctx, v, active)
 }
 
+// activeVersion is the active model version (0 when none). Calls at the
+// same time share one read, started after each of them was made.
 func (s *Store) activeVersion(ctx context.Context) (int32, error) {
+	return s.active.Do(ctx, struct{}{})
+}
+
+// readActiveVersion reads the active version once for a batch of callers.
+func (s *Store) readActiveVersion(ctx context.Context, calls []struct{}) []coalesce.Result[int32] {
+	var r coalesce.Result[int32]
 	v, err := s.rdb.Get(ctx, modelActiveKey).Int()
-	if errors.Is(err, redis.Nil) {
-		return 0, nil
+	switch {
+	case errors.Is(err, redis.Nil):
+	case err != nil:
+		r.Err = err
+	default:
+		r.Val = int32(v)
 	}
-	return int32(v), err
+	out := make([]coalesce.Result[int32], len(calls))
+	for i := range out {
+		out[i] = r
+	}
+	return out
 }
 
 // model reads a version through the cache and marks it active or not.

@@ -29,6 +29,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/leadflow/leadflow/services/platform/coalesce"
 	"github.com/leadflow/leadflow/services/scoring/domain"
 )
 
@@ -51,6 +52,10 @@ type Store struct {
 	mu      sync.RWMutex
 	models  map[int32]domain.Model // versions are immutable: cached forever
 	ensured bool
+
+	// active coalesces the reads of the active version: every upsert needs
+	// it, and concurrent ones share one GET.
+	active *coalesce.Group[struct{}, int32]
 }
 
 var _ domain.Store = (*Store)(nil)
@@ -64,7 +69,9 @@ func New(rdb redis.UniversalClient, o Options) *Store {
 		o.HistoryLimit = 500
 	}
 	_, cluster := rdb.(*redis.ClusterClient)
-	return &Store{rdb: rdb, o: o, models: map[int32]domain.Model{}, single: !cluster}
+	s := &Store{rdb: rdb, o: o, models: map[int32]domain.Model{}, single: !cluster}
+	s.active = coalesce.New(1024, s.readActiveVersion)
+	return s
 }
 
 func leadKey(id, suffix string) string { return "lf:scoring:{lead:" + id + "}:" + suffix }
@@ -91,8 +98,9 @@ func backoff(ctx context.Context, attempt int) error {
 }
 
 // UpdateLead runs fn in an optimistic transaction on the lead's keys and
-// writes its result in one MULTI. After the write it updates the status
-// lists when the record moved in them. It retries when a concurrent writer
+// writes its result in one MULTI. When the record moved in the status
+// lists, they are updated in that MULTI on a single Redis, and right after
+// it on a Cluster (their keys are in other slots). It retries when a concurrent writer
 // wins and gives up with domain.ErrConflict after maxTxAttempts.
 func (s *Store) UpdateLead(ctx context.Context, id string, fn domain.LeadFunc) (*domain.LeadWrite, error) {
 	recK, pendK, outK := leadKey(id, "rec"), leadKey(id, "pending"), leadKey(id, "outbox")
@@ -221,6 +229,11 @@ func (s *Store) UpdateLead(ctx context.Context, id string, fn domain.LeadFunc) (
 				if len(drop) > 0 {
 					p.HDel(ctx, outK, drop...)
 				}
+				if reindex && s.single {
+					// No slot rule on a single Redis: the lists move with
+					// the record, in the same transaction.
+					queueReindex(ctx, p, w.Record, oldIndex)
+				}
 				if len(w.History) > 0 {
 					hk := leadKey(id, "scores")
 					vals := make([]any, len(w.History))
@@ -247,7 +260,7 @@ func (s *Store) UpdateLead(ctx context.Context, id string, fn domain.LeadFunc) (
 		if err != nil {
 			return nil, err
 		}
-		if reindex {
+		if reindex && !s.single {
 			if err := s.reindex(ctx, w.Record, oldIndex); err != nil {
 				return w, err
 			}
@@ -263,15 +276,17 @@ func indexSig(r *domain.Record) string {
 		strconv.Itoa(int(r.Score.Heat)) + "|" + strconv.Itoa(int(r.Score.Total))
 }
 
-// AckEffects removes delivered effects and clears the flush mark of
-// revision rev (as FlushDone), in one round trip.
-func (s *Store) AckEffects(ctx context.Context, id string, keys []string, rev int64) error {
+// AckEffects removes delivered effects and clears the flush mark of each
+// ack's revision (as FlushDone), in one round trip.
+func (s *Store) AckEffects(ctx context.Context, acks ...domain.Ack) error {
 	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
-		if len(keys) > 0 {
-			p.HDel(ctx, leadKey(id, "outbox"), keys...)
+		for _, a := range acks {
+			if len(a.Keys) > 0 {
+				p.HDel(ctx, leadKey(a.LeadID, "outbox"), a.Keys...)
+			}
+			// EVAL, not EVALSHA: a pipeline cannot fall back on NOSCRIPT.
+			flushDoneScript.Eval(ctx, p, []string{flushKey}, a.LeadID, a.Rev)
 		}
-		// EVAL, not EVALSHA: a pipeline cannot fall back on NOSCRIPT.
-		flushDoneScript.Eval(ctx, p, []string{flushKey}, id, rev)
 		return nil
 	})
 	return err
@@ -421,13 +436,24 @@ func (s *Store) Reindex(ctx context.Context, id string) error {
 // membership left by an earlier crash is then cleaned by the next full
 // reindex (old == nil) that the sweeper runs.
 func (s *Store) reindex(ctx context.Context, r *domain.Record, old []string) error {
-	mk := leadKey(r.LeadID, "idx")
 	if old == nil {
 		var err error
-		if old, err = s.rdb.SMembers(ctx, mk).Result(); err != nil {
+		if old, err = s.rdb.SMembers(ctx, leadKey(r.LeadID, "idx")).Result(); err != nil {
 			return err
 		}
 	}
+	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		queueReindex(ctx, p, r, old)
+		return nil
+	})
+	return err
+}
+
+// queueReindex queues on p the moves of r in the status lists, from the
+// lists old. A pipeline runs in order: membership first, then the lists,
+// then the clean-up of the membership.
+func queueReindex(ctx context.Context, p redis.Pipeliner, r *domain.Record, old []string) {
+	mk := leadKey(r.LeadID, "idx")
 	want := indexKeys(r)
 	wantSet := map[string]bool{}
 	members := make([]any, 0, len(want))
@@ -441,22 +467,16 @@ func (s *Store) reindex(ctx context.Context, r *domain.Record, old []string) err
 			stale = append(stale, k)
 		}
 	}
-	// A pipeline runs in order: membership first, then the lists, then the
-	// clean-up of the membership.
-	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
-		p.SAdd(ctx, mk, members...)
-		for _, k := range want {
-			p.ZAdd(ctx, k, redis.Z{Score: float64(r.Score.Total), Member: r.LeadID})
-		}
-		for _, k := range stale {
-			p.ZRem(ctx, k.(string), r.LeadID)
-		}
-		if len(stale) > 0 {
-			p.SRem(ctx, mk, stale...)
-		}
-		return nil
-	})
-	return err
+	p.SAdd(ctx, mk, members...)
+	for _, k := range want {
+		p.ZAdd(ctx, k, redis.Z{Score: float64(r.Score.Total), Member: r.LeadID})
+	}
+	for _, k := range stale {
+		p.ZRem(ctx, k.(string), r.LeadID)
+	}
+	if len(stale) > 0 {
+		p.SRem(ctx, mk, stale...)
+	}
 }
 
 // ListLeads returns leads of one status, highest total first. It walks the

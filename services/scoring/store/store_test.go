@@ -317,13 +317,13 @@ func TestFlushMarks(t *testing.T) {
 	// call, and never a later one.
 	r3 := write()
 	r4 := write()
-	if err := s.AckEffects(ctx, "f", nil, r3); err != nil {
+	if err := s.AckEffects(ctx, domain.Ack{LeadID: "f", Rev: r3}); err != nil {
 		t.Fatal(err)
 	}
 	if p, _ := s.FlushPending(ctx, 10); len(p) != 1 || p[0].Rev != r4 {
 		t.Fatalf("ack at revision %d touched the mark of %d: %v", r3, r4, p)
 	}
-	if err := s.AckEffects(ctx, "f", nil, r4); err != nil {
+	if err := s.AckEffects(ctx, domain.Ack{LeadID: "f", Rev: r4}); err != nil {
 		t.Fatal(err)
 	}
 	if p, _ := s.FlushPending(ctx, 10); len(p) != 0 {

@@ -1,0 +1,160 @@
+package coalesce
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+)
+
+// Calls made while a batch runs go together in the next batch, each gets
+// its own answer, and an idle call goes alone.
+func TestCallsWhileBusyGoInOneBatch(t *testing.T) {
+	release := make(chan struct{})
+	var mu sync.Mutex
+	var batches [][]int
+	g := New(100, func(_ context.Context, items []int) []Result[string] {
+		mu.Lock()
+		batches = append(batches, append([]int(nil), items...))
+		first := len(batches) == 1
+		mu.Unlock()
+		if first {
+			<-release
+		}
+		out := make([]Result[string], len(items))
+		for i, it := range items {
+			out[i].Val = fmt.Sprint("answer ", it)
+			if it == 7 {
+				out[i].Err = errors.New("seven failed")
+			}
+		}
+		return out
+	})
+	ctx := context.Background()
+	firstDone := make(chan error, 1)
+	go func() {
+		v, err := g.Do(ctx, 0)
+		if err == nil && v != "answer 0" {
+			err = fmt.Errorf("first got %q", v)
+		}
+		firstDone <- err
+	}()
+	// Wait until the first batch runs, then queue ten calls behind it.
+	for {
+		mu.Lock()
+		n := len(batches)
+		mu.Unlock()
+		if n == 1 {
+			break
+		}
+		time.Sleep(time.Millisecond)
+	}
+	var wg sync.WaitGroup
+	errs := make([]error, 11)
+	vals := make([]string, 11)
+	for i := 1; i <= 10; i++ {
+		wg.Go(func() { vals[i], errs[i] = g.Do(ctx, i) })
+	}
+	for {
+		g.mu.Lock()
+		n := len(g.wait)
+		g.mu.Unlock()
+		if n == 10 {
+			break
+		}
+		time.Sleep(time.Millisecond)
+	}
+	close(release)
+	wg.Wait()
+	if err := <-firstDone; err != nil {
+		t.Fatal(err)
+	}
+	if len(batches) != 2 || len(batches[1]) != 10 {
+		t.Fatalf("batches %v, want [0] then the ten waiting calls together", batches)
+	}
+	for i := 1; i <= 10; i++ {
+		switch {
+		case i == 7 && (errs[i] == nil || errs[i].Error() != "seven failed"):
+			t.Errorf("call 7: %v, want its own error", errs[i])
+		case i != 7 && (errs[i] != nil || vals[i] != fmt.Sprint("answer ", i)):
+			t.Errorf("call %d: %q %v", i, vals[i], errs[i])
+		}
+	}
+	// Idle again: the next call goes alone.
+	if v, err := g.Do(ctx, 11); err != nil || v != "answer 11" || len(batches) != 3 || len(batches[2]) != 1 {
+		t.Fatalf("idle call: %q %v, batches %v", v, err, batches)
+	}
+}
+
+// Batches hold at most max calls; a caller whose context ends stops
+// waiting; a run that panics or answers short fails its calls, not the
+// process.
+func TestMaxCancelAndPanic(t *testing.T) {
+	release := make(chan struct{})
+	var sizes []int
+	var mu sync.Mutex
+	g := New(3, func(_ context.Context, items []int) []Result[int] {
+		mu.Lock()
+		sizes = append(sizes, len(items))
+		first := len(sizes) == 1
+		mu.Unlock()
+		if first {
+			<-release
+		}
+		if items[0] == 99 {
+			panic("boom")
+		}
+		return make([]Result[int], len(items)-1) // one answer short
+	})
+	go func() { _, _ = g.Do(context.Background(), 0) }()
+	for {
+		mu.Lock()
+		n := len(sizes)
+		mu.Unlock()
+		if n == 1 {
+			break
+		}
+		time.Sleep(time.Millisecond)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if _, err := g.Do(ctx, 1); !errors.Is(err, context.Canceled) {
+		t.Fatalf("cancelled caller: %v", err)
+	}
+	var wg sync.WaitGroup
+	var short int
+	var smu sync.Mutex
+	for i := 2; i <= 7; i++ {
+		wg.Go(func() {
+			if _, err := g.Do(context.Background(), i); errors.Is(err, errShort) {
+				smu.Lock()
+				short++
+				smu.Unlock()
+			}
+		})
+	}
+	for {
+		g.mu.Lock()
+		n := len(g.wait)
+		g.mu.Unlock()
+		if n == 7 { // the cancelled call still waits in line
+			break
+		}
+		time.Sleep(time.Millisecond)
+	}
+	close(release)
+	wg.Wait()
+	for _, s := range sizes {
+		if s > 3 {
+			t.Fatalf("batch of %d, max is 3: %v", s, sizes)
+		}
+	}
+	if short == 0 {
+		t.Fatal("the call left without an answer got no error")
+	}
+	if _, err := g.Do(context.Background(), 99); !errors.Is(err, errShort) {
+		t.Fatalf("panicking run: %v", err)
+	}
+}
