@@ -320,28 +320,50 @@ func (s *Store) SetLeadTeam(ctx context.Context, lead, team string) error {
 
 // Lead reads a lead's record in a team (ErrNotFound when absent).
 func (s *Store) Lead(ctx context.Context, team, lead string) (*Record, error) {
+	recs, err := s.Leads(ctx, team, []string{lead})
+	if err != nil {
+		return nil, err
+	}
+	if recs[0] == nil {
+		return nil, ErrNotFound
+	}
+	return recs[0], nil
+}
+
+// Leads reads the records of several leads of a team in one round trip (the
+// team's keys share one hash tag, so one Cluster node). recs[i] is the record
+// of leads[i], nil when absent.
+func (s *Store) Leads(ctx context.Context, team string, leads []string) ([]*Record, error) {
 	p := TeamPrefix(team)
 	pipe := s.rdb.Pipeline()
-	h := pipe.HGetAll(ctx, p+"lead:"+lead)
-	ex := pipe.SMembers(ctx, p+"excl:"+lead)
+	hs := make([]*redis.MapStringStringCmd, len(leads))
+	exs := make([]*redis.StringSliceCmd, len(leads))
+	for i, lead := range leads {
+		hs[i] = pipe.HGetAll(ctx, p+"lead:"+lead)
+		exs[i] = pipe.SMembers(ctx, p+"excl:"+lead)
+	}
 	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
 		return nil, err
 	}
-	m := h.Val()
-	if len(m) == 0 || m["st"] == "" {
-		return nil, ErrNotFound
+	recs := make([]*Record, len(leads))
+	for i, lead := range leads {
+		m := hs[i].Val()
+		if len(m) == 0 || m["st"] == "" {
+			continue
+		}
+		i64 := func(k string) int64 { n, _ := strconv.ParseInt(m[k], 10, 64); return n }
+		r := &Record{
+			Lead: lead, Team: team, State: m["st"], Rep: m["rep"], Dec: m["dec"], TP: m["tp"], Req: m["req"], Pol: m["pol"], Last: m["last"], Org: m["org"],
+			Seq: i64("seq"), Heat: int(i64("heat")), Score: int(i64("score")), Touches: int(i64("tch")), TouchesReq: int(i64("treq")),
+			SlaReassigns: int(i64("rea")), AssignedAt: i64("at"), AcceptedAt: i64("acc"), FTD: i64("ftd"), FTA: i64("fta"), TDue: i64("tdue"),
+			QueuedAt: i64("qat"), Profile: []byte(m["p"]), ScoreBytes: []byte(m["s"]), Excluded: exs[i].Val(), FTW: i64("ftw"), TW: i64("tw"),
+		}
+		if m["r"] != "" {
+			_ = json.Unmarshal([]byte(m["r"]), &r.Reasons)
+		}
+		recs[i] = r
 	}
-	i := func(k string) int64 { n, _ := strconv.ParseInt(m[k], 10, 64); return n }
-	r := &Record{
-		Lead: lead, Team: team, State: m["st"], Rep: m["rep"], Dec: m["dec"], TP: m["tp"], Req: m["req"], Pol: m["pol"], Last: m["last"], Org: m["org"],
-		Seq: i("seq"), Heat: int(i("heat")), Score: int(i("score")), Touches: int(i("tch")), TouchesReq: int(i("treq")),
-		SlaReassigns: int(i("rea")), AssignedAt: i("at"), AcceptedAt: i("acc"), FTD: i("ftd"), FTA: i("fta"), TDue: i("tdue"),
-		QueuedAt: i("qat"), Profile: []byte(m["p"]), ScoreBytes: []byte(m["s"]), Excluded: ex.Val(), FTW: i("ftw"), TW: i("tw"),
-	}
-	if m["r"] != "" {
-		_ = json.Unmarshal([]byte(m["r"]), &r.Reasons)
-	}
-	return r, nil
+	return recs, nil
 }
 
 // MarkHandoff notes on the lead's record that a hand-off was scheduled, so
