@@ -9,8 +9,6 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
 
 	capturev1 "github.com/leadflow/leadflow/gen/go/leadflow/capture/v1"
 	leadv1 "github.com/leadflow/leadflow/gen/go/leadflow/lead/v1"
@@ -29,7 +27,8 @@ type Config struct {
 	SweepInterval time.Duration `env:"LEADFLOW_ROUTING_SWEEP_INTERVAL" envDefault:"5s"`
 	// InboxBlock: how long one inbox read waits for new items.
 	InboxBlock time.Duration `env:"LEADFLOW_ROUTING_INBOX_BLOCK" envDefault:"2s"`
-	// ContactTimeout bounds the capture call that fills an inbox item.
+	// ContactTimeout bounds each capture call that fills in the contacts of
+	// one inbox read (up to 100 items).
 	ContactTimeout time.Duration `env:"LEADFLOW_ROUTING_CONTACT_TIMEOUT" envDefault:"1s"`
 	// SLAPoll: how often the SLA timer queue looks for due timers.
 	SLAPoll time.Duration `env:"LEADFLOW_ROUTING_SLA_POLL" envDefault:"500ms"`
@@ -102,7 +101,7 @@ func NewRouter(rt *platform.Runtime, cfg Config) (*router.Router, error) {
 		if rt.Config.Peers.Capture == "" {
 			return nil, errors.New("LEADFLOW_CAPTURE_ADDR is required")
 		}
-		conn, err := rt.Dial(rt.Config.Peers.Capture, capturev1.CaptureService_GetLead_FullMethodName)
+		conn, err := rt.Dial(rt.Config.Peers.Capture, capturev1.CaptureService_BatchGetLeads_FullMethodName)
 		if err != nil {
 			return nil, fmt.Errorf("dial capture: %w", err)
 		}
@@ -125,13 +124,18 @@ type captureClient struct {
 	c capturev1.CaptureServiceClient
 }
 
-func (c captureClient) Contact(ctx context.Context, lead string) (*leadv1.Contact, error) {
-	resp, err := c.c.GetLead(ctx, &capturev1.GetLeadRequest{LeadId: lead})
+// Contacts reads the contacts of 1–100 distinct leads with one
+// BatchGetLeads; erased leads are left out, as unknown ones are.
+func (c captureClient) Contacts(ctx context.Context, leads []string) (map[string]*leadv1.Contact, error) {
+	resp, err := c.c.BatchGetLeads(ctx, &capturev1.BatchGetLeadsRequest{LeadIds: leads})
 	if err != nil {
 		return nil, err
 	}
-	if resp.GetLead().GetErased() {
-		return nil, status.Error(codes.NotFound, "lead erased")
+	out := make(map[string]*leadv1.Contact, len(resp.GetLeads()))
+	for _, l := range resp.GetLeads() {
+		if !l.GetErased() {
+			out[l.GetId()] = l.GetContact()
+		}
 	}
-	return resp.GetLead().GetContact(), nil
+	return out, nil
 }

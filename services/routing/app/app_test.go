@@ -46,19 +46,31 @@ func (f *scoringFake) Calls() []*scoringv1.SetStatusRequest {
 	return append([]*scoringv1.SetStatusRequest(nil), f.calls...)
 }
 
+// captureFake knows every lead; inbox-003 is erased and inbox-004 unknown.
 type captureFake struct {
 	capturev1.UnimplementedCaptureServiceServer
 	mu   sync.Mutex
 	down bool
 }
 
-func (f *captureFake) GetLead(_ context.Context, req *capturev1.GetLeadRequest) (*capturev1.GetLeadResponse, error) {
+func (f *captureFake) BatchGetLeads(_ context.Context, req *capturev1.BatchGetLeadsRequest) (*capturev1.BatchGetLeadsResponse, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.down {
 		return nil, status.Error(codes.Unavailable, "capture is down")
 	}
-	return &capturev1.GetLeadResponse{Lead: &leadv1.Lead{Id: req.GetLeadId(), Contact: &leadv1.Contact{FirstName: "Ann", Email: "ann@example.com"}}}, nil
+	resp := &capturev1.BatchGetLeadsResponse{}
+	for _, id := range req.GetLeadIds() {
+		switch id {
+		case "inbox-003":
+			resp.Leads = append(resp.Leads, &leadv1.Lead{Id: id, Erased: true})
+		case "inbox-004":
+			resp.NotFoundLeadIds = append(resp.NotFoundLeadIds, id)
+		default:
+			resp.Leads = append(resp.Leads, &leadv1.Lead{Id: id, Contact: &leadv1.Contact{FirstName: "Ann", Email: "ann@example.com"}})
+		}
+	}
+	return resp, nil
 }
 
 func serveFake(t *testing.T, register func(*grpc.Server)) string {
@@ -203,7 +215,7 @@ func TestInboxExactlyOnceAndResume(t *testing.T) {
 	routeN(0, 30)
 	seen := map[string]int{}
 	cursor := ""
-	for len(seen) < 20 {
+	for len(seen) < 20 || seen["inbox-003"] == 0 || seen["inbox-004"] == 0 {
 		m, err := stream.Recv()
 		if err != nil {
 			t.Fatal(err)
@@ -215,12 +227,19 @@ func TestInboxExactlyOnceAndResume(t *testing.T) {
 			t.Fatalf("inbox item %s after %s: out of stream order", it.GetCursor(), cursor)
 		}
 		cursor = it.GetCursor()
-		if it.GetKind() != routingv1.InboxItemKind_INBOX_ITEM_KIND_ASSIGNED || it.GetContact().GetEmail() == "" || len(it.GetReasons()) == 0 ||
+		if it.GetKind() != routingv1.InboxItemKind_INBOX_ITEM_KIND_ASSIGNED || len(it.GetReasons()) == 0 ||
 			it.GetFirstTouchDue() == nil || it.GetScore().GetTotal() != 60 {
 			t.Fatalf("inbox item incomplete: %v", it)
 		}
+		if id := it.GetLeadId(); id == "inbox-003" || id == "inbox-004" { // erased, unknown in capture
+			if it.GetContact() != nil || !it.GetContactUnavailable() || it.GetContactNote() != "contact not available (lead erased or unknown in capture)" {
+				t.Fatalf("lead %s without a contact in capture: %v", id, it)
+			}
+		} else if it.GetContact().GetEmail() == "" || it.GetContactUnavailable() {
+			t.Fatalf("inbox item without its contact: %v", it)
+		}
 	}
-	scancel() // the rep's connection drops after 20 items
+	scancel() // the rep's connection drops after 20 items or more
 	routeN(30, 10)
 	h.capture.mu.Lock()
 	h.capture.down = true

@@ -27,7 +27,7 @@ func TestOnRedisCluster(t *testing.T) {
 		t.Fatalf("runtime client is %T, want *redis.ClusterClient", rt.Redis)
 	}
 	r := router.New(router.Deps{Redis: rt.Redis, Tracer: rt.Tracer(), Meter: rt.Meter(), Logger: rt.Logger, Events: rt.Events,
-		Scoring: &fakeScoring{}, Capture: fakeCapture{}}, router.Options{Now: clock.Now, InboxBlock: 200 * time.Millisecond})
+		Scoring: &fakeScoring{}, Capture: &fakeCapture{}}, router.Options{Now: clock.Now, InboxBlock: 200 * time.Millisecond})
 	ctx := context.Background()
 
 	cfg := &routingv1.RoutingConfig{

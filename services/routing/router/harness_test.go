@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	leadv1 "github.com/leadflow/leadflow/gen/go/leadflow/lead/v1"
@@ -42,10 +44,45 @@ func (f *fakeScoring) Calls() []*scoringv1.SetStatusRequest {
 	return append([]*scoringv1.SetStatusRequest(nil), f.calls...)
 }
 
-type fakeCapture struct{}
+// fakeCapture knows every lead but those in unknown; while down it answers
+// Unavailable. It records the leads of each call.
+type fakeCapture struct {
+	mu      sync.Mutex
+	unknown map[string]bool
+	down    bool
+	calls   [][]string
+}
 
-func (fakeCapture) Contact(_ context.Context, lead string) (*leadv1.Contact, error) {
-	return &leadv1.Contact{FirstName: "Ann", Email: lead + "@example.com"}, nil
+func (f *fakeCapture) Contacts(_ context.Context, leads []string) (map[string]*leadv1.Contact, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.calls = append(f.calls, append([]string(nil), leads...))
+	if f.down {
+		return nil, status.Error(codes.Unavailable, "capture is down")
+	}
+	out := map[string]*leadv1.Contact{}
+	for _, l := range leads {
+		if !f.unknown[l] {
+			out[l] = &leadv1.Contact{FirstName: "Ann", Email: l + "@example.com"}
+		}
+	}
+	return out, nil
+}
+
+func (f *fakeCapture) set(down bool, unknown ...string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.down, f.unknown = down, map[string]bool{}
+	for _, l := range unknown {
+		f.unknown[l] = true
+	}
+}
+
+// Calls returns the leads of each call so far.
+func (f *fakeCapture) Calls() [][]string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([][]string(nil), f.calls...)
 }
 
 type env struct {
@@ -53,10 +90,11 @@ type env struct {
 	redis   *platformtest.Redis
 	clock   *platformtest.Clock
 	scoring *fakeScoring
+	capture *fakeCapture
 }
 
 func newEnv(t *testing.T, opts ...platformtest.RedisOption) *env {
-	return &env{t: t, redis: platformtest.StartRedis(t, opts...), clock: newClock(), scoring: &fakeScoring{}}
+	return &env{t: t, redis: platformtest.StartRedis(t, opts...), clock: newClock(), scoring: &fakeScoring{}, capture: &fakeCapture{}}
 }
 
 // router builds one routing instance (its own runtime and Redis client) on
@@ -64,7 +102,7 @@ func newEnv(t *testing.T, opts ...platformtest.RedisOption) *env {
 func (e *env) router(opts ...platform.Option) (*router.Router, *platform.Runtime) {
 	rt := platformtest.Runtime(e.t, "routing", e.redis.URL(), opts...)
 	r := router.New(router.Deps{Redis: rt.Redis, Tracer: rt.Tracer(), Meter: rt.Meter(), Logger: rt.Logger, Events: rt.Events,
-		Scoring: e.scoring, Capture: fakeCapture{}}, router.Options{Now: e.clock.Now, InboxBlock: 200 * time.Millisecond})
+		Scoring: e.scoring, Capture: e.capture}, router.Options{Now: e.clock.Now, InboxBlock: 200 * time.Millisecond})
 	return r, rt
 }
 

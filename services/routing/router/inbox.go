@@ -3,7 +3,6 @@ package router
 import (
 	"context"
 	"errors"
-	"sync"
 	"time"
 
 	"google.golang.org/grpc/codes"
@@ -31,30 +30,16 @@ func (r *Router) WatchInbox(ctx context.Context, rep, cursor string, send func(*
 	if !ok {
 		return status.Errorf(codes.NotFound, "rep %q is not in the routing configuration", rep)
 	}
-	capDown := &capDown{} // after a failed capture call, skip capture for a while
+	var capDownUntil time.Time // after a failed capture call, skip capture until then
 	for ctx.Err() == nil {
-		entries, err := r.st.ReadInbox(ctx, rp.TeamID, rep, cursor, 100, r.opts.InboxBlock)
+		entries, err := r.st.ReadInbox(ctx, rp.TeamID, rep, cursor, inboxRead, r.opts.InboxBlock)
 		if err != nil {
 			if ctx.Err() != nil {
 				return nil
 			}
 			return err
 		}
-		// Items are filled in (a read of the lead, a capture call for the
-		// contact) a few at a time, and sent in stream order: under load a
-		// rep's inbox would otherwise lag by one lookup per queued item.
-		items := make([]*routingv1.InboxItem, len(entries))
-		sem := make(chan struct{}, inboxFill)
-		var wg sync.WaitGroup
-		for i, e := range entries {
-			wg.Add(1)
-			sem <- struct{}{}
-			go func() {
-				defer func() { <-sem; wg.Done() }()
-				items[i] = r.inboxItem(ctx, rp.TeamID, e, capDown)
-			}()
-		}
-		wg.Wait()
+		items := r.inboxItems(ctx, rp.TeamID, entries, &capDownUntil)
 		for i, item := range items {
 			if err := send(item); err != nil {
 				return err
@@ -65,75 +50,129 @@ func (r *Router) WatchInbox(ctx context.Context, rep, cursor string, send func(*
 	return nil
 }
 
-// inboxFill is how many inbox items of one stream are filled in at once.
-const inboxFill = 8
+const (
+	// inboxRead is how many inbox items one read takes.
+	inboxRead = 100
+	// contactBatch is how many leads one capture call asks for (the
+	// BatchGetLeads limit).
+	contactBatch = 100
+	// capDownFor is how long capture is skipped after it failed to answer.
+	capDownFor = 5 * time.Second
+)
 
-// capDown remembers, per stream, until when capture is considered down.
-type capDown struct {
-	mu    sync.Mutex
-	until time.Time
+// Notes of an assigned item that comes without its contact.
+const (
+	noteNoCapture   = "contact service not configured"
+	noteCaptureDown = "capture is unavailable: contact not included; fetch it from capture later"
+	noteNoContact   = "contact not available (lead erased or unknown in capture)"
+)
+
+// inboxItems fills in a read of inbox entries, in their order. The assigned
+// items of the whole read share one pipelined read of their lead records
+// and one capture call per 100 leads: under load, one Redis round trip and
+// one capture call per item would make a rep's inbox lag behind.
+func (r *Router) inboxItems(ctx context.Context, team string, entries []store.InboxEntry, capDownUntil *time.Time) []*routingv1.InboxItem {
+	items := make([]*routingv1.InboxItem, len(entries))
+	var leads []string // distinct leads of the assigned items
+	seen := map[string]bool{}
+	for i, e := range entries {
+		it := &routingv1.InboxItem{Cursor: e.ID, LeadId: e.Lead, TeamId: team, DecisionId: e.Dec, CreatedAt: timestamppb.New(e.At), RepId: e.Rep, Note: e.Note}
+		switch e.Kind {
+		case "assigned":
+			it.Kind = routingv1.InboxItemKind_INBOX_ITEM_KIND_ASSIGNED
+			if !seen[e.Lead] {
+				seen[e.Lead] = true
+				leads = append(leads, e.Lead)
+			}
+		case "sla_breach":
+			it.Kind = routingv1.InboxItemKind_INBOX_ITEM_KIND_SLA_BREACH
+		case "revoked":
+			it.Kind = routingv1.InboxItemKind_INBOX_ITEM_KIND_REVOKED
+		}
+		items[i] = it
+	}
+	if len(leads) == 0 {
+		return items
+	}
+	// A failed read leaves the record's fields out, as for a missing record.
+	recs := make(map[string]*store.Record, len(leads))
+	if rs, err := r.st.Leads(ctx, team, leads); err == nil {
+		for i, rec := range rs {
+			if rec != nil {
+				recs[leads[i]] = rec
+			}
+		}
+	}
+	contacts, notes := r.contacts(ctx, leads, capDownUntil)
+	for i, it := range items {
+		if it.Kind != routingv1.InboxItemKind_INBOX_ITEM_KIND_ASSIGNED {
+			continue
+		}
+		if rec := recs[it.LeadId]; rec != nil {
+			it.Reasons = rec.Reasons
+			p, s := &leadv1.LeadProfile{}, &leadv1.Score{}
+			if proto.Unmarshal(rec.Profile, p) == nil {
+				it.Profile = p
+			}
+			if proto.Unmarshal(rec.ScoreBytes, s) == nil {
+				it.Score = s
+			}
+			if rec.Dec == entries[i].Dec {
+				it.FirstTouchDue = tsms(rec.FTD)
+			}
+		}
+		if c, ok := contacts[it.LeadId]; ok {
+			it.Contact = c
+		} else {
+			it.ContactUnavailable, it.ContactNote = true, notes[it.LeadId]
+		}
+	}
+	return items
 }
 
-func (c *capDown) down() bool {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return time.Now().Before(c.until)
+// contacts asks capture for the contacts of leads, 100 per call, each call
+// bounded by ContactTimeout. It returns the contacts found and, for every
+// other lead, the note its items carry. After capture failed to answer
+// (Unavailable, deadline), capture is skipped until *capDownUntil so that a
+// backlog does not wait one timeout per call while capture is down.
+func (r *Router) contacts(ctx context.Context, leads []string, capDownUntil *time.Time) (map[string]*leadv1.Contact, map[string]string) {
+	found := make(map[string]*leadv1.Contact, len(leads))
+	notes := map[string]string{}
+	for len(leads) > 0 {
+		chunk := leads[:min(len(leads), contactBatch)]
+		leads = leads[len(chunk):]
+		note := noteNoCapture
+		if r.capture != nil {
+			note = r.fetchContacts(ctx, chunk, found, capDownUntil)
+		}
+		for _, id := range chunk {
+			if _, ok := found[id]; !ok {
+				notes[id] = note
+			}
+		}
+	}
+	return found, notes
 }
 
-func (c *capDown) mark(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.until = time.Now().Add(d)
-}
-
-func (r *Router) inboxItem(ctx context.Context, team string, e store.InboxEntry, capDownUntil *capDown) *routingv1.InboxItem {
-	it := &routingv1.InboxItem{Cursor: e.ID, LeadId: e.Lead, TeamId: team, DecisionId: e.Dec, CreatedAt: timestamppb.New(e.At), RepId: e.Rep, Note: e.Note}
-	switch e.Kind {
-	case "assigned":
-		it.Kind = routingv1.InboxItemKind_INBOX_ITEM_KIND_ASSIGNED
-	case "sla_breach":
-		it.Kind = routingv1.InboxItemKind_INBOX_ITEM_KIND_SLA_BREACH
-	case "revoked":
-		it.Kind = routingv1.InboxItemKind_INBOX_ITEM_KIND_REVOKED
-	}
-	if it.Kind != routingv1.InboxItemKind_INBOX_ITEM_KIND_ASSIGNED {
-		return it
-	}
-	if rec, err := r.st.Lead(ctx, team, e.Lead); err == nil {
-		it.Reasons = rec.Reasons
-		p, s := &leadv1.LeadProfile{}, &leadv1.Score{}
-		if proto.Unmarshal(rec.Profile, p) == nil {
-			it.Profile = p
-		}
-		if proto.Unmarshal(rec.ScoreBytes, s) == nil {
-			it.Score = s
-		}
-		if rec.Dec == e.Dec {
-			it.FirstTouchDue = tsms(rec.FTD)
-		}
-	}
-	if r.capture == nil {
-		it.ContactUnavailable, it.ContactNote = true, "contact service not configured"
-		return it
-	}
-	// A backlog must not wait one timeout per item while capture is down.
-	if capDownUntil.down() {
-		it.ContactUnavailable, it.ContactNote = true, "capture is unavailable: contact not included; fetch it from capture later"
-		return it
+// fetchContacts adds the contacts capture has of leads to found and returns
+// the note of the others.
+func (r *Router) fetchContacts(ctx context.Context, leads []string, found map[string]*leadv1.Contact, capDownUntil *time.Time) string {
+	if time.Now().Before(*capDownUntil) {
+		return noteCaptureDown
 	}
 	cctx, cancel := context.WithTimeout(ctx, r.opts.ContactTimeout)
 	defer cancel()
-	contact, err := r.capture.Contact(cctx, e.Lead)
+	cs, err := r.capture.Contacts(cctx, leads)
 	switch {
 	case err == nil:
-		it.Contact = contact
-	case status.Code(err) == codes.NotFound:
-		it.ContactUnavailable, it.ContactNote = true, "contact not available (lead erased or unknown in capture)"
+		for id, c := range cs {
+			found[id] = c
+		}
+		return noteNoContact
 	case errors.Is(err, context.DeadlineExceeded), status.Code(err) == codes.DeadlineExceeded, status.Code(err) == codes.Unavailable:
-		it.ContactUnavailable, it.ContactNote = true, "capture is unavailable: contact not included; fetch it from capture later"
-		capDownUntil.mark(5 * time.Second)
+		*capDownUntil = time.Now().Add(capDownFor)
+		return noteCaptureDown
 	default:
-		it.ContactUnavailable, it.ContactNote = true, "contact could not be fetched: "+status.Code(err).String()
+		return "contact could not be fetched: " + status.Code(err).String()
 	}
-	return it
 }

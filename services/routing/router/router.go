@@ -62,9 +62,11 @@ type StatusSetter interface {
 	SetStatus(ctx context.Context, req *scoringv1.SetStatusRequest) error
 }
 
-// ContactFetcher reads a lead's contact from capture (best effort).
+// ContactFetcher reads leads' contacts from capture (best effort).
 type ContactFetcher interface {
-	Contact(ctx context.Context, leadID string) (*leadv1.Contact, error)
+	// Contacts reads the contacts of 1–100 distinct leads in one call; a
+	// lead capture does not know or has erased is left out of the map.
+	Contacts(ctx context.Context, leadIDs []string) (map[string]*leadv1.Contact, error)
 }
 
 // Queue names of routing's platform/jobs queues.

@@ -1,0 +1,165 @@
+package router_test
+
+import (
+	"context"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	leadv1 "github.com/leadflow/leadflow/gen/go/leadflow/lead/v1"
+	routingv1 "github.com/leadflow/leadflow/gen/go/leadflow/routing/v1"
+	"github.com/leadflow/leadflow/services/routing/router"
+)
+
+// watchInbox streams a rep's inbox into a channel until stop (or the end of
+// the test); next returns the next item.
+func watchInbox(t *testing.T, r *router.Router, rep, cursor string) (next func() *routingv1.InboxItem, stop func()) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	items := make(chan *routingv1.InboxItem, 1000)
+	done := make(chan error, 1)
+	go func() {
+		done <- r.WatchInbox(ctx, rep, cursor, func(it *routingv1.InboxItem) error { items <- it; return nil })
+	}()
+	var once sync.Once
+	stop = func() {
+		once.Do(func() {
+			cancel()
+			if err := <-done; err != nil {
+				t.Errorf("WatchInbox: %v", err)
+			}
+		})
+	}
+	t.Cleanup(stop)
+	next = func() *routingv1.InboxItem {
+		t.Helper()
+		select {
+		case it := <-items:
+			return it
+		case <-time.After(20 * time.Second):
+			t.Fatal("no inbox item")
+			return nil
+		}
+	}
+	return next, stop
+}
+
+// An inbox read is filled in as a batch: its assigned leads' records and
+// contacts come from one pipelined read and one capture call, items keep
+// stream order, a lead capture does not know gets a note. While capture is
+// down a batch costs one failed call (not one per item), and the reads
+// after it skip capture.
+func TestInboxFillsABatchWithOneCaptureCall(t *testing.T) {
+	e := newEnv(t)
+	r, rt := e.router()
+	apply(t, r, baseConfig())
+	routeN := func(n int) []string {
+		var ids []string
+		for range n {
+			p, s := lead("FR", leadv1.Heat_HEAT_HOT, 70) // default team "inside": ivan
+			route(t, r, p, s)
+			ids = append(ids, p.GetLeadId())
+		}
+		return ids
+	}
+	ids := routeN(5)
+	e.capture.set(false, ids[2])
+	reads := &leadReads{}
+	rt.Redis.AddHook(reads)
+	next, stop := watchInbox(t, r, "ivan", "")
+	var cursor string
+	for i, id := range ids {
+		it := next()
+		cursor = it.GetCursor()
+		if it.GetLeadId() != id || it.GetKind() != routingv1.InboxItemKind_INBOX_ITEM_KIND_ASSIGNED {
+			t.Fatalf("item %d: lead %s kind %v, want %s assigned (stream order)", i, it.GetLeadId(), it.GetKind(), id)
+		}
+		if it.GetScore().GetTotal() != 70 || it.GetProfile().GetLeadId() != id || !slices.Equal(it.GetReasons(), []string{"demo requested"}) {
+			t.Fatalf("item %d: lead record not filled in: %v", i, it)
+		}
+		if i == 2 {
+			if it.GetContact() != nil || !it.GetContactUnavailable() || it.GetContactNote() != "contact not available (lead erased or unknown in capture)" {
+				t.Fatalf("lead unknown in capture: %v", it)
+			}
+			continue
+		}
+		if it.GetContact().GetEmail() != id+"@example.com" || it.GetContactUnavailable() || it.GetContactNote() != "" {
+			t.Fatalf("item %d: contact not filled in: %v", i, it)
+		}
+	}
+	if calls := e.capture.Calls(); len(calls) != 1 || !slices.Equal(calls[0], ids) {
+		t.Fatalf("capture calls %v, want one with %v", calls, ids)
+	}
+	stop()
+	if single, piped := reads.counts(); single != 0 || !slices.Equal(piped, []int{len(ids)}) {
+		t.Fatalf("lead record reads: %d alone, pipelines of %v; want one pipeline of %d", single, piped, len(ids))
+	}
+
+	e.capture.set(true)
+	ids = routeN(4)
+	next, _ = watchInbox(t, r, "ivan", cursor)
+	down := "capture is unavailable: contact not included; fetch it from capture later"
+	for i, id := range ids {
+		if it := next(); it.GetLeadId() != id || it.GetContact() != nil || !it.GetContactUnavailable() || it.GetContactNote() != down {
+			t.Fatalf("capture down, item %d: %v", i, it)
+		}
+	}
+	if calls := e.capture.Calls(); len(calls) != 2 || !slices.Equal(calls[1], ids) {
+		t.Fatalf("capture calls %v, want one more with %v", calls, ids)
+	}
+	// The next read of the same stream, within the back-off, skips capture.
+	id := routeN(1)[0]
+	if it := next(); it.GetLeadId() != id || it.GetContactNote() != down {
+		t.Fatalf("during the back-off: %v", it)
+	}
+	if n := len(e.capture.Calls()); n != 2 {
+		t.Fatalf("%d capture calls, want none during the back-off", n)
+	}
+}
+
+// leadReads counts the lead record reads (HGETALL) sent alone and the number
+// in each pipeline that holds some.
+type leadReads struct {
+	mu     sync.Mutex
+	single int
+	piped  []int
+}
+
+func (h *leadReads) counts() (int, []int) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.single, append([]int(nil), h.piped...)
+}
+
+func (h *leadReads) DialHook(next redis.DialHook) redis.DialHook { return next }
+
+func (h *leadReads) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		if cmd.Name() == "hgetall" {
+			h.mu.Lock()
+			h.single++
+			h.mu.Unlock()
+		}
+		return next(ctx, cmd)
+	}
+}
+
+func (h *leadReads) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return func(ctx context.Context, cmds []redis.Cmder) error {
+		n := 0
+		for _, c := range cmds {
+			if c.Name() == "hgetall" {
+				n++
+			}
+		}
+		if n > 0 {
+			h.mu.Lock()
+			h.piped = append(h.piped, n)
+			h.mu.Unlock()
+		}
+		return next(ctx, cmds)
+	}
+}
