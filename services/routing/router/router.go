@@ -51,7 +51,8 @@ type Options struct {
 	// HandoffAttempts before a status hand-off is dead-lettered.
 	HandoffAttempts int
 	// HealWindow: the sweep re-schedules (idempotently) the SLA timers of
-	// leads assigned this recently; 0 turns healing off.
+	// leads assigned this recently (each lead is checked by the two or three
+	// sweeps after its assignment); 0 turns healing off.
 	HealWindow time.Duration
 	// Now is the clock; nil = time.Now.
 	Now func() time.Time
@@ -98,6 +99,8 @@ type Router struct {
 	opts    Options
 
 	routed, breaches metric.Int64Counter
+	// healedFrom is when the last heal pass began (ms; 0 = none yet).
+	healedFrom atomic.Int64
 }
 
 // Deps are the Router's collaborators.

@@ -256,3 +256,37 @@ func TestSweepHealsLostTimers(t *testing.T) {
 		t.Fatalf("touched lead moved: %v", a)
 	}
 }
+
+// After the first sweep a sweep looks back only to shortly before the
+// previous one: a lead assigned between two sweeps, whose timers were
+// lost, is still healed by the next one.
+func TestSweepHealsALeadAssignedBetweenSweeps(t *testing.T) {
+	e := newEnv(t)
+	rt := platformtest.Runtime(t, "routing", e.redis.URL())
+	r := router.New(router.Deps{Redis: rt.Redis, Tracer: rt.Tracer(), Meter: rt.Meter(), Logger: rt.Logger, Events: rt.Events, Scoring: e.scoring},
+		router.Options{Now: e.clock.Now, HealWindow: time.Minute, SweepInterval: 5 * time.Second})
+	cfg := slaConfig(routingv1.BreachAction_BREACH_ACTION_REASSIGN, 0)
+	cfg.Teams[0].TeamLeadRepId = ""
+	apply(t, r, cfg)
+	ctx := context.Background()
+	if err := r.SweepOnce(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for round := range 3 {
+		e.clock.Advance(4 * time.Second)
+		p, s := lead("DE", leadv1.Heat_HEAT_HOT, 80)
+		route(t, r, p, s)
+		for _, kind := range []string{"first_touch", "touches"} {
+			if _, err := r.SLA().Cancel(ctx, "sla:t:"+p.GetLeadId()+":1:"+kind); err != nil {
+				t.Fatal(err)
+			}
+		}
+		e.clock.Advance(time.Second)
+		if err := r.SweepOnce(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if n, _ := r.SLA().Depth(ctx); n != int64(2*(round+1)) {
+			t.Fatalf("round %d: %d timers after the sweep, want %d", round, n, 2*(round+1))
+		}
+	}
+}

@@ -2,7 +2,6 @@ package router
 
 import (
 	"context"
-	"errors"
 	"time"
 
 	"github.com/leadflow/leadflow/services/routing/domain"
@@ -69,18 +68,27 @@ func (r *Router) SweepOnce(ctx context.Context) error {
 	return nil
 }
 
-// healTimers re-schedules the SLA timers of leads assigned in the last
-// HealWindow. A process that dies between the team script and scheduling
-// the timers (or a Redis error there) would otherwise leave an assignment
-// without its SLA. Scheduling is idempotent by job id, and only timers that
-// are still in the future and still needed are scheduled, so a timer that
-// fired or was cancelled by a touch is never re-created.
+// healTimers re-schedules the SLA timers of recently assigned leads. A
+// process that dies between the team script and scheduling the timers (or
+// a Redis error there) would otherwise leave an assignment without its SLA.
+// Scheduling is idempotent by job id, and only timers that are still in the
+// future and still needed are scheduled, so a timer that fired or was
+// cancelled by a touch is never re-created.
+//
+// A sweep looks at the leads assigned since two sweep intervals before the
+// previous sweep began (at most HealWindow back; the whole window after a
+// start), so each assignment is checked by two or three sweeps after it,
+// not by every sweep of the window, and their records are read in one
+// round trip per healBatch leads.
 func (r *Router) healTimers(ctx context.Context, c *domain.Config) error {
 	if r.opts.HealWindow <= 0 {
 		return nil
 	}
 	now := r.now()
 	since := now.Add(-r.opts.HealWindow)
+	if prev := r.healedFrom.Load(); prev != 0 {
+		since = maxTime(since, time.UnixMilli(prev).Add(-2*r.opts.SweepInterval))
+	}
 	for _, t := range c.TeamIDs {
 		reps := make([]string, 0, len(c.Teams[t].Reps))
 		for _, rp := range c.Teams[t].Reps {
@@ -90,20 +98,24 @@ func (r *Router) healTimers(ctx context.Context, c *domain.Config) error {
 		if err != nil {
 			return err
 		}
+		var ids, holders []string
+		for rep, repIDs := range recent {
+			for _, id := range repIDs {
+				ids, holders = append(ids, id), append(holders, rep)
+			}
+		}
 		e := &effects{}
-		for rep, ids := range recent {
-			for _, id := range ids {
-				rec, err := r.st.Lead(ctx, t, id)
-				if errors.Is(err, store.ErrNotFound) {
+		for start := 0; start < len(ids); start += healBatch {
+			end := min(start+healBatch, len(ids))
+			recs, err := r.st.Leads(ctx, t, ids[start:end])
+			if err != nil {
+				return err
+			}
+			for i, rec := range recs {
+				if rec == nil || (rec.State != "assigned" && rec.State != "accepted") || rec.Rep != holders[start+i] {
 					continue
 				}
-				if err != nil {
-					return err
-				}
-				if (rec.State != "assigned" && rec.State != "accepted") || rec.Rep != rep {
-					continue
-				}
-				a := store.Assigned{Lead: id, Seq: rec.Seq, Pol: rec.Pol, TP: rec.TP}
+				a := store.Assigned{Lead: rec.Lead, Seq: rec.Seq, Pol: rec.Pol, TP: rec.TP}
 				if rec.FTA == 0 && rec.FTD > ms(now) {
 					a.FTD = rec.FTD
 				}
@@ -117,5 +129,16 @@ func (r *Router) healTimers(ctx context.Context, c *domain.Config) error {
 			return err
 		}
 	}
+	r.healedFrom.Store(now.UnixMilli())
 	return nil
+}
+
+// healBatch bounds the lead records one heal read asks for.
+const healBatch = 500
+
+func maxTime(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
 }
