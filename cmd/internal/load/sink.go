@@ -10,6 +10,8 @@ import (
 
 	collectortracev1 "go.opentelemetry.io/proto/otlp/collector/trace/v1"
 	"google.golang.org/grpc"
+
+	"github.com/leadflow/leadflow/services/platform/redisx"
 )
 
 // Sink is an in-process OTLP/gRPC trace collector that counts and discards
@@ -25,9 +27,10 @@ type Sink struct {
 	byOwner map[string]int64 // go-redis spans per service.name
 }
 
-// redisScope is the instrumentation scope of go-redis's tracing hook: one
-// span per command or pipeline sent, i.e. per Redis round trip.
-const redisScope = "github.com/redis/go-redis/extra/redisotel"
+// redisScopes are the instrumentation scopes of the Redis spans: go-redis's
+// tracing hook (one span per command) and platform/redisx's (one per
+// pipeline or MULTI), i.e. one per Redis round trip.
+var redisScopes = map[string]bool{"github.com/redis/go-redis/extra/redisotel": true, redisx.PipelineScope: true}
 
 // StartSink listens on addr (host:port) and serves the trace collector.
 func StartSink(addr string) (*Sink, error) {
@@ -53,7 +56,7 @@ func (s *Sink) Export(_ context.Context, req *collectortracev1.ExportTraceServic
 		}
 		for _, ss := range rs.GetScopeSpans() {
 			n += int64(len(ss.GetSpans()))
-			if ss.GetScope().GetName() == redisScope {
+			if redisScopes[ss.GetScope().GetName()] {
 				r += int64(len(ss.GetSpans()))
 				s.mu.Lock()
 				s.byOwner[service] += int64(len(ss.GetSpans()))

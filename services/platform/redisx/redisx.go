@@ -14,6 +14,7 @@ import (
 
 	"github.com/redis/go-redis/extra/redisotel/v9"
 	"github.com/redis/go-redis/v9"
+	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/metric"
 	"go.opentelemetry.io/otel/trace"
 )
@@ -128,10 +129,18 @@ func New(raw string, opts Options) (redis.UniversalClient, error) {
 	// The caller's file and line cost a stack walk per command (about 4% of
 	// the suite's CPU under load) and always name a store package.
 	tOpts = append(tOpts, redisotel.WithCallerEnabled(false))
+	// Pipelines get their span from pipelineSpans, which names them without
+	// rendering every argument.
+	tOpts = append(tOpts, redisotel.WithCommandsFilter(func([]redis.Cmder) bool { return true }))
 	if err := redisotel.InstrumentTracing(c, tOpts...); err != nil {
 		_ = c.Close()
 		return nil, fmt.Errorf("redis tracing: %w", err)
 	}
+	tp := opts.TracerProvider
+	if tp == nil {
+		tp = otel.GetTracerProvider()
+	}
+	c.AddHook(newPipelineSpans(tp, firstAddr(o.Addrs)))
 	if opts.MeterProvider != nil {
 		if err := redisotel.InstrumentMetrics(c, redisotel.WithMeterProvider(opts.MeterProvider)); err != nil {
 			_ = c.Close()
@@ -139,6 +148,13 @@ func New(raw string, opts Options) (redis.UniversalClient, error) {
 		}
 	}
 	return c, nil
+}
+
+func firstAddr(addrs []string) string {
+	if len(addrs) == 0 {
+		return ""
+	}
+	return addrs[0]
 }
 
 func orDefault(d, def time.Duration) time.Duration {

@@ -1,0 +1,69 @@
+package redisx_test
+
+import (
+	"context"
+	"strings"
+	"testing"
+
+	"github.com/redis/go-redis/v9"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
+
+	"github.com/leadflow/leadflow/services/platform/platformtest"
+	"github.com/leadflow/leadflow/services/platform/redisx"
+)
+
+// A pipeline (or MULTI) is one client span named by its distinct command
+// names, in the lead's trace, without any argument in it; single commands
+// keep their redisotel span.
+func TestPipelineIsOneSpanWithoutArguments(t *testing.T) {
+	r := platformtest.StartRedis(t)
+	spans := tracetest.NewInMemoryExporter()
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSyncer(spans))
+	c, err := redisx.New(r.URL(), redisx.Options{TracerProvider: tp})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	// Connection set-up (dial, HELLO, CLIENT SETINFO) has spans of its own.
+	setup := map[string]bool{"redis.dial": true, "hello": true, "client": true, "redis.pipeline client": true}
+	ctx, parent := tp.Tracer("test").Start(context.Background(), "step")
+	const secret = "person@example.com"
+	if _, err := c.Pipelined(ctx, func(p redis.Pipeliner) error {
+		p.Set(ctx, "k1", secret, 0)
+		p.Get(ctx, "k1")
+		p.Set(ctx, "k2", secret, 0)
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.TxPipelined(ctx, func(p redis.Pipeliner) error {
+		p.Incr(ctx, "n")
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Get(ctx, "k1").Err(); err != nil {
+		t.Fatal(err)
+	}
+	parent.End()
+	var names []string
+	for _, s := range spans.GetSpans() {
+		if s.Name == "step" || setup[s.Name] {
+			continue
+		}
+		if s.Parent.SpanID() != parent.SpanContext().SpanID() {
+			t.Errorf("span %q is not a child of the caller's span", s.Name)
+		}
+		for _, a := range s.Attributes {
+			if strings.Contains(a.Value.Emit(), secret) {
+				t.Errorf("span %q carries an argument: %s=%s", s.Name, a.Key, a.Value.Emit())
+			}
+		}
+		names = append(names, s.Name)
+	}
+	want := "redis.pipeline set get|redis.pipeline multi incr exec|get"
+	if got := strings.Join(names, "|"); got != want {
+		t.Fatalf("spans %q, want %q", got, want)
+	}
+}
