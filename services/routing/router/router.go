@@ -30,6 +30,7 @@ import (
 	routingv1 "github.com/leadflow/leadflow/gen/go/leadflow/routing/v1"
 	scoringv1 "github.com/leadflow/leadflow/gen/go/leadflow/scoring/v1"
 	"github.com/leadflow/leadflow/services/platform"
+	"github.com/leadflow/leadflow/services/platform/coalesce"
 	"github.com/leadflow/leadflow/services/platform/events"
 	"github.com/leadflow/leadflow/services/platform/jobs"
 	"github.com/leadflow/leadflow/services/platform/leadtrace"
@@ -101,6 +102,7 @@ type Router struct {
 	routed, breaches metric.Int64Counter
 	// healedFrom is when the last heal pass began (ms; 0 = none yet).
 	healedFrom atomic.Int64
+	flusher    *coalesce.Group[*effects, struct{}]
 }
 
 // Deps are the Router's collaborators.
@@ -134,6 +136,7 @@ func New(d Deps, o Options) *Router {
 	}
 	r.sla = jobs.New(d.Redis, SLAQueue, jobs.Options{Now: o.Now, Meter: d.Meter, Tracer: d.Tracer, Logger: d.Logger, PollInterval: o.SLAPoll})
 	r.handoff = jobs.New(d.Redis, HandoffQueue, jobs.Options{Now: o.Now, Meter: d.Meter, Tracer: d.Tracer, Logger: d.Logger, MaxAttempts: o.HandoffAttempts})
+	r.flusher = coalesce.New(flushBatch, r.flushAll)
 	r.routed, _ = d.Meter.Int64Counter("leadflow.routing.decisions", metric.WithDescription("routing decisions by kind and outcome"))
 	r.breaches, _ = d.Meter.Int64Counter("leadflow.routing.sla_breaches", metric.WithDescription("SLA breaches by kind and action"))
 	_, _ = d.Meter.Int64ObservableGauge("leadflow.routing.queue_depth", metric.WithDescription("leads waiting in team queues"),
@@ -459,14 +462,42 @@ func (r *Router) event(ctx context.Context, e *effects, ev *eventsv1.LeadEvent) 
 	e.events = append(e.events, ev)
 }
 
-// flush writes decisions and events in one round trip, then schedules the
-// timers and hand-offs (each idempotent by id) and cancels stale timers.
+// flush writes decisions and events, and schedules the timers and
+// hand-offs (each idempotent by id), in one round trip shared with the
+// flushes running at the same time (coalesced: under load one pipeline
+// serves many decisions), then cancels stale timers.
 func (r *Router) flush(ctx context.Context, e *effects) error {
-	// One round trip: decisions, events, hand-offs and timers are each
-	// idempotent, so when part of it fails the caller's retry (or existing()
-	// on the next RouteLead) writes them again.
+	// Each part is idempotent, so when the round trip fails the caller's
+	// retry (or existing() on the next RouteLead) writes it again.
 	if len(e.decisions)+len(e.events)+len(e.handoffs)+len(e.timers) > 0 {
-		pipe := r.rdb.Pipeline()
+		if _, err := r.flusher.Do(ctx, e); err != nil {
+			return err
+		}
+	}
+	for _, id := range e.cancel {
+		if _, err := r.sla.Cancel(ctx, id); err != nil {
+			r.log.WarnContext(ctx, "cancel SLA timer", "job", id, "error", err)
+		}
+	}
+	return nil
+}
+
+// flushBatch bounds the effects one coalesced flush writes.
+const flushBatch = 128
+
+// flushAll writes the effects of many flushes in one pipeline.
+func (r *Router) flushAll(ctx context.Context, es []*effects) []coalesce.Result[struct{}] {
+	out := make([]coalesce.Result[struct{}], len(es))
+	err := r.queueEffects(ctx, es)
+	for i := range out {
+		out[i].Err = err
+	}
+	return out
+}
+
+func (r *Router) queueEffects(ctx context.Context, es []*effects) error {
+	pipe := r.rdb.Pipeline()
+	for _, e := range es {
 		if err := store.SaveDecisions(ctx, pipe, e.decisions...); err != nil {
 			return err
 		}
@@ -485,16 +516,9 @@ func (r *Router) flush(ctx context.Context, e *effects) error {
 				return err
 			}
 		}
-		if _, err := pipe.Exec(ctx); err != nil {
-			return err
-		}
 	}
-	for _, id := range e.cancel {
-		if _, err := r.sla.Cancel(ctx, id); err != nil {
-			r.log.WarnContext(ctx, "cancel SLA timer", "job", id, "error", err)
-		}
-	}
-	return nil
+	_, err := pipe.Exec(ctx)
+	return err
 }
 
 type slaPayload struct {
