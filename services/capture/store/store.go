@@ -35,6 +35,7 @@ import (
 	"github.com/leadflow/leadflow/services/capture/domain"
 	"github.com/leadflow/leadflow/services/platform/events"
 	"github.com/leadflow/leadflow/services/platform/jobs"
+	"github.com/leadflow/leadflow/services/platform/redisx"
 )
 
 // Redis implements domain.Store.
@@ -44,13 +45,16 @@ type Redis struct {
 	handoffs *jobs.Queue
 	// MaxTxRetries bounds the optimistic retries of Update.
 	MaxTxRetries int
+	// shared sends the look-ups and claims of concurrent submissions in one
+	// round trip.
+	shared *redisx.Coalesced
 }
 
 var _ domain.Store = (*Redis)(nil)
 
 // New returns the store on rdb; Writes.Handoffs are scheduled on handoffs.
 func New(rdb redis.UniversalClient, handoffs *jobs.Queue) *Redis {
-	return &Redis{rdb: rdb, handoffs: handoffs, MaxTxRetries: 20}
+	return &Redis{rdb: rdb, handoffs: handoffs, MaxTxRetries: 20, shared: redisx.NewCoalesced(rdb, 256)}
 }
 
 const prefix = "lf:capture:"
@@ -145,16 +149,17 @@ func decode(m map[string]string) (*domain.StoredLead, error) {
 
 // Lookup implements domain.Store.
 func (s *Redis) Lookup(ctx context.Context, idemKeyHash string, ids []domain.Identity) (*capturev1.IdempotencyRecord, []string, error) {
-	pipe := s.rdb.Pipeline()
 	var idem *redis.StringCmd
-	if idemKeyHash != "" {
-		idem = pipe.Get(ctx, IdemKey(idemKeyHash))
-	}
 	cmds := make([]*redis.StringCmd, len(ids))
-	for i, id := range ids {
-		cmds[i] = pipe.Get(ctx, IdentityKey(id))
-	}
-	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
+	err := s.shared.Pipelined(ctx, func(pipe redis.Pipeliner) {
+		if idemKeyHash != "" {
+			idem = pipe.Get(ctx, IdemKey(idemKeyHash))
+		}
+		for i, id := range ids {
+			cmds[i] = pipe.Get(ctx, IdentityKey(id))
+		}
+	})
+	if err != nil {
 		return nil, nil, err
 	}
 	owners := make([]string, len(ids))
@@ -173,20 +178,25 @@ func (s *Redis) Lookup(ctx context.Context, idemKeyHash string, ids []domain.Ide
 
 // Claim implements domain.Store.
 func (s *Redis) Claim(ctx context.Context, leadID string, ids []domain.Identity, ttl time.Duration, org *leadv1.Organisation) ([]string, *leadv1.Organisation, bool, error) {
-	pipe := s.rdb.Pipeline()
-	cmds := make([]*redis.StatusCmd, len(ids))
-	for i, id := range ids {
-		cmds[i] = pipe.SetArgs(ctx, IdentityKey(id), leadID, redis.SetArgs{Mode: "NX", Get: true, TTL: ttl})
-	}
-	var orgCmd *redis.StatusCmd
+	var orgVal []byte
 	if org != nil {
 		b, err := proto.Marshal(org)
 		if err != nil {
 			return nil, nil, false, err
 		}
-		orgCmd = pipe.SetArgs(ctx, OrgKey(org.GetDomain()), b, redis.SetArgs{Mode: "NX", Get: true})
+		orgVal = b
 	}
-	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
+	cmds := make([]*redis.StatusCmd, len(ids))
+	var orgCmd *redis.StatusCmd
+	err := s.shared.Pipelined(ctx, func(pipe redis.Pipeliner) {
+		for i, id := range ids {
+			cmds[i] = pipe.SetArgs(ctx, IdentityKey(id), leadID, redis.SetArgs{Mode: "NX", Get: true, TTL: ttl})
+		}
+		if org != nil {
+			orgCmd = pipe.SetArgs(ctx, OrgKey(org.GetDomain()), orgVal, redis.SetArgs{Mode: "NX", Get: true})
+		}
+	})
+	if err != nil {
 		return nil, nil, false, err
 	}
 	owners := make([]string, len(ids))

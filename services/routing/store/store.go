@@ -34,7 +34,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"github.com/leadflow/leadflow/services/platform/coalesce"
+	"github.com/leadflow/leadflow/services/platform/redisx"
 	"google.golang.org/protobuf/proto"
 
 	routingv1 "github.com/leadflow/leadflow/gen/go/leadflow/routing/v1"
@@ -54,17 +54,13 @@ var ErrConflict = errors.New("version conflict")
 // Store is routing's state in Redis.
 type Store struct {
 	rdb redis.UniversalClient
-	// claims coalesces ClaimLeadTeam: concurrent routes share one pipeline.
-	claims *coalesce.Group[leadTeam, string]
+	// shared sends the team claims of concurrent routes in one round trip.
+	shared *redisx.Coalesced
 }
-
-type leadTeam struct{ lead, team string }
 
 // New returns a store on rdb.
 func New(rdb redis.UniversalClient) *Store {
-	s := &Store{rdb: rdb}
-	s.claims = coalesce.New(256, s.claimAll)
-	return s
+	return &Store{rdb: rdb, shared: redisx.NewCoalesced(rdb, 256)}
 }
 
 // Client is the underlying Redis client.
@@ -313,30 +309,16 @@ func (s *Store) LeadTeam(ctx context.Context, lead string) (string, error) {
 // ClaimLeadTeam sets the lead's team when it has none and returns the team
 // it lives in (the one given, or the existing one).
 func (s *Store) ClaimLeadTeam(ctx context.Context, lead, team string) (string, error) {
-	return s.claims.Do(ctx, leadTeam{lead, team})
-}
-
-// claimAll claims the teams of many leads in one pipeline.
-func (s *Store) claimAll(ctx context.Context, cs []leadTeam) []coalesce.Result[string] {
-	out := make([]coalesce.Result[string], len(cs))
-	pipe := s.rdb.Pipeline()
-	cmds := make([]*redis.StatusCmd, len(cs))
-	for i, c := range cs {
-		cmds[i] = pipe.SetArgs(ctx, ptrKey(c.lead), c.team, redis.SetArgs{Mode: "NX", Get: true})
+	var c *redis.StatusCmd
+	if err := s.shared.Pipelined(ctx, func(p redis.Pipeliner) {
+		c = p.SetArgs(ctx, ptrKey(lead), team, redis.SetArgs{Mode: "NX", Get: true})
+	}); err != nil {
+		return "", err
 	}
-	_, _ = pipe.Exec(ctx)
-	for i, c := range cmds {
-		old, err := c.Result()
-		switch {
-		case errors.Is(err, redis.Nil):
-			out[i].Val = cs[i].team
-		case err != nil:
-			out[i].Err = err
-		default:
-			out[i].Val = old
-		}
+	if errors.Is(c.Err(), redis.Nil) {
+		return team, nil
 	}
-	return out
+	return c.Val(), nil
 }
 
 // SetLeadTeam moves the lead's pointer.

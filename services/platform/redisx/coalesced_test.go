@@ -1,0 +1,62 @@
+package redisx_test
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/leadflow/leadflow/services/platform/platformtest"
+	"github.com/leadflow/leadflow/services/platform/redisx"
+)
+
+// Concurrent callers each get their own commands' results; one caller's
+// failing command (a wrong type) is its error only.
+func TestCoalescedPipelinesKeepEachCallersResults(t *testing.T) {
+	r := platformtest.StartRedis(t)
+	rdb := r.Client()
+	ctx := context.Background()
+	if err := rdb.HSet(ctx, "a-hash", "f", "v").Err(); err != nil {
+		t.Fatal(err)
+	}
+	c := redisx.NewCoalesced(rdb, 16)
+	const n = 50
+	var wg sync.WaitGroup
+	errs := make([]error, n)
+	got := make([]string, n)
+	for i := range n {
+		wg.Go(func() {
+			var set *redis.StatusCmd
+			var get *redis.StringCmd
+			errs[i] = c.Pipelined(ctx, func(p redis.Pipeliner) {
+				key := fmt.Sprintf("k%d", i)
+				if i == 7 {
+					key = "a-hash" // GET of a hash: WRONGTYPE
+				}
+				set = p.SetArgs(ctx, fmt.Sprintf("nx%d", i), i, redis.SetArgs{Mode: "NX", Get: true})
+				get = p.Get(ctx, key)
+			})
+			if set.Err() != redis.Nil {
+				errs[i] = fmt.Errorf("NX set of a new key: %v", set.Err())
+			}
+			got[i] = get.Val()
+		})
+	}
+	wg.Wait()
+	for i := range n {
+		switch {
+		case i == 7 && (errs[i] == nil || !strings.Contains(errs[i].Error(), "WRONGTYPE")):
+			t.Errorf("caller 7: %v, want its WRONGTYPE", errs[i])
+		case i != 7 && errs[i] != nil:
+			t.Errorf("caller %d: %v", i, errs[i])
+		case i != 7 && got[i] != "":
+			t.Errorf("caller %d read %q from a missing key", i, got[i])
+		}
+		if v, _ := rdb.Get(ctx, fmt.Sprintf("nx%d", i)).Result(); v != fmt.Sprint(i) {
+			t.Errorf("caller %d's write: %q", i, v)
+		}
+	}
+}
