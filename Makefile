@@ -145,6 +145,13 @@ run: ## All five services in one process (embedded Redis) plus the demo; the sui
 	echo "Ctrl-C stops it."; \
 	wait $$dev
 
+# Shell functions of the bench recipes: free prints a free loopback port;
+# base5 a base port whose five ports (the suite's) are all free, below the
+# kernel's ephemeral range (32768 up), so a client socket cannot take one
+# between the choice and the listen.
+PORT_FUNCS := free() { python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])'; }; \
+	base5() { python3 -c 'import random,socket as S;f=lambda b:all(S.socket().connect_ex(("127.0.0.1",b+i))!=0 for i in range(5));print(next(b for b in iter(lambda:random.randrange(20000,32000),0) if f(b)))'; };
+
 # bench: leadflow dev against a real redis-server on a free port (AOF off),
 # tracing on (batch OTLP export to the load tool's in-process sink), then the
 # load run with its baselines; bounded (< 60 s). BENCH_FLAGS adds load flags.
@@ -152,8 +159,8 @@ BENCH_FLAGS ?= --duration 20s --concurrency 32 --baseline 3s
 bench: ## Load benchmark: leadflow dev on a real Redis with tracing on, leadflow load with echo/Redis baselines; prints the table.
 	@scripts/ensure-redis >/dev/null
 	go build -o $(BIN)/leadflow ./cmd/leadflow
-	@free() { python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])'; }; \
-	rp=$$(free); sp=$$(free); p=$$((20000 + $$(free) % 20000)); \
+	@$(PORT_FUNCS) \
+	rp=$$(free); sp=$$(free); p=$$(base5); \
 	addrs="--capture-addr 127.0.0.1:$$p --scoring-addr 127.0.0.1:$$((p+1)) --routing-addr 127.0.0.1:$$((p+2)) --pipeline-addr 127.0.0.1:$$((p+3)) --reporting-addr 127.0.0.1:$$((p+4))"; \
 	redis-server --port $$rp --bind 127.0.0.1 --save '' --appendonly no >$(BIN)/bench-redis.log 2>&1 & rs=$$!; \
 	OTEL_TRACES_EXPORTER=otlp OTEL_EXPORTER_OTLP_TRACES_PROTOCOL=grpc OTEL_EXPORTER_OTLP_TRACES_ENDPOINT=http://127.0.0.1:$$sp OTEL_TRACES_SAMPLER=parentbased_always_on \
@@ -177,8 +184,7 @@ BENCH_ROUNDS ?= 1
 bench-1m: ## bench on a store of 200 journeys and on one seeded with SEED_LEADS (1M) cloned leads, alternating BENCH_ROUNDS times; tables and the throughput ratio.
 	@scripts/ensure-redis >/dev/null
 	go build -o $(BIN)/leadflow ./cmd/leadflow
-	@free() { python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])'; }; \
-	base5() { python3 -c 'import random,socket as S;f=lambda b:all(S.socket().connect_ex(("127.0.0.1",b+i))!=0 for i in range(5));print(next(b for b in iter(lambda:random.randrange(20000,40000),0) if f(b)))'; }; \
+	@$(PORT_FUNCS) \
 	addrs() { echo "--capture-addr 127.0.0.1:$$1 --scoring-addr 127.0.0.1:$$(($$1+1)) --routing-addr 127.0.0.1:$$(($$1+2)) --pipeline-addr 127.0.0.1:$$(($$1+3)) --reporting-addr 127.0.0.1:$$(($$1+4))"; }; \
 	devs=""; redises=""; \
 	stop() { for d in $$devs; do kill -TERM $$d 2>/dev/null || true; wait $$d 2>/dev/null || true; done; \
