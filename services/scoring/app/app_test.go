@@ -3,8 +3,8 @@ package app_test
 import (
 	"context"
 	"fmt"
-	"strconv"
 	"net"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"testing"
