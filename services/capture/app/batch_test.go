@@ -47,3 +47,27 @@ func TestHandoffsGoToScoringInOneCall(t *testing.T) {
 		t.Fatalf("queue depth %d after delivery", d)
 	}
 }
+
+// A scoring without UpsertLeads (older, during a rolling upgrade) still
+// gets every lead, through single UpsertLead calls.
+func TestHandoffsFallBackToSingleCallsOnAnOlderScoring(t *testing.T) {
+	e := newEnv(t, envOpt{})
+	e.scoring.mu.Lock()
+	e.scoring.noBatch = true
+	e.scoring.mu.Unlock()
+	var ids []string
+	for i := range 3 {
+		ids = append(ids, submit(t, e, submission(fmt.Sprintf("old%d@upgrade.io", i), ""), "").GetLeadId())
+	}
+	e.deliverAll(t)
+	e.scoring.mu.Lock()
+	defer e.scoring.mu.Unlock()
+	for _, id := range ids {
+		if e.scoring.upserts[id] != 1 {
+			t.Errorf("lead %s delivered %d times, want once by UpsertLead", id, e.scoring.upserts[id])
+		}
+	}
+	if d, _ := e.app.Queue.Depth(context.Background()); d != 0 {
+		t.Fatalf("queue depth %d: hand-offs left", d)
+	}
+}

@@ -172,9 +172,10 @@ func (c *Capture) upsertBatch(ctx context.Context, js []jobs.Job, idx []int, ids
 		return
 	}
 	res, err := c.scoring.UpsertLeads(ctx, ps, tps)
-	if status.Code(err) == codes.InvalidArgument {
+	if code := status.Code(err); code == codes.InvalidArgument || code == codes.Unimplemented {
 		// One malformed profile fails the whole call: send each alone, so
-		// that only the malformed one is dead-lettered.
+		// that only the malformed one is dead-lettered. A scoring that
+		// predates UpsertLeads (a rolling upgrade) gets single calls too.
 		var wg sync.WaitGroup
 		for _, i := range sent {
 			wg.Go(func() { errs[i] = c.Deliver(ctx, js[i]) })

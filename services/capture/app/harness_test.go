@@ -38,6 +38,7 @@ type fakeScoring struct {
 	signals  map[string]*leadv1.EngagementSignal // by signal id
 	traces   map[string]map[string]bool          // lead id → trace ids the calls came in
 	batches  []int                               // sizes of the UpsertLeads calls
+	noBatch  bool                                // UpsertLeads is Unimplemented (an older scoring)
 	failures int
 }
 
@@ -73,6 +74,9 @@ func (f *fakeScoring) UpsertLead(ctx context.Context, req *scoringv1.UpsertLeadR
 func (f *fakeScoring) UpsertLeads(ctx context.Context, req *scoringv1.UpsertLeadsRequest) (*scoringv1.UpsertLeadsResponse, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	if f.noBatch {
+		return nil, status.Error(codes.Unimplemented, "unknown method UpsertLeads")
+	}
 	if f.down {
 		f.failures++
 		return nil, status.Error(codes.Unavailable, "scoring is down")

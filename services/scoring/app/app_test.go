@@ -38,8 +38,9 @@ type peer struct {
 	pipelinev1.UnimplementedPipelineServiceServer
 	down     atomic.Bool
 	mu       sync.Mutex
-	failLead string // RouteLeads answers Unavailable for this lead only
-	batches  []int  // sizes of the RouteLeads calls
+	failLead string      // RouteLeads answers Unavailable for this lead only
+	noBatch  atomic.Bool // RouteLeads is Unimplemented (an older routing)
+	batches  []int       // sizes of the RouteLeads calls
 	routes   []*routingv1.RouteLeadRequest
 	releases []*routingv1.ReleaseLeadRequest
 	deals    map[string]int // lead id → CreateDealFromLead calls that succeeded
@@ -56,6 +57,9 @@ func (p *peer) RouteLead(_ context.Context, r *routingv1.RouteLeadRequest) (*rou
 }
 
 func (p *peer) RouteLeads(ctx context.Context, r *routingv1.RouteLeadsRequest) (*routingv1.RouteLeadsResponse, error) {
+	if p.noBatch.Load() {
+		return nil, status.Error(codes.Unimplemented, "unknown method RouteLeads")
+	}
 	if p.down.Load() {
 		return nil, status.Error(codes.Unavailable, "routing down")
 	}
@@ -804,4 +808,26 @@ func mustAtoi(t *testing.T, s string) int {
 		t.Fatal(err)
 	}
 	return n
+}
+
+// A routing without RouteLeads (older, during a rolling upgrade) still
+// gets every MQL, through single RouteLead calls, once each.
+func TestRouteHandoffsFallBackToSingleCallsOnAnOlderRouting(t *testing.T) {
+	e := setup(t)
+	e.peer.noBatch.Store(true)
+	for _, id := range []string{"o1", "o2"} {
+		must[*scoringv1.UpsertLeadResponse](t)(e.c.UpsertLead(e.ctx, &scoringv1.UpsertLeadRequest{Profile: profile(id)}))
+		must[*scoringv1.RecordEngagementResponse](t)(e.c.RecordEngagement(e.ctx, signal(id, "s-"+id, leadv1.SignalType_SIGNAL_TYPE_PRICING_PAGE_VIEW, t0)))
+	}
+	if n := e.processRouting(); n != 2 {
+		t.Fatalf("claimed %d, want the 2 route hand-offs", n)
+	}
+	routes, _, _ := e.peer.snapshot()
+	if len(routes) != 2 {
+		t.Fatalf("RouteLead calls %d, want 2", len(routes))
+	}
+	q, _ := e.sc.Queues()
+	if d, _ := q.Depth(e.ctx); d != 0 {
+		t.Fatalf("routing queue depth %d: hand-offs left", d)
+	}
 }

@@ -326,9 +326,11 @@ func (s *Scoring) routeBatch(ctx context.Context, js []jobs.Job, idx []int, reqs
 			req.Leads[k] = reqs[n]
 		}
 		resp, err := s.routing.RouteLeads(ctx, req)
-		if status.Code(err) == codes.InvalidArgument {
+		if code := status.Code(err); code == codes.InvalidArgument || code == codes.Unimplemented {
 			// One malformed request fails the whole call: send each alone,
-			// so that only the malformed one is dead-lettered.
+			// so that only the malformed one is dead-lettered. A routing
+			// that predates RouteLeads (a rolling upgrade) gets single
+			// calls too.
 			var wg sync.WaitGroup
 			for _, n := range chunk {
 				wg.Go(func() { errs[idx[n]] = s.DeliverRouting(ctx, js[idx[n]]) })
