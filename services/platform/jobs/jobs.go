@@ -210,6 +210,30 @@ func (q *Queue) ScheduleOn(ctx context.Context, pipe redis.Pipeliner, j Job) err
 	return nil
 }
 
+// Missing returns the jobs of js that the queue does not hold (waiting, in
+// flight or dead), in one round trip: what a repair pass must schedule
+// again, without an EVAL per job that exists.
+func (q *Queue) Missing(ctx context.Context, js []Job) ([]Job, error) {
+	if len(js) == 0 {
+		return nil, nil
+	}
+	fields := make([]string, len(js))
+	for i, j := range js {
+		fields[i] = j.ID + ":d"
+	}
+	vals, err := q.rdb.HMGet(ctx, q.keys[1], fields...).Result()
+	if err != nil {
+		return nil, err
+	}
+	var out []Job
+	for i, v := range vals {
+		if v == nil {
+			out = append(out, js[i])
+		}
+	}
+	return out, nil
+}
+
 var rescheduleScript = redis.NewScript(`
 if not redis.call('ZSCORE', KEYS[1], ARGV[1]) then return 0 end
 redis.call('ZADD', KEYS[1], ARGV[2], ARGV[1])

@@ -550,3 +550,35 @@ func TestRunBatchGroupsJobsDueWhileBusy(t *testing.T) {
 		t.Fatalf("%d batches in flight at once, Batches is 2", m)
 	}
 }
+
+// Missing names the jobs the queue does not hold: never scheduled or done;
+// waiting and dead ones are held.
+func TestMissingNamesOnlyJobsTheQueueDoesNotHold(t *testing.T) {
+	rdb, c := setup(t)
+	q := newQueue(t, rdb, c, Options{MaxAttempts: 1})
+	ctx := context.Background()
+	for _, id := range []string{"waiting", "done", "dead"} {
+		if _, err := q.Schedule(ctx, Job{ID: id, Due: c.Now().Add(map[string]time.Duration{"waiting": time.Hour}[id])}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := q.ProcessDue(ctx, func(_ context.Context, j Job) error {
+		if j.ID == "dead" {
+			return Permanent(errors.New("refused"))
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	got, err := q.Missing(ctx, []Job{{ID: "waiting"}, {ID: "done"}, {ID: "dead"}, {ID: "never"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ids []string
+	for _, j := range got {
+		ids = append(ids, j.ID)
+	}
+	if fmt.Sprint(ids) != "[done never]" {
+		t.Fatalf("missing %v, want [done never]", ids)
+	}
+}

@@ -78,8 +78,9 @@ func (r *Router) SweepOnce(ctx context.Context) error {
 // A sweep looks at the leads assigned since two sweep intervals before the
 // previous sweep began (at most HealWindow back; the whole window after a
 // start), so each assignment is checked by two or three sweeps after it,
-// not by every sweep of the window, and their records are read in one
-// round trip per healBatch leads.
+// not by every sweep of the window. Their assignment fields are read in one
+// round trip per healBatch leads, and whether their timers exist in one
+// more per team.
 func (r *Router) healTimers(ctx context.Context, c *domain.Config) error {
 	if r.opts.HealWindow <= 0 {
 		return nil
@@ -107,7 +108,7 @@ func (r *Router) healTimers(ctx context.Context, c *domain.Config) error {
 		e := &effects{}
 		for start := 0; start < len(ids); start += healBatch {
 			end := min(start+healBatch, len(ids))
-			recs, err := r.st.Leads(ctx, t, ids[start:end])
+			recs, err := r.st.AssignmentStates(ctx, t, ids[start:end])
 			if err != nil {
 				return err
 			}
@@ -124,6 +125,11 @@ func (r *Router) healTimers(ctx context.Context, c *domain.Config) error {
 				}
 				r.timers(e, t, &a)
 			}
+		}
+		// Only the timers the queue does not hold are scheduled again (a
+		// lost one is rare): one read instead of an EVAL per timer.
+		if e.timers, err = r.sla.Missing(ctx, e.timers); err != nil {
+			return err
 		}
 		if err := r.flush(ctx, e); err != nil {
 			return err

@@ -374,6 +374,34 @@ func (s *Store) Leads(ctx context.Context, team string, leads []string) ([]*Reco
 	return recs, nil
 }
 
+// AssignmentStates reads the assignment fields of many lead records of a
+// team (state, rep, sequence, policy, trace, first-touch and touch
+// deadlines; no profile, score or exclusions) in one pipeline, in the order
+// of leads, nil where a lead has no record.
+func (s *Store) AssignmentStates(ctx context.Context, team string, leads []string) ([]*Record, error) {
+	p := TeamPrefix(team)
+	pipe := s.rdb.Pipeline()
+	cmds := make([]*redis.SliceCmd, len(leads))
+	for i, lead := range leads {
+		cmds[i] = pipe.HMGet(ctx, p+"lead:"+lead, "st", "rep", "seq", "pol", "tp", "fta", "ftd", "treq", "tch", "tdue")
+	}
+	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
+		return nil, err
+	}
+	recs := make([]*Record, len(leads))
+	for i, lead := range leads {
+		v := cmds[i].Val()
+		str := func(k int) string { s, _ := v[k].(string); return s }
+		i64 := func(k int) int64 { n, _ := strconv.ParseInt(str(k), 10, 64); return n }
+		if len(v) != 10 || str(0) == "" {
+			continue
+		}
+		recs[i] = &Record{Lead: lead, Team: team, State: str(0), Rep: str(1), Seq: i64(2), Pol: str(3), TP: str(4),
+			FTA: i64(5), FTD: i64(6), TouchesReq: int(i64(7)), Touches: int(i64(8)), TDue: i64(9)}
+	}
+	return recs, nil
+}
+
 // MarkHandoff notes on the lead's record that a hand-off was scheduled, so
 // a retried request does not schedule (and deliver) it again.
 func (s *Store) MarkHandoff(ctx context.Context, team, lead, id string) error {
