@@ -205,8 +205,15 @@ func TestServiceDownHandoffsWait(t *testing.T) {
 	// Hand-off retries: max backoff 5 s, so 10 attempts span more than the
 	// outage (the defaults, 500 ms..1 m, span about 3 min) and recovery is
 	// seen within seconds.
+	// A short backoff makes the hand-offs find scoring soon after it is
+	// back. The attempts must then outlast the outage: 10 attempts (the
+	// default) with backoff capped at 5 s give up after about 30 s, which
+	// is the outage itself; 20 wait about 80 s. (The defaults, 10 attempts
+	// with backoff up to 1 min, wait about 3 min.)
 	t.Setenv("LEADFLOW_CAPTURE_HANDOFF_MAX_BACKOFF", "5s")
 	t.Setenv("LEADFLOW_SCORING_HANDOFF_MAX_BACKOFF", "5s")
+	t.Setenv("LEADFLOW_CAPTURE_HANDOFF_MAX_ATTEMPTS", "20")
+	t.Setenv("LEADFLOW_SCORING_HANDOFF_MAX_ATTEMPTS", "20")
 	r := platformtest.StartRedis(t)
 	var scoring *Proxy
 	_, c := suitetest.BootProxied(t, func(string) string { return r.URL() }, func(peer, addr string) string {
