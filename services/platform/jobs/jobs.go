@@ -85,9 +85,9 @@ type Handler func(ctx context.Context, j Job) error
 
 // BatchHandler does a batch of jobs, e.g. in one call to the service they
 // hand off to. It returns one error per job, in order, each meaning what a
-// Handler's error means; a nil or short slice counts the missing ones as
-// done. Each job's Traceparent is its delivery span's, so the handler's
-// spans join the lead's trace under it.
+// Handler's error means; a job it gives no answer for (a short slice) is
+// retried, never taken as done. Each job's Traceparent is its delivery
+// span's, so the handler's spans join the lead's trace under it.
 type BatchHandler func(ctx context.Context, js []Job) []error
 
 type permanentError struct{ err error }
@@ -467,8 +467,12 @@ func (q *Queue) runBatch(ctx context.Context, h BatchHandler, cs []claimed) erro
 	var done []delivery
 	var failed []error
 	for i, d := range ds {
-		if i < len(errs) && errs[i] != nil {
-			if err := q.fail(ctx, d, errs[i]); err != nil {
+		herr := errNoAnswer
+		if i < len(errs) {
+			herr = errs[i]
+		}
+		if herr != nil {
+			if err := q.fail(ctx, d, herr); err != nil {
 				failed = append(failed, err)
 			}
 			continue
@@ -482,6 +486,9 @@ func (q *Queue) runBatch(ctx context.Context, h BatchHandler, cs []claimed) erro
 	}
 	return errors.Join(failed...)
 }
+
+// errNoAnswer fails a job its batch handler gave no answer for.
+var errNoAnswer = errors.New("jobs: the batch handler gave no answer for this job")
 
 func safeRunBatch(ctx context.Context, h BatchHandler, js []Job) (errs []error) {
 	defer func() {

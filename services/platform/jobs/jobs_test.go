@@ -450,7 +450,7 @@ func TestRunBatchSettlesEachJobByItsOwnError(t *testing.T) {
 			mu.Lock()
 			again = append(again, js...)
 			mu.Unlock()
-			return nil
+			return make([]error, len(js)) // all done
 		})
 	}()
 	ok = eventually(20*time.Second, func() bool {
@@ -496,7 +496,7 @@ func TestRunBatchGroupsJobsDueWhileBusy(t *testing.T) {
 			for _, j := range js {
 				count[j.ID]++
 			}
-			return nil
+			return make([]error, len(js)) // all done
 		})
 	}()
 	if _, err := q.Schedule(ctx, Job{ID: "first"}); err != nil {
@@ -580,5 +580,37 @@ func TestMissingNamesOnlyJobsTheQueueDoesNotHold(t *testing.T) {
 	}
 	if fmt.Sprint(ids) != "[done never]" {
 		t.Fatalf("missing %v, want [done never]", ids)
+	}
+}
+
+// A batch handler that answers for fewer jobs than it got leaves the others
+// to be retried: a job is never acknowledged without its own answer.
+func TestRunBatchRetriesJobsWithoutAnAnswer(t *testing.T) {
+	rdb, c := setup(t)
+	q := newQueue(t, rdb, c, Options{})
+	ctx := context.Background()
+	for _, id := range []string{"a", "b", "c"} {
+		if _, err := q.Schedule(ctx, Job{ID: id}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n, err := q.ProcessDueBatch(ctx, func(_ context.Context, js []Job) []error { return make([]error, 1) }); err != nil || n != 3 {
+		t.Fatalf("claimed %d (%v), want 3", n, err)
+	}
+	if d, _ := q.Depth(ctx); d != 2 {
+		t.Fatalf("depth %d after a short answer, want the 2 unanswered jobs waiting", d)
+	}
+	c.Advance(time.Minute)
+	var again []string
+	if _, err := q.ProcessDueBatch(ctx, func(_ context.Context, js []Job) []error {
+		for _, j := range js {
+			again = append(again, j.ID)
+		}
+		return make([]error, len(js))
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if len(again) != 2 {
+		t.Fatalf("retried %v, want the 2 unanswered jobs", again)
 	}
 }
