@@ -33,11 +33,10 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
-
-	"github.com/leadflow/leadflow/services/platform/redisx"
 	"google.golang.org/protobuf/proto"
 
 	routingv1 "github.com/leadflow/leadflow/gen/go/leadflow/routing/v1"
+	"github.com/leadflow/leadflow/services/platform/redisx"
 )
 
 //go:embed team.lua

@@ -41,9 +41,6 @@ type ListQuery struct {
 	Limit  int64
 }
 
-// Store is what the scoring domain needs from storage. Implementations must
-// run UpdateLead atomically (optimistic transaction, retried on conflict;
-// ErrConflict when it keeps losing) and return ErrNotFound for unknown ids.
 // Ack names the delivered effects of one lead at revision Rev.
 type Ack struct {
 	LeadID string
@@ -54,6 +51,9 @@ type Ack struct {
 // Handoff names one hand-off job of a lead (its key is the job id).
 type Handoff struct{ LeadID, Key string }
 
+// Store is what the scoring domain needs from storage. Implementations must
+// run UpdateLead atomically (optimistic transaction, retried on conflict;
+// ErrConflict when it keeps losing) and return ErrNotFound for unknown ids.
 type Store interface {
 	UpdateLead(ctx context.Context, leadID string, fn LeadFunc) (*LeadWrite, error)
 	GetLead(ctx context.Context, leadID string) (*Record, error)

@@ -100,8 +100,9 @@ func backoff(ctx context.Context, attempt int) error {
 // UpdateLead runs fn in an optimistic transaction on the lead's keys and
 // writes its result in one MULTI. When the record moved in the status
 // lists, they are updated in that MULTI on a single Redis, and right after
-// it on a Cluster (their keys are in other slots). It retries when a concurrent writer
-// wins and gives up with domain.ErrConflict after maxTxAttempts.
+// it on a Cluster (their keys are in other slots). It retries when a
+// concurrent writer wins and gives up with domain.ErrConflict after
+// maxTxAttempts.
 func (s *Store) UpdateLead(ctx context.Context, id string, fn domain.LeadFunc) (*domain.LeadWrite, error) {
 	recK, pendK, outK := leadKey(id, "rec"), leadKey(id, "pending"), leadKey(id, "outbox")
 	for attempt := range maxTxAttempts {
