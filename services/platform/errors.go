@@ -83,11 +83,34 @@ func ItemStatus(err error) (int32, string) {
 	return int32(st.Code()), st.Message()
 }
 
-// ItemError turns a batch item's code and message back into the error the
-// single-item call would have returned (nil for OK).
-func ItemError(code int32, msg string) error {
-	if code == 0 {
-		return nil
+// ItemResult is what a batch call answers per item (UpsertLeadsResult,
+// RouteLeadsResult).
+type ItemResult interface {
+	GetCode() int32
+	GetMessage() string
+}
+
+// ItemErrors turns the n results of a batch call back into the errors the
+// single-item calls would have returned (nil for OK); an item the answer
+// has no result for gets Internal.
+func ItemErrors[R ItemResult](n int, results []R) []error {
+	errs := make([]error, n)
+	for i := range errs {
+		switch {
+		case i >= len(results):
+			errs[i] = status.Error(codes.Internal, "the batch answer has no result for this item")
+		case results[i].GetCode() != 0:
+			errs[i] = status.Error(codes.Code(results[i].GetCode()), results[i].GetMessage())
+		}
 	}
-	return status.Error(codes.Code(code), msg)
+	return errs
+}
+
+// SendAlone reports whether a batch call's error means its items should be
+// sent one by one with the single-item call: a malformed item refuses the
+// whole batch (InvalidArgument), and a peer that predates the batch method
+// (Unimplemented, during a rolling upgrade) has only the single call.
+func SendAlone(err error) bool {
+	c := status.Code(err)
+	return c == codes.InvalidArgument || c == codes.Unimplemented
 }

@@ -57,14 +57,7 @@ func (g grpcScoring) UpsertLeads(ctx context.Context, ps []*leadv1.LeadProfile, 
 		if err != nil {
 			return nil, err
 		}
-		for i := range n {
-			r := resp.GetResults()
-			if i >= len(r) {
-				errs = append(errs, status.Error(codes.Internal, "scoring answered fewer results than leads"))
-				continue
-			}
-			errs = append(errs, platform.ItemError(r[i].GetCode(), r[i].GetMessage()))
-		}
+		errs = append(errs, platform.ItemErrors(n, resp.GetResults())...)
 		ps, traceparents = ps[n:], traceparents[n:]
 	}
 	return errs, nil
@@ -172,10 +165,9 @@ func (c *Capture) upsertBatch(ctx context.Context, js []jobs.Job, idx []int, ids
 		return
 	}
 	res, err := c.scoring.UpsertLeads(ctx, ps, tps)
-	if code := status.Code(err); code == codes.InvalidArgument || code == codes.Unimplemented {
-		// One malformed profile fails the whole call: send each alone, so
-		// that only the malformed one is dead-lettered. A scoring that
-		// predates UpsertLeads (a rolling upgrade) gets single calls too.
+	if platform.SendAlone(err) {
+		// Only a malformed profile is then dead-lettered, and a scoring
+		// that predates UpsertLeads still gets every lead.
 		var wg sync.WaitGroup
 		for _, i := range sent {
 			wg.Go(func() { errs[i] = c.Deliver(ctx, js[i]) })

@@ -326,11 +326,9 @@ func (s *Scoring) routeBatch(ctx context.Context, js []jobs.Job, idx []int, reqs
 			req.Leads[k] = reqs[n]
 		}
 		resp, err := s.routing.RouteLeads(ctx, req)
-		if code := status.Code(err); code == codes.InvalidArgument || code == codes.Unimplemented {
-			// One malformed request fails the whole call: send each alone,
-			// so that only the malformed one is dead-lettered. A routing
-			// that predates RouteLeads (a rolling upgrade) gets single
-			// calls too.
+		if platform.SendAlone(err) {
+			// Only a malformed request is then dead-lettered, and a routing
+			// that predates RouteLeads still gets every lead.
 			var wg sync.WaitGroup
 			for _, n := range chunk {
 				wg.Go(func() { errs[idx[n]] = s.DeliverRouting(ctx, js[idx[n]]) })
@@ -338,16 +336,16 @@ func (s *Scoring) routeBatch(ctx context.Context, js []jobs.Job, idx []int, reqs
 			wg.Wait()
 			continue
 		}
+		var itemErrs []error
+		if err == nil {
+			itemErrs = platform.ItemErrors(len(chunk), resp.GetResults())
+		}
 		var done []domain.Handoff
 		var doneIdx []int
 		for k, n := range chunk {
 			e := err
 			if e == nil {
-				if r := resp.GetResults(); k < len(r) {
-					e = platform.ItemError(r[k].GetCode(), r[k].GetMessage())
-				} else {
-					e = errors.New("routing answered fewer results than leads")
-				}
+				e = itemErrs[k]
 			}
 			if e = classify(e); e != nil {
 				errs[idx[n]] = e
