@@ -82,11 +82,28 @@ func (c *Capture) Submit(ctx context.Context, sub *capturev1.LeadSubmission, ide
 		idem = idemReq{key: idemKey, hash: domain.Hash(idemKey), reqHash: h[:]}
 	}
 	ids := domain.Identities(n)
-	rec, owners, err := c.store.Lookup(ctx, idem.hash, ids)
+	// Most submissions create a lead, so the first round trip already
+	// claims the identities for a fresh id (and reads the idempotency
+	// pointer and the organisation): a new lead takes two round trips, this
+	// and the write. Claims it does not use (a replay, a merge) are released.
+	uid, err := uuid.NewV7()
 	if err != nil {
 		return nil, err
 	}
-	if rec != nil && c.fresh(rec, now) {
+	pre := &preClaim{id: uid.String()}
+	rec, owners, org, err := c.store.LookupClaim(ctx, idem.hash, pre.id, ids, c.cfg.ClaimTTL, n.Org.GetDomain())
+	if err != nil {
+		return nil, err
+	}
+	pre.org = org
+	replaying := rec != nil && c.fresh(rec, now)
+	if replaying || slices.ContainsFunc(owners, func(o string) bool { return o != "" }) {
+		// A replay, or another lead holds an identity (a merge): the
+		// fresh id's claims go back, and owners reads as a look-up would.
+		c.release(ctx, pre.id, heldBy(ids, owners, pre.id))
+		pre = nil
+	}
+	if replaying {
 		return c.replay(ctx, idem, rec, false, n.VisitorID)
 	}
 	wait := 10 * time.Millisecond
@@ -100,7 +117,8 @@ func (c *Capture) Submit(ctx context.Context, sub *capturev1.LeadSubmission, ide
 		}
 		if target == "" {
 			var resp *capturev1.SubmitLeadResponse
-			resp, owners, err = c.create(ctx, n, ids, idem, now)
+			resp, owners, err = c.create(ctx, n, ids, idem, now, pre)
+			pre = nil
 			if errors.Is(err, errLostClaim) {
 				continue
 			}
@@ -142,39 +160,88 @@ func (c *Capture) idemRecord(idem idemReq, resp *capturev1.SubmitLeadResponse, j
 	return &capturev1.IdempotencyRecord{RequestHash: idem.reqHash, Response: proto.Clone(resp).(*capturev1.SubmitLeadResponse), HandoffJobId: jobID, Traceparent: tp, CreatedAt: timestamppb.New(now)}
 }
 
-func (c *Capture) create(ctx context.Context, n *domain.Submission, ids []domain.Identity, idem idemReq, now time.Time) (*capturev1.SubmitLeadResponse, []string, error) {
-	uid, err := uuid.NewV7()
-	if err != nil {
-		return nil, nil, err
+// preClaim is a fresh lead id whose identities LookupClaim already
+// claimed, with the organisation it found (nil: none yet).
+type preClaim struct {
+	id  string
+	org *leadv1.Organisation
+}
+
+// heldBy returns the identities of ids that owners says leadID holds ("" is
+// a claim just taken).
+func heldBy(ids []domain.Identity, owners []string, leadID string) []domain.Identity {
+	var held []domain.Identity
+	for i, o := range owners {
+		if o == "" || o == leadID {
+			held = append(held, ids[i])
+		}
 	}
-	id := uid.String()
-	var orgCand *leadv1.Organisation
-	if n.Org.GetDomain() != "" {
-		oid, err := uuid.NewV7()
+	return held
+}
+
+// release gives back claims taken for leadID and not used; a failure only
+// costs their expiry.
+func (c *Capture) release(ctx context.Context, leadID string, held []domain.Identity) {
+	if len(held) == 0 {
+		return
+	}
+	if err := c.store.Release(ctx, leadID, held); err != nil {
+		c.logger.WarnContext(ctx, "releasing claims failed; they expire", "error", err.Error())
+	}
+}
+
+// orgCandidate is a new organisation for the submission's domain, to
+// create when the domain has none yet; nil when there is no domain.
+func (c *Capture) orgCandidate(n *domain.Submission, now time.Time) (*leadv1.Organisation, error) {
+	if n.Org.GetDomain() == "" {
+		return nil, nil
+	}
+	oid, err := uuid.NewV7()
+	if err != nil {
+		return nil, err
+	}
+	return domain.NewOrganisation(oid.String(), n, now), nil
+}
+
+// create writes a new lead. With pre, its identities are claimed already
+// (and none is another lead's); otherwise it claims them first.
+func (c *Capture) create(ctx context.Context, n *domain.Submission, ids []domain.Identity, idem idemReq, now time.Time, pre *preClaim) (*capturev1.SubmitLeadResponse, []string, error) {
+	var (
+		id         string
+		owners     []string
+		org        *leadv1.Organisation
+		orgCreated bool
+	)
+	switch {
+	case pre != nil:
+		id, owners, org = pre.id, make([]string, len(ids)), pre.org
+		if org == nil && n.Org.GetDomain() != "" {
+			orgCand, err := c.orgCandidate(n, now)
+			if err != nil {
+				return nil, nil, err
+			}
+			if org, orgCreated, err = c.store.EnsureOrganisation(ctx, orgCand); err != nil {
+				return nil, nil, err
+			}
+		}
+	default:
+		orgCand, err := c.orgCandidate(n, now)
 		if err != nil {
 			return nil, nil, err
 		}
-		orgCand = domain.NewOrganisation(oid.String(), n, now)
-	}
-	owners, org, orgCreated, err := c.store.Claim(ctx, id, ids, c.cfg.ClaimTTL, orgCand)
-	if err != nil {
-		return nil, nil, err
-	}
-	var held []domain.Identity
-	lost := false
-	for i, o := range owners {
-		switch {
-		case o == "" || o == id:
-			held = append(held, ids[i])
-		case i == 0:
-			// The first identity (the e-mail when there is one) decides.
-			lost = true
+		uid, err := uuid.NewV7()
+		if err != nil {
+			return nil, nil, err
+		}
+		id = uid.String()
+		if owners, org, orgCreated, err = c.store.Claim(ctx, id, ids, c.cfg.ClaimTTL, orgCand); err != nil {
+			return nil, nil, err
 		}
 	}
-	if lost {
-		if err := c.store.Release(ctx, id, held); err != nil {
-			c.logger.WarnContext(ctx, "releasing claims failed; they expire", "error", err.Error())
-		}
+	held := heldBy(ids, owners, id)
+	// The first identity (the e-mail when there is one) decides.
+	if len(owners) > 0 && owners[0] != "" && owners[0] != id {
+		c.release(ctx, id, held)
 		return nil, owners, errLostClaim
 	}
 
@@ -312,11 +379,11 @@ func (c *Capture) merge(ctx context.Context, target, matched string, n *domain.S
 			break
 		}
 		if needOrg {
-			oid, err := uuid.NewV7()
+			cand, err := c.orgCandidate(n, now)
 			if err != nil {
 				return nil, err
 			}
-			org, created, err := c.store.EnsureOrganisation(ctx, domain.NewOrganisation(oid.String(), n, now))
+			org, created, err := c.store.EnsureOrganisation(ctx, cand)
 			if err != nil {
 				return nil, err
 			}

@@ -83,6 +83,16 @@ func TestSubmitCreatesThenMergesByEmailAndByPhone(t *testing.T) {
 		t.Fatalf("filled fields: %v", r2.GetFilledFields())
 	}
 
+	// The merge's first round trip claimed the new phone for a fresh id and
+	// gave it back; the lead now holds it for good.
+	phone := store.IdentityKey(domain.NewIdentity("phone", "+46812345678"))
+	if o := e.redis.Client().Get(ctxT(t), phone).Val(); o != r1.GetLeadId() {
+		t.Fatalf("phone owned by %q, want the merged lead %s", o, r1.GetLeadId())
+	}
+	if ttl := e.redis.Client().PTTL(ctxT(t), phone).Val(); ttl != -1 {
+		t.Fatalf("phone claim expires (%v): the merge did not make it permanent", ttl)
+	}
+
 	// Only the phone, written differently: found by the phone.
 	third := submission("", "+46 (0)8-123 456 78")
 	r3 := submit(t, e, third, "")

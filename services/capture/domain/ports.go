@@ -104,6 +104,13 @@ type Store interface {
 	// Lookup reads the idempotency pointer (nil when absent) and the owner
 	// lead id of each identity ("" when unclaimed) in one round trip.
 	Lookup(ctx context.Context, idemKeyHash string, ids []Identity) (*capturev1.IdempotencyRecord, []string, error)
+	// LookupClaim is Lookup and Claim in one round trip, for the common
+	// case of a submission that creates a lead: it reads the idempotency
+	// pointer (nil when absent), claims each identity for leadID as Claim
+	// does, and reads the organisation of orgDomain (nil when there is none
+	// or orgDomain is ""; it creates none). owners[i] is "" when leadID now
+	// holds identity i; the caller releases the claims it does not use.
+	LookupClaim(ctx context.Context, idemKeyHash, leadID string, ids []Identity, ttl time.Duration, orgDomain string) (rec *capturev1.IdempotencyRecord, owners []string, org *leadv1.Organisation, err error)
 	// Claim claims each identity for leadID (SET NX, expiring after ttl
 	// unless Create makes it permanent) and gets or creates org by its
 	// domain, in one round trip. owners[i] is "" or leadID when leadID holds

@@ -176,6 +176,45 @@ func (s *Redis) Lookup(ctx context.Context, idemKeyHash string, ids []domain.Ide
 	return rec, owners, nil
 }
 
+// LookupClaim implements domain.Store.
+func (s *Redis) LookupClaim(ctx context.Context, idemKeyHash, leadID string, ids []domain.Identity, ttl time.Duration, orgDomain string) (*capturev1.IdempotencyRecord, []string, *leadv1.Organisation, error) {
+	var idem, orgCmd *redis.StringCmd
+	cmds := make([]*redis.StatusCmd, len(ids))
+	err := s.shared.Pipelined(ctx, func(pipe redis.Pipeliner) {
+		if idemKeyHash != "" {
+			idem = pipe.Get(ctx, IdemKey(idemKeyHash))
+		}
+		for i, id := range ids {
+			cmds[i] = pipe.SetArgs(ctx, IdentityKey(id), leadID, redis.SetArgs{Mode: "NX", Get: true, TTL: ttl})
+		}
+		if orgDomain != "" {
+			orgCmd = pipe.Get(ctx, OrgKey(orgDomain))
+		}
+	})
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	owners := make([]string, len(ids))
+	for i, c := range cmds {
+		owners[i] = c.Val() // "" (redis.Nil) when we set it
+	}
+	var org *leadv1.Organisation
+	if orgCmd != nil && orgCmd.Err() == nil {
+		org = &leadv1.Organisation{}
+		if err := proto.Unmarshal([]byte(orgCmd.Val()), org); err != nil {
+			return nil, nil, nil, fmt.Errorf("decode organisation: %w", err)
+		}
+	}
+	if idem == nil || idem.Err() != nil {
+		return nil, owners, org, nil
+	}
+	rec := &capturev1.IdempotencyRecord{}
+	if err := proto.Unmarshal([]byte(idem.Val()), rec); err != nil {
+		return nil, nil, nil, fmt.Errorf("decode idempotency record: %w", err)
+	}
+	return rec, owners, org, nil
+}
+
 // Claim implements domain.Store.
 func (s *Redis) Claim(ctx context.Context, leadID string, ids []domain.Identity, ttl time.Duration, org *leadv1.Organisation) ([]string, *leadv1.Organisation, bool, error) {
 	var orgVal []byte

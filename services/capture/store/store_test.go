@@ -4,12 +4,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/redis/go-redis/v9"
 
+	capturev1 "github.com/leadflow/leadflow/gen/go/leadflow/capture/v1"
 	leadv1 "github.com/leadflow/leadflow/gen/go/leadflow/lead/v1"
 	"github.com/leadflow/leadflow/services/capture/domain"
 	"github.com/leadflow/leadflow/services/capture/store"
@@ -134,6 +136,42 @@ func TestClaimReleaseOnlyOwnAndMakePermanent(t *testing.T) {
 
 // A signal racing the stitch either lands in the list the stitch reads or
 // sees the mapping: never neither.
+// LookupClaim claims the free identities for the new id, names the owner of
+// the taken ones, reads the idempotency pointer and reads (never creates)
+// the organisation, in one round trip.
+func TestLookupClaimClaimsFreeIdentitiesAndCreatesNoOrganisation(t *testing.T) {
+	s, c := newStore(t)
+	ctx := context.Background()
+	email, phone := domain.NewIdentity("email", "a@b.io"), domain.NewIdentity("phone", "+4681234")
+	if _, _, _, err := s.Claim(ctx, "L1", []domain.Identity{email}, time.Minute, &leadv1.Organisation{Id: "O1", Domain: "b.io"}); err != nil {
+		t.Fatal(err)
+	}
+	rec, owners, org, err := s.LookupClaim(ctx, "", "L2", []domain.Identity{email, phone}, time.Minute, "b.io")
+	if err != nil || rec != nil || !slices.Equal(owners, []string{"L1", ""}) || org.GetId() != "O1" {
+		t.Fatalf("LookupClaim: %v %v %v %v", rec, owners, org, err)
+	}
+	if o, _ := s.Owner(ctx, phone); o != "L2" {
+		t.Fatalf("free phone not claimed for L2: owner %q", o)
+	}
+	if ttl := c.PTTL(ctx, store.IdentityKey(phone)).Val(); ttl <= 0 {
+		t.Fatalf("claim has no TTL: %v", ttl)
+	}
+	_, _, org, err = s.LookupClaim(ctx, "", "L3", []domain.Identity{domain.NewIdentity("email", "x@new.io")}, time.Minute, "new.io")
+	if err != nil || org != nil {
+		t.Fatalf("unknown domain: org %v, %v", org, err)
+	}
+	if n := c.Exists(ctx, store.OrgKey("new.io")).Val(); n != 0 {
+		t.Fatal("LookupClaim created an organisation")
+	}
+	if err := s.Apply(ctx, domain.Writes{IdemKeyHash: "k1", Idem: &capturev1.IdempotencyRecord{HandoffJobId: "j1"}, IdemTTL: time.Minute}); err != nil {
+		t.Fatal(err)
+	}
+	rec, _, _, err = s.LookupClaim(ctx, "k1", "L4", nil, time.Minute, "")
+	if err != nil || rec.GetHandoffJobId() != "j1" {
+		t.Fatalf("idempotency pointer: %v %v", rec, err)
+	}
+}
+
 func TestVisitorSignalsAreNeverLeftBehind(t *testing.T) {
 	s, _ := newStore(t)
 	ctx := context.Background()
