@@ -25,7 +25,6 @@ package store
 import (
 	"context"
 	"encoding/base64"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
@@ -33,6 +32,7 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+	json "github.com/segmentio/encoding/json"
 
 	"github.com/leadflow/leadflow/services/pipeline/domain"
 )

@@ -25,7 +25,6 @@ package store
 import (
 	"context"
 	_ "embed"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"strconv"
@@ -33,6 +32,7 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+	json "github.com/segmentio/encoding/json"
 	"google.golang.org/protobuf/proto"
 
 	routingv1 "github.com/leadflow/leadflow/gen/go/leadflow/routing/v1"

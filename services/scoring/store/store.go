@@ -18,7 +18,6 @@ package store
 import (
 	"cmp"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	mrand "math/rand/v2"
@@ -28,6 +27,7 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+	json "github.com/segmentio/encoding/json"
 
 	"github.com/leadflow/leadflow/services/platform/coalesce"
 	"github.com/leadflow/leadflow/services/scoring/domain"

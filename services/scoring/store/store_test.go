@@ -2,6 +2,7 @@ package store_test
 
 import (
 	"context"
+	stdjson "encoding/json"
 	"errors"
 	"fmt"
 	"sync"
@@ -328,5 +329,44 @@ func TestFlushMarks(t *testing.T) {
 	}
 	if p, _ := s.FlushPending(ctx, 10); len(p) != 0 {
 		t.Fatalf("ack at the marked revision left the mark: %v", p)
+	}
+}
+
+// The record is stored as exactly the JSON encoding/json writes (the store
+// encodes with a faster, compatible codec), so versions of scoring before
+// and after the codec change read each other's records.
+func TestRecordIsStoredAsTheStandardLibrarysJSON(t *testing.T) {
+	s, c := newStore(t)
+	r := rec("j1", domain.StatusWorking, "rep <a&b>", 71, domain.GradeA, domain.HeatHot)
+	r.OrganisationID = "o1"
+	r.Profile = domain.Profile{LeadID: "j1", Industry: "software", EmployeeCount: 250, Revenue: &domain.Money{AmountMinor: 4_000_000_000, CurrencyCode: "USD"},
+		CountryCode: "SE", JobTitle: "VP \"Engineering\" – Ops", Products: []string{"analytics", "crm"}, CapturedAt: t0.Add(123456789 * time.Nanosecond),
+		Traceparent: "00-0123456789abcdef0123456789abcdef-0123456789abcdef-01"}
+	r.ProfileRaw = []byte{0, 1, 2, 0xfe, 0xff}
+	r.Signals = []domain.Signal{{ID: "s1", Type: domain.SignalType(1), At: t0}}
+	r.Score.Factors = []domain.Factor{{RuleID: "fit.industry", Category: domain.CategoryFit, Points: 20, Reason: "industry is software (√)"}}
+	r.Score.ScoredAt, r.Score.MQL = t0, true
+	r.Bant = domain.Bant{Budget: &domain.Money{AmountMinor: 1, CurrencyCode: "EUR"}, BudgetConfirmed: true, NeedDescription: "line1\nline2\t\u2028", Timeline: t0, UpdatedAt: t0}
+	r.Transitions = []domain.Transition{{From: domain.StatusPotential, To: domain.StatusWorking, Reason: "accepted", Actor: "rep-1", At: t0}}
+	put(t, s, r)
+
+	raw, err := c.Get(context.Background(), "lf:scoring:{lead:j1}:rec").Bytes()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var std domain.Record
+	if err := stdjson.Unmarshal(raw, &std); err != nil {
+		t.Fatalf("encoding/json cannot read the stored record: %v", err)
+	}
+	again, err := stdjson.Marshal(&std)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(again) != string(raw) {
+		t.Fatalf("stored record differs from encoding/json's encoding:\nstored %s\nstd    %s", raw, again)
+	}
+	got, err := s.GetLead(context.Background(), "j1")
+	if err != nil || got.Owner != r.Owner || got.Bant.NeedDescription != r.Bant.NeedDescription || string(got.ProfileRaw) != string(r.ProfileRaw) {
+		t.Fatalf("read back: %+v, %v", got, err)
 	}
 }
