@@ -21,11 +21,12 @@ type Result[R any] struct {
 
 // Group batches calls of one kind.
 type Group[T, R any] struct {
-	run  func(ctx context.Context, items []T) []Result[R]
-	max  int
-	mu   sync.Mutex
-	wait []*call[T, R]
-	busy bool
+	run     func(ctx context.Context, items []T) []Result[R]
+	max     int
+	flights int
+	mu      sync.Mutex
+	wait    []*call[T, R]
+	running int // batches in flight
 }
 
 type call[T, R any] struct {
@@ -34,9 +35,19 @@ type call[T, R any] struct {
 }
 
 // New returns a Group whose batches (at most max items) run through run,
-// which answers one Result per item, in order. One batch runs at a time.
+// which answers one Result per item, in order. One batch runs at a time,
+// so batches keep the order of their calls.
 func New[T, R any](max int, run func(ctx context.Context, items []T) []Result[R]) *Group[T, R] {
-	return &Group[T, R]{run: run, max: max}
+	return NewFlights(max, 1, run)
+}
+
+// NewFlights is New (batches of at most maxItems) with up to flights
+// batches running at once: a call waits only while that many are in
+// flight. For calls whose order does not matter (independent reads, NX
+// claims): at moderate load most of them go at once instead of waiting a
+// whole round trip, and under full load they still share round trips.
+func NewFlights[T, R any](maxItems, flights int, run func(ctx context.Context, items []T) []Result[R]) *Group[T, R] {
+	return &Group[T, R]{run: run, max: maxItems, flights: max(flights, 1)}
 }
 
 // Do adds item to the next batch and waits for its answer or for ctx to
@@ -46,8 +57,8 @@ func (g *Group[T, R]) Do(ctx context.Context, item T) (R, error) {
 	c := &call[T, R]{item: item, done: make(chan Result[R], 1)}
 	g.mu.Lock()
 	g.wait = append(g.wait, c)
-	if !g.busy {
-		g.busy = true
+	if g.running < g.flights {
+		g.running++
 		go g.drain(ctx)
 	}
 	g.mu.Unlock()
@@ -60,7 +71,8 @@ func (g *Group[T, R]) Do(ctx context.Context, item T) (R, error) {
 	}
 }
 
-// drain runs batches until no call waits. The batches run on the context
+// drain runs batches until no call waits (with several flights, each
+// drain takes the calls waiting when its previous batch ends). The batches run on the context
 // of the call that started the drain, without its cancellation and
 // outside its trace (a batch serves many callers and many leads' traces).
 func (g *Group[T, R]) drain(first context.Context) {
@@ -69,7 +81,7 @@ func (g *Group[T, R]) drain(first context.Context) {
 		g.mu.Lock()
 		n := min(len(g.wait), g.max)
 		if n == 0 {
-			g.busy = false
+			g.running--
 			g.mu.Unlock()
 			return
 		}

@@ -158,3 +158,110 @@ func TestMaxCancelAndPanic(t *testing.T) {
 		t.Fatalf("panicking run: %v", err)
 	}
 }
+
+// With two flights, a call made while one batch runs goes at once in a
+// second batch; only while both run do calls wait, and then they go
+// together.
+func TestTwoFlightsRunTwoBatchesAtOnce(t *testing.T) {
+	release := make(chan struct{})
+	var mu sync.Mutex
+	var batches [][]int
+	running, most := 0, 0
+	g := NewFlights(100, 2, func(_ context.Context, items []int) []Result[int] {
+		mu.Lock()
+		batches = append(batches, append([]int(nil), items...))
+		running++
+		most = max(most, running)
+		blocked := len(batches) <= 2
+		mu.Unlock()
+		if blocked {
+			<-release
+		}
+		mu.Lock()
+		running--
+		mu.Unlock()
+		out := make([]Result[int], len(items))
+		for i, it := range items {
+			out[i].Val = it * 10
+		}
+		return out
+	})
+	ctx := context.Background()
+	started := func(n int) {
+		for {
+			mu.Lock()
+			k := len(batches)
+			mu.Unlock()
+			if k == n {
+				return
+			}
+			time.Sleep(time.Millisecond)
+		}
+	}
+	var wg sync.WaitGroup
+	vals := make([]int, 6)
+	errs := make([]error, 6)
+	do := func(i int) { wg.Go(func() { vals[i], errs[i] = g.Do(ctx, i) }) }
+	do(0)
+	started(1)
+	do(1) // one batch in flight: goes at once
+	for {
+		mu.Lock()
+		k := len(batches)
+		mu.Unlock()
+		g.mu.Lock()
+		w := len(g.wait)
+		g.mu.Unlock()
+		if k == 2 {
+			break
+		}
+		if w == 1 {
+			close(release)
+			wg.Wait()
+			t.Fatal("the second call waited behind the first batch")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	for i := 2; i < 6; i++ {
+		do(i) // both in flight: wait
+	}
+	for {
+		g.mu.Lock()
+		n := len(g.wait)
+		g.mu.Unlock()
+		if n == 4 {
+			break
+		}
+		time.Sleep(time.Millisecond)
+	}
+	close(release)
+	wg.Wait()
+	for i := range 6 {
+		if errs[i] != nil || vals[i] != i*10 {
+			t.Errorf("call %d: %d %v", i, vals[i], errs[i])
+		}
+	}
+	if most != 2 {
+		t.Errorf("at most %d batches ran at once, want 2", most)
+	}
+	if len(batches) < 3 || len(batches[0]) != 1 || len(batches[1]) != 1 {
+		t.Fatalf("batches %v: want [0], [1], then the waiting calls", batches)
+	}
+	waited := 0
+	for _, b := range batches[2:] {
+		waited += len(b)
+	}
+	if waited != 4 || len(batches) > 4 {
+		t.Fatalf("batches %v: the four waiting calls should go in at most two batches", batches)
+	}
+	// Both drains end once nothing waits (else no new batch would start).
+	for {
+		g.mu.Lock()
+		n := g.running
+		g.mu.Unlock()
+		if n == 0 {
+			break
+		}
+		time.Sleep(time.Millisecond)
+	}
+}

@@ -10,10 +10,11 @@ import (
 )
 
 // Coalesced sends the pipelines of concurrent callers as one: a caller's
-// commands wait while a shared pipeline is in flight and then go with every
-// other caller's in the next one (platform/coalesce). For independent reads
-// and writes on a hot path (look-ups, NX claims), where one round trip per
-// caller would otherwise be the cost. Not for WATCH/MULTI.
+// commands go at once while fewer than two shared pipelines are in flight,
+// else they wait and go with every other caller's in the next one
+// (platform/coalesce, two flights). For independent reads and writes on a
+// hot path (look-ups, NX claims), where one round trip per caller would
+// otherwise be the cost; their order does not matter. Not for WATCH/MULTI.
 type Coalesced struct {
 	rdb redis.UniversalClient
 	g   *coalesce.Group[func(redis.Pipeliner), struct{}]
@@ -22,7 +23,7 @@ type Coalesced struct {
 // NewCoalesced coalesces pipelines on rdb, at most max callers per round trip.
 func NewCoalesced(rdb redis.UniversalClient, max int) *Coalesced {
 	c := &Coalesced{rdb: rdb}
-	c.g = coalesce.New(max, c.run)
+	c.g = coalesce.NewFlights(max, 2, c.run)
 	return c
 }
 

@@ -70,7 +70,7 @@ func New(rdb redis.UniversalClient, o Options) *Store {
 	}
 	_, cluster := rdb.(*redis.ClusterClient)
 	s := &Store{rdb: rdb, o: o, models: map[int32]domain.Model{}, single: !cluster}
-	s.active = coalesce.New(1024, s.readActiveVersion)
+	s.active = coalesce.NewFlights(1024, 2, s.readActiveVersion)
 	return s
 }
 
