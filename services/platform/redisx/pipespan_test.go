@@ -2,8 +2,11 @@ package redisx_test
 
 import (
 	"context"
+	"errors"
+	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/redis/go-redis/v9"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
@@ -65,5 +68,45 @@ func TestPipelineIsOneSpanWithoutArguments(t *testing.T) {
 	want := "redis.pipeline set get|redis.pipeline multi incr exec|get"
 	if got := strings.Join(names, "|"); got != want {
 		t.Fatalf("spans %q, want %q", got, want)
+	}
+}
+
+// Waiting for work (blocking pops, blocking stream reads) and liveness
+// probes make no span: an idle worker's poll would otherwise be a trace of
+// its own several times a second. Commands that do work keep theirs.
+func TestWaitsAndProbesMakeNoSpan(t *testing.T) {
+	r := platformtest.StartRedis(t)
+	spans := tracetest.NewInMemoryExporter()
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSyncer(spans))
+	c, err := redisx.New(r.URL(), redisx.Options{TracerProvider: tp})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	ctx := context.Background()
+	if err := c.XAdd(ctx, &redis.XAddArgs{Stream: "s", Values: []string{"k", "v"}}).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.BLPop(ctx, 10*time.Millisecond, "empty").Err(); !errors.Is(err, redis.Nil) {
+		t.Fatalf("BLPOP: %v", err)
+	}
+	if err := c.XRead(ctx, &redis.XReadArgs{Streams: []string{"s", "0"}, Block: 10 * time.Millisecond}).Err(); err != nil {
+		t.Fatalf("XREAD BLOCK: %v", err)
+	}
+	if err := c.Ping(ctx).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.XRead(ctx, &redis.XReadArgs{Streams: []string{"s", "0"}, Block: -1}).Err(); err != nil {
+		t.Fatalf("XREAD: %v", err)
+	}
+	setup := map[string]bool{"redis.dial": true, "hello": true, "client": true, "redis.pipeline client": true}
+	var names []string
+	for _, s := range spans.GetSpans() {
+		if !setup[s.Name] {
+			names = append(names, s.Name)
+		}
+	}
+	if want := []string{"xadd", "xread"}; !slices.Equal(names, want) {
+		t.Fatalf("spans %v, want %v (the XADD and the non-blocking XREAD only)", names, want)
 	}
 }

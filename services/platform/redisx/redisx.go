@@ -132,6 +132,7 @@ func New(raw string, opts Options) (redis.UniversalClient, error) {
 	// Pipelines get their span from pipelineSpans, which names them without
 	// rendering every argument.
 	tOpts = append(tOpts, redisotel.WithCommandsFilter(func([]redis.Cmder) bool { return true }))
+	tOpts = append(tOpts, redisotel.WithCommandFilter(isWaitOrProbe))
 	if err := redisotel.InstrumentTracing(c, tOpts...); err != nil {
 		_ = c.Close()
 		return nil, fmt.Errorf("redis tracing: %w", err)
@@ -148,6 +149,24 @@ func New(raw string, opts Options) (redis.UniversalClient, error) {
 		}
 	}
 	return c, nil
+}
+
+// isWaitOrProbe reports whether cmd waits for work (a blocking pop or
+// stream read) or probes liveness (PING). Those get no span: an idle
+// worker's poll would be a trace of its own every 100 ms, and a rep's inbox
+// stream would gather one span per read; their time is waiting, not work.
+func isWaitOrProbe(cmd redis.Cmder) bool {
+	switch cmd.Name() {
+	case "blpop", "brpop", "blmove", "bzpopmin", "bzpopmax", "ping":
+		return true
+	case "xread", "xreadgroup":
+		for _, a := range cmd.Args() {
+			if s, ok := a.(string); ok && strings.EqualFold(s, "block") {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 func firstAddr(addrs []string) string {
