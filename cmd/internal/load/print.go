@@ -76,7 +76,7 @@ func (r *Report) Print(w io.Writer) {
 	if r.Spans >= 0 && r.Accepted > 0 {
 		// The batch exporter may still hold the last second's spans when
 		// the run ends: these per-lead figures are slightly low, not high.
-		fmt.Fprintf(w, "spans received by the in-process OTLP sink: %d (%.1f per lead); Redis round trips (go-redis spans: a command or a pipeline, all services, incl. pollers): %.1f per lead\n",
+		fmt.Fprintf(w, "spans received by the in-process OTLP sink: %d (%.1f per lead); Redis round trips (go-redis spans: a command or a pipeline, all services, without blocking reads and PINGs): %.1f per lead\n",
 			r.Spans, float64(r.Spans)/float64(r.Accepted), float64(r.RedisSpans)/float64(r.Accepted))
 		if len(r.RedisByService) > 0 {
 			fmt.Fprintf(w, "  Redis round trips per lead by service: %v\n", r.RedisByService)

@@ -73,7 +73,8 @@ func (s *Sink) Export(_ context.Context, req *collectortracev1.ExportTraceServic
 func (s *Sink) Spans() int64 { return s.spans.Load() }
 
 // RedisSpans is the number of go-redis spans received: the suite's Redis
-// round trips (commands and pipelines, blocking reads included).
+// round trips (commands and pipelines; blocking reads and PINGs have no
+// span, see platform/redisx).
 func (s *Sink) RedisSpans() int64 { return s.redis.Load() }
 
 // RedisSpansByService is RedisSpans per service (the resource's
