@@ -20,7 +20,7 @@ import (
 type RedisCluster struct {
 	t     testing.TB
 	addrs []string
-	cmds  []*exec.Cmd
+	srvs  []*server
 }
 
 // RedisCLIBinary finds redis-cli: $LEADFLOW_REDIS_CLI, then PATH, then the
@@ -61,11 +61,11 @@ func StartRedisCluster(t testing.TB) *RedisCluster {
 			"--dir", dir, "--save", "", "--appendonly", "no", "--daemonize", "no",
 			"--protected-mode", "yes", "--logfile", filepath.Join(dir, "redis.log"),
 		}
-		cmd, err := launch(bin, dir, addr, args)
+		srv, err := launch(bin, dir, addr, args)
 		if err != nil {
 			t.Fatalf("cluster node redis-server on %s: %v", addr, err)
 		}
-		c.cmds = append(c.cmds, cmd)
+		c.srvs = append(c.srvs, srv)
 		c.addrs = append(c.addrs, addr)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -120,20 +120,8 @@ func (c *RedisCluster) Client() *redis.ClusterClient {
 }
 
 func (c *RedisCluster) stop() {
-	for i, cmd := range c.cmds {
-		_ = cmd.Process.Signal(os.Interrupt)
-		deadline := time.Now().Add(10 * time.Second)
-		for time.Now().Before(deadline) {
-			if err := cmd.Process.Signal(syscallZero); err != nil {
-				break
-			}
-			conn, err := net.DialTimeout("tcp", c.addrs[i], 100*time.Millisecond)
-			if err != nil {
-				break
-			}
-			_ = conn.Close()
-			time.Sleep(20 * time.Millisecond)
-		}
+	for _, srv := range c.srvs {
+		srv.stop(os.Interrupt)
 	}
-	c.cmds = nil
+	c.srvs = nil
 }

@@ -29,7 +29,7 @@ type Redis struct {
 	aof  bool
 
 	mu  sync.Mutex
-	cmd *exec.Cmd
+	srv *server
 }
 
 // RedisOption configures StartRedis.
@@ -108,7 +108,7 @@ func (r *Redis) Start() {
 	r.t.Helper()
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if r.cmd != nil {
+	if r.srv != nil {
 		return
 	}
 	args := []string{
@@ -121,28 +121,51 @@ func (r *Redis) Start() {
 	} else {
 		args = append(args, "--appendonly", "no")
 	}
-	cmd, err := launch(r.bin, r.dir, r.Addr(), args)
+	srv, err := launch(r.bin, r.dir, r.Addr(), args)
 	if err != nil {
 		r.t.Fatalf("redis-server on %s: %v", r.Addr(), err)
 	}
-	r.cmd = cmd
+	r.srv = srv
+}
+
+// server is a running redis-server process.
+type server struct {
+	cmd    *exec.Cmd
+	exited chan struct{} // closed once the process has exited
 }
 
 // launch starts redis-server with args and waits until the server answering
 // on addr is that very process (INFO server process_id). On failure the
 // process is killed and the error carries dir/redis.log.
-func launch(bin, dir, addr string, args []string) (*exec.Cmd, error) {
+func launch(bin, dir, addr string, args []string) (*server, error) {
 	cmd := exec.Command(bin, args...)
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("start redis-server: %w", err)
 	}
-	go func() { _ = cmd.Wait() }()
+	srv := &server{cmd: cmd, exited: make(chan struct{})}
+	go func() {
+		_ = cmd.Wait()
+		close(srv.exited)
+	}()
 	if err := waitForPID(addr, cmd.Process.Pid, 10*time.Second); err != nil {
 		_ = cmd.Process.Kill()
 		log, _ := os.ReadFile(filepath.Join(dir, "redis.log"))
 		return nil, fmt.Errorf("%w\n%s", err, log)
 	}
-	return cmd, nil
+	return srv, nil
+}
+
+// stop sends sig and waits (at most 10 s) until the process has exited, so
+// its port can be bound again and its data directory is no longer written
+// (a test's TempDir is removed right after).
+func (s *server) stop(sig os.Signal) {
+	_ = s.cmd.Process.Signal(sig)
+	select {
+	case <-s.exited:
+	case <-time.After(10 * time.Second):
+		_ = s.cmd.Process.Kill()
+		<-s.exited
+	}
 }
 
 // Kill stops the server with SIGKILL (no shutdown save), as a crash would.
@@ -160,24 +183,11 @@ func (r *Redis) Restart() {
 func (r *Redis) stop(sig os.Signal) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if r.cmd == nil {
+	if r.srv == nil {
 		return
 	}
-	_ = r.cmd.Process.Signal(sig)
-	// Wait until the port is closed so a restart can bind it again.
-	deadline := time.Now().Add(10 * time.Second)
-	for time.Now().Before(deadline) {
-		if err := r.cmd.Process.Signal(syscallZero); err != nil {
-			break
-		}
-		c, err := net.DialTimeout("tcp", r.Addr(), 100*time.Millisecond)
-		if err != nil {
-			break
-		}
-		_ = c.Close()
-		time.Sleep(20 * time.Millisecond)
-	}
-	r.cmd = nil
+	r.srv.stop(sig)
+	r.srv = nil
 }
 
 // waitForPID polls INFO server until the server at addr reports pid, so a
