@@ -244,7 +244,15 @@ func TestTraceContextCrossesClientServerHopAndStoredLeadContext(t *testing.T) {
 	step.End()
 	laterReq.End()
 
+	// The server ends its span after the reply is on its way, so the client
+	// can be done first: wait for the span (bounded) before looking.
 	spans := exp.GetSpans()
+	for end := time.Now().Add(10 * time.Second); time.Now().Before(end); spans = exp.GetSpans() {
+		if slices.ContainsFunc(spans, func(s tracetest.SpanStub) bool { return s.SpanKind == trace.SpanKindServer }) {
+			break
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
 	journeyTrace := journey.SpanContext().TraceID()
 	if journeyTrace == reqSpan.SpanContext().TraceID() {
 		t.Fatal("the journey must be its own trace, linked to the request")

@@ -209,13 +209,16 @@ func TestTwoFlightsRunTwoBatchesAtOnce(t *testing.T) {
 		mu.Lock()
 		k := len(batches)
 		mu.Unlock()
-		g.mu.Lock()
-		w := len(g.wait)
-		g.mu.Unlock()
 		if k == 2 {
 			break
 		}
-		if w == 1 {
+		// Do queues the call and starts its batch in one critical
+		// section: a call queued while only one batch runs is a call that
+		// waits behind it.
+		g.mu.Lock()
+		behind := len(g.wait) == 1 && g.running == 1
+		g.mu.Unlock()
+		if behind {
 			close(release)
 			wg.Wait()
 			t.Fatal("the second call waited behind the first batch")
