@@ -131,6 +131,8 @@ type Report struct {
 	Spans, RedisSpans int64
 	// RedisByService is the go-redis spans per lead of each service.
 	RedisByService []string
+	// CPU per lead answered OK (zero Total when it could not be read).
+	CPU CPUPerLead
 }
 
 // CheckAddrs refuses non-loopback addresses unless allowRemote.
@@ -325,8 +327,11 @@ func Run(ctx context.Context, cfg Config, logw io.Writer) (*Report, error) {
 	}
 
 	var before map[string]int64
+	var cpuBefore CPU
+	cpuOK := false
 	if rdb != nil {
 		before, _ = CommandStats(ctx, rdb)
+		cpuBefore, cpuOK = ReadCPU(ctx, rdb)
 	}
 
 	// The inbox streams open after the baselines and before the first
@@ -456,6 +461,9 @@ loop:
 	var afterErr error
 	if rdb != nil {
 		after, afterErr = CommandStats(ctx, rdb)
+		if cpuAfter, read := ReadCPU(ctx, rdb); read && cpuOK && ok > 0 {
+			rep.CPU = cpuPerLead(cpuBefore, cpuAfter, ok, rep.EchoRate)
+		}
 	}
 
 	// Conservation: every lead answered OK must be assigned, queued,

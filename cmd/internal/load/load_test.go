@@ -53,6 +53,11 @@ func TestRunAgainstSuite(t *testing.T) {
 	if rep.EchoRate <= 0 || rep.RedisRate <= 0 || rep.CommandsPerLead <= 0 {
 		t.Errorf("baselines or round trips missing: echo %.0f/s, redis %.0f/s, commands per lead %.1f", rep.EchoRate, rep.RedisRate, rep.CommandsPerLead)
 	}
+	// The CPU split is read (in this test the suite runs inside the load
+	// process, so "load tool" holds it and the rest is near zero).
+	if rep.CPU.Total <= 0 || rep.CPU.Redis <= 0 || rep.CPU.Load <= 0 || rep.CPU.Budget <= 0 {
+		t.Errorf("CPU per lead missing: %+v", rep.CPU)
+	}
 	if rep.DeadLetters != 0 {
 		t.Errorf("dead letters %d: %s", rep.DeadLetters, rep.DeadLetterNote)
 	}

@@ -5,7 +5,9 @@ import (
 	"io"
 	"math"
 	"sort"
+	"strconv"
 	"text/tabwriter"
+	"time"
 )
 
 // Print writes the report as a table, every figure also as a ratio to the
@@ -80,6 +82,16 @@ func (r *Report) Print(w io.Writer) {
 			r.Spans, float64(r.Spans)/float64(r.Accepted), float64(r.RedisSpans)/float64(r.Accepted))
 		if len(r.RedisByService) > 0 {
 			fmt.Fprintf(w, "  Redis round trips per lead by service: %v\n", r.RedisByService)
+		}
+	}
+	if c := r.CPU; c.Total > 0 {
+		ms := func(d time.Duration) string {
+			return strconv.FormatFloat(float64(d)/float64(time.Millisecond), 'f', 2, 64)
+		}
+		fmt.Fprintf(w, "CPU per lead answered OK (ms; the machine's busy time from /proc/stat, %d cores; Redis from INFO cpu; the load tool from getrusage): total %s = Redis %s + load tool %s + the rest (the suite) %s\n",
+			c.Cores, ms(c.Total), ms(c.Redis), ms(c.Load), ms(c.Rest))
+		if c.Budget > 0 {
+			fmt.Fprintf(w, "  at 1/30 of this run's echo rate a lead may cost %s ms of CPU, all processes together\n", ms(c.Budget))
 		}
 	}
 	if len(r.Errors) > 0 {
