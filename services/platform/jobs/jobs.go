@@ -167,14 +167,15 @@ func New(rdb redis.UniversalClient, name string, o Options) *Queue {
 func (q *Queue) Name() string { return q.name }
 
 // A job due now also pushes a token on the wake list, so an idle worker
-// blocked on it (Run) starts at once instead of at its next poll.
+// blocked on it (Run) starts at once instead of at its next poll. The list
+// holds at most 8 tokens (busy workers leave them there), checked with LLEN
+// rather than trimmed after every push.
 var scheduleScript = redis.NewScript(`
 if redis.call('HEXISTS', KEYS[2], ARGV[1]..':d') == 1 then return 0 end
 redis.call('HSET', KEYS[2], ARGV[1]..':p', ARGV[3], ARGV[1]..':t', ARGV[4], ARGV[1]..':l', ARGV[5], ARGV[1]..':a', 0, ARGV[1]..':d', ARGV[2])
 redis.call('ZADD', KEYS[1], ARGV[2], ARGV[1])
-if tonumber(ARGV[2]) <= tonumber(ARGV[6]) then
+if tonumber(ARGV[2]) <= tonumber(ARGV[6]) and redis.call('LLEN', KEYS[4]) < 8 then
   redis.call('RPUSH', KEYS[4], 1)
-  redis.call('LTRIM', KEYS[4], -8, -1)
 end
 return 1`)
 
