@@ -152,9 +152,7 @@ func (s *Redis) Lookup(ctx context.Context, idemKeyHash string, ids []domain.Ide
 	var idem *redis.StringCmd
 	cmds := make([]*redis.StringCmd, len(ids))
 	err := s.shared.Pipelined(ctx, func(pipe redis.Pipeliner) {
-		if idemKeyHash != "" {
-			idem = pipe.Get(ctx, IdemKey(idemKeyHash))
-		}
+		idem = getIdem(ctx, pipe, idemKeyHash)
 		for i, id := range ids {
 			cmds[i] = pipe.Get(ctx, IdentityKey(id))
 		}
@@ -162,31 +160,20 @@ func (s *Redis) Lookup(ctx context.Context, idemKeyHash string, ids []domain.Ide
 	if err != nil {
 		return nil, nil, err
 	}
-	owners := make([]string, len(ids))
-	for i, c := range cmds {
-		owners[i] = c.Val()
+	rec, err := idemRecord(idem)
+	if err != nil {
+		return nil, nil, err
 	}
-	if idem == nil || idem.Err() != nil {
-		return nil, owners, nil
-	}
-	rec := &capturev1.IdempotencyRecord{}
-	if err := proto.Unmarshal([]byte(idem.Val()), rec); err != nil {
-		return nil, nil, fmt.Errorf("decode idempotency record: %w", err)
-	}
-	return rec, owners, nil
+	return rec, replies(cmds), nil
 }
 
 // LookupClaim implements domain.Store.
 func (s *Redis) LookupClaim(ctx context.Context, idemKeyHash, leadID string, ids []domain.Identity, ttl time.Duration, orgDomain string) (*capturev1.IdempotencyRecord, []string, *leadv1.Organisation, error) {
 	var idem, orgCmd *redis.StringCmd
-	cmds := make([]*redis.StatusCmd, len(ids))
+	var cmds []*redis.StatusCmd
 	err := s.shared.Pipelined(ctx, func(pipe redis.Pipeliner) {
-		if idemKeyHash != "" {
-			idem = pipe.Get(ctx, IdemKey(idemKeyHash))
-		}
-		for i, id := range ids {
-			cmds[i] = pipe.SetArgs(ctx, IdentityKey(id), leadID, redis.SetArgs{Mode: "NX", Get: true, TTL: ttl})
-		}
+		idem = getIdem(ctx, pipe, idemKeyHash)
+		cmds = claimOn(ctx, pipe, leadID, ids, ttl)
 		if orgDomain != "" {
 			orgCmd = pipe.Get(ctx, OrgKey(orgDomain))
 		}
@@ -194,25 +181,17 @@ func (s *Redis) LookupClaim(ctx context.Context, idemKeyHash, leadID string, ids
 	if err != nil {
 		return nil, nil, nil, err
 	}
-	owners := make([]string, len(ids))
-	for i, c := range cmds {
-		owners[i] = c.Val() // "" (redis.Nil) when we set it
-	}
 	var org *leadv1.Organisation
 	if orgCmd != nil && orgCmd.Err() == nil {
-		org = &leadv1.Organisation{}
-		if err := proto.Unmarshal([]byte(orgCmd.Val()), org); err != nil {
-			return nil, nil, nil, fmt.Errorf("decode organisation: %w", err)
+		if org, err = decodeOrg(orgCmd.Val()); err != nil {
+			return nil, nil, nil, err
 		}
 	}
-	if idem == nil || idem.Err() != nil {
-		return nil, owners, org, nil
+	rec, err := idemRecord(idem)
+	if err != nil {
+		return nil, nil, nil, err
 	}
-	rec := &capturev1.IdempotencyRecord{}
-	if err := proto.Unmarshal([]byte(idem.Val()), rec); err != nil {
-		return nil, nil, nil, fmt.Errorf("decode idempotency record: %w", err)
-	}
-	return rec, owners, org, nil
+	return rec, replies(cmds), org, nil
 }
 
 // Claim implements domain.Store.
@@ -225,12 +204,10 @@ func (s *Redis) Claim(ctx context.Context, leadID string, ids []domain.Identity,
 		}
 		orgVal = b
 	}
-	cmds := make([]*redis.StatusCmd, len(ids))
+	var cmds []*redis.StatusCmd
 	var orgCmd *redis.StatusCmd
 	err := s.shared.Pipelined(ctx, func(pipe redis.Pipeliner) {
-		for i, id := range ids {
-			cmds[i] = pipe.SetArgs(ctx, IdentityKey(id), leadID, redis.SetArgs{Mode: "NX", Get: true, TTL: ttl})
-		}
+		cmds = claimOn(ctx, pipe, leadID, ids, ttl)
 		if org != nil {
 			orgCmd = pipe.SetArgs(ctx, OrgKey(org.GetDomain()), orgVal, redis.SetArgs{Mode: "NX", Get: true})
 		}
@@ -238,26 +215,68 @@ func (s *Redis) Claim(ctx context.Context, leadID string, ids []domain.Identity,
 	if err != nil {
 		return nil, nil, false, err
 	}
-	owners := make([]string, len(ids))
-	for i, c := range cmds {
-		owners[i] = c.Val() // "" (redis.Nil) when we set it
-	}
 	if orgCmd == nil {
-		return owners, nil, false, nil
+		return replies(cmds), nil, false, nil
 	}
 	rec, created, err := orgResult(orgCmd, org)
-	return owners, rec, created, err
+	return replies(cmds), rec, created, err
+}
+
+// getIdem queues the read of the idempotency pointer (nil without a key).
+func getIdem(ctx context.Context, pipe redis.Pipeliner, keyHash string) *redis.StringCmd {
+	if keyHash == "" {
+		return nil
+	}
+	return pipe.Get(ctx, IdemKey(keyHash))
+}
+
+// idemRecord decodes the pointer getIdem read; nil when there is none.
+func idemRecord(c *redis.StringCmd) (*capturev1.IdempotencyRecord, error) {
+	if c == nil || c.Err() != nil {
+		return nil, nil
+	}
+	rec := &capturev1.IdempotencyRecord{}
+	if err := proto.Unmarshal([]byte(c.Val()), rec); err != nil {
+		return nil, fmt.Errorf("decode idempotency record: %w", err)
+	}
+	return rec, nil
+}
+
+// claimOn queues the claim of each identity for leadID (SET NX GET,
+// expiring after ttl until Create makes it permanent; 0: permanent at
+// once); each reply is the owner, or redis.Nil when leadID took it.
+func claimOn(ctx context.Context, pipe redis.Pipeliner, leadID string, ids []domain.Identity, ttl time.Duration) []*redis.StatusCmd {
+	cmds := make([]*redis.StatusCmd, len(ids))
+	for i, id := range ids {
+		cmds[i] = pipe.SetArgs(ctx, IdentityKey(id), leadID, redis.SetArgs{Mode: "NX", Get: true, TTL: ttl})
+	}
+	return cmds
+}
+
+// replies is each command's string reply, "" for redis.Nil (an identity
+// nobody owned).
+func replies[C interface{ Val() string }](cmds []C) []string {
+	out := make([]string, len(cmds))
+	for i, c := range cmds {
+		out[i] = c.Val()
+	}
+	return out
 }
 
 func orgResult(c *redis.StatusCmd, org *leadv1.Organisation) (*leadv1.Organisation, bool, error) {
 	if errors.Is(c.Err(), redis.Nil) {
 		return org, true, nil
 	}
+	rec, err := decodeOrg(c.Val())
+	return rec, false, err
+}
+
+func decodeOrg(v string) (*leadv1.Organisation, error) {
 	rec := &leadv1.Organisation{}
-	if err := proto.Unmarshal([]byte(c.Val()), rec); err != nil {
-		return nil, false, fmt.Errorf("decode organisation: %w", err)
+	if err := proto.Unmarshal([]byte(v), rec); err != nil {
+		return nil, fmt.Errorf("decode organisation: %w", err)
 	}
-	return rec, false, nil
+	return rec, nil
 }
 
 // EnsureOrganisation implements domain.Store.
@@ -279,10 +298,7 @@ func (s *Redis) ClaimFor(ctx context.Context, leadID string, ids []domain.Identi
 		return nil, nil
 	}
 	pipe := s.rdb.Pipeline()
-	cmds := make([]*redis.StatusCmd, len(ids))
-	for i, id := range ids {
-		cmds[i] = pipe.SetArgs(ctx, IdentityKey(id), leadID, redis.SetArgs{Mode: "NX", Get: true})
-	}
+	cmds := claimOn(ctx, pipe, leadID, ids, 0)
 	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
 		return nil, err
 	}
