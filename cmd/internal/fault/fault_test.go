@@ -202,9 +202,6 @@ func TestServiceDownHandoffsWait(t *testing.T) {
 	if testing.Short() {
 		outage = 10 * time.Second
 	}
-	// Hand-off retries: max backoff 5 s, so 10 attempts span more than the
-	// outage (the defaults, 500 ms..1 m, span about 3 min) and recovery is
-	// seen within seconds.
 	// A short backoff makes the hand-offs find scoring soon after it is
 	// back. The attempts must then outlast the outage: 10 attempts (the
 	// default) with backoff capped at 5 s give up after about 30 s, which

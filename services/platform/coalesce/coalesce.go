@@ -72,9 +72,10 @@ func (g *Group[T, R]) Do(ctx context.Context, item T) (R, error) {
 }
 
 // drain runs batches until no call waits (with several flights, each
-// drain takes the calls waiting when its previous batch ends). The batches run on the context
-// of the call that started the drain, without its cancellation and
-// outside its trace (a batch serves many callers and many leads' traces).
+// drain takes the calls waiting when its previous batch ends). The batches
+// run on the context of the call that started the drain, without its
+// cancellation and outside its trace (a batch serves many callers and many
+// leads' traces).
 func (g *Group[T, R]) drain(first context.Context) {
 	ctx := trace.ContextWithSpanContext(context.WithoutCancel(first), trace.SpanContext{})
 	for {
