@@ -42,30 +42,14 @@ func TestCallsWhileBusyGoInOneBatch(t *testing.T) {
 		firstDone <- err
 	}()
 	// Wait until the first batch runs, then queue ten calls behind it.
-	for {
-		mu.Lock()
-		n := len(batches)
-		mu.Unlock()
-		if n == 1 {
-			break
-		}
-		time.Sleep(time.Millisecond)
-	}
+	until(&mu, func() bool { return len(batches) == 1 })
 	var wg sync.WaitGroup
 	errs := make([]error, 11)
 	vals := make([]string, 11)
 	for i := 1; i <= 10; i++ {
 		wg.Go(func() { vals[i], errs[i] = g.Do(ctx, i) })
 	}
-	for {
-		g.mu.Lock()
-		n := len(g.wait)
-		g.mu.Unlock()
-		if n == 10 {
-			break
-		}
-		time.Sleep(time.Millisecond)
-	}
+	until(&g.mu, func() bool { return len(g.wait) == 10 })
 	close(release)
 	wg.Wait()
 	if err := <-firstDone; err != nil {
@@ -109,15 +93,7 @@ func TestMaxCancelAndPanic(t *testing.T) {
 		return make([]Result[int], len(items)-1) // one answer short
 	})
 	go func() { _, _ = g.Do(context.Background(), 0) }()
-	for {
-		mu.Lock()
-		n := len(sizes)
-		mu.Unlock()
-		if n == 1 {
-			break
-		}
-		time.Sleep(time.Millisecond)
-	}
+	until(&mu, func() bool { return len(sizes) == 1 })
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
 	if _, err := g.Do(ctx, 1); !errors.Is(err, context.Canceled) {
@@ -135,15 +111,7 @@ func TestMaxCancelAndPanic(t *testing.T) {
 			}
 		})
 	}
-	for {
-		g.mu.Lock()
-		n := len(g.wait)
-		g.mu.Unlock()
-		if n == 7 { // the cancelled call still waits in line
-			break
-		}
-		time.Sleep(time.Millisecond)
-	}
+	until(&g.mu, func() bool { return len(g.wait) == 7 }) // the cancelled call still waits in line
 	close(release)
 	wg.Wait()
 	for _, s := range sizes {
@@ -187,23 +155,12 @@ func TestTwoFlightsRunTwoBatchesAtOnce(t *testing.T) {
 		return out
 	})
 	ctx := context.Background()
-	started := func(n int) {
-		for {
-			mu.Lock()
-			k := len(batches)
-			mu.Unlock()
-			if k == n {
-				return
-			}
-			time.Sleep(time.Millisecond)
-		}
-	}
 	var wg sync.WaitGroup
 	vals := make([]int, 6)
 	errs := make([]error, 6)
 	do := func(i int) { wg.Go(func() { vals[i], errs[i] = g.Do(ctx, i) }) }
 	do(0)
-	started(1)
+	until(&mu, func() bool { return len(batches) == 1 })
 	do(1) // one batch in flight: goes at once
 	for {
 		mu.Lock()
@@ -228,15 +185,7 @@ func TestTwoFlightsRunTwoBatchesAtOnce(t *testing.T) {
 	for i := 2; i < 6; i++ {
 		do(i) // both in flight: wait
 	}
-	for {
-		g.mu.Lock()
-		n := len(g.wait)
-		g.mu.Unlock()
-		if n == 4 {
-			break
-		}
-		time.Sleep(time.Millisecond)
-	}
+	until(&g.mu, func() bool { return len(g.wait) == 4 })
 	close(release)
 	wg.Wait()
 	for i := range 6 {
@@ -258,12 +207,18 @@ func TestTwoFlightsRunTwoBatchesAtOnce(t *testing.T) {
 		t.Fatalf("batches %v: the four waiting calls should go in at most two batches", batches)
 	}
 	// Both drains end once nothing waits (else no new batch would start).
+	until(&g.mu, func() bool { return g.running == 0 })
+}
+
+// until polls cond, holding mu, until it holds (the test's deadline bounds
+// it).
+func until(mu sync.Locker, cond func() bool) {
 	for {
-		g.mu.Lock()
-		n := g.running
-		g.mu.Unlock()
-		if n == 0 {
-			break
+		mu.Lock()
+		ok := cond()
+		mu.Unlock()
+		if ok {
+			return
 		}
 		time.Sleep(time.Millisecond)
 	}

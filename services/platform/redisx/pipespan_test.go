@@ -16,10 +16,10 @@ import (
 	"github.com/leadflow/leadflow/services/platform/redisx"
 )
 
-// A pipeline (or MULTI) is one client span named by its distinct command
-// names, in the lead's trace, without any argument in it; single commands
-// keep their redisotel span.
-func TestPipelineIsOneSpanWithoutArguments(t *testing.T) {
+// tracedClient is a redisx client on a fresh redis-server whose spans go to
+// the returned exporter, synchronously.
+func tracedClient(t *testing.T) (redis.UniversalClient, *tracetest.InMemoryExporter, *sdktrace.TracerProvider) {
+	t.Helper()
 	r := platformtest.StartRedis(t)
 	spans := tracetest.NewInMemoryExporter()
 	tp := sdktrace.NewTracerProvider(sdktrace.WithSyncer(spans))
@@ -27,9 +27,18 @@ func TestPipelineIsOneSpanWithoutArguments(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer c.Close()
-	// Connection set-up (dial, HELLO, CLIENT SETINFO) has spans of its own.
-	setup := map[string]bool{"redis.dial": true, "hello": true, "client": true, "redis.pipeline client": true}
+	t.Cleanup(func() { _ = c.Close() })
+	return c, spans, tp
+}
+
+// setup names the spans of connection set-up (dial, HELLO, CLIENT SETINFO).
+var setup = map[string]bool{"redis.dial": true, "hello": true, "client": true, "redis.pipeline client": true}
+
+// A pipeline (or MULTI) is one client span named by its distinct command
+// names, in the lead's trace, without any argument in it; single commands
+// keep their redisotel span.
+func TestPipelineIsOneSpanWithoutArguments(t *testing.T) {
+	c, spans, tp := tracedClient(t)
 	ctx, parent := tp.Tracer("test").Start(context.Background(), "step")
 	const secret = "person@example.com"
 	if _, err := c.Pipelined(ctx, func(p redis.Pipeliner) error {
@@ -75,14 +84,7 @@ func TestPipelineIsOneSpanWithoutArguments(t *testing.T) {
 // probes make no span: an idle worker's poll would otherwise be a trace of
 // its own several times a second. Commands that do work keep theirs.
 func TestWaitsAndProbesMakeNoSpan(t *testing.T) {
-	r := platformtest.StartRedis(t)
-	spans := tracetest.NewInMemoryExporter()
-	tp := sdktrace.NewTracerProvider(sdktrace.WithSyncer(spans))
-	c, err := redisx.New(r.URL(), redisx.Options{TracerProvider: tp})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	c, spans, _ := tracedClient(t)
 	ctx := context.Background()
 	if err := c.XAdd(ctx, &redis.XAddArgs{Stream: "s", Values: []string{"k", "v"}}).Err(); err != nil {
 		t.Fatal(err)
@@ -99,7 +101,6 @@ func TestWaitsAndProbesMakeNoSpan(t *testing.T) {
 	if err := c.XRead(ctx, &redis.XReadArgs{Streams: []string{"s", "0"}, Block: -1}).Err(); err != nil {
 		t.Fatalf("XREAD: %v", err)
 	}
-	setup := map[string]bool{"redis.dial": true, "hello": true, "client": true, "redis.pipeline client": true}
 	var names []string
 	for _, s := range spans.GetSpans() {
 		if !setup[s.Name] {
