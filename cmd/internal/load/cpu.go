@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/leadflow/leadflow/services/platform/redisx"
 )
 
 // CPU is the CPU time used so far by the whole machine (busy time in
@@ -45,22 +47,9 @@ func ReadCPU(ctx context.Context, rdb *redis.Client) (CPU, bool) {
 	}
 	c.Machine = time.Duration(busy) * 10 * time.Millisecond
 
-	info, err := rdb.Info(ctx, "cpu").Result()
-	if err != nil {
+	if c.Redis, err = redisx.ServerCPU(ctx, rdb); err != nil {
 		return c, false
 	}
-	var secs float64
-	for _, l := range strings.Split(info, "\n") {
-		k, v, _ := strings.Cut(strings.TrimSpace(l), ":")
-		if k == "used_cpu_sys" || k == "used_cpu_user" {
-			x, err := strconv.ParseFloat(v, 64)
-			if err != nil {
-				return c, false
-			}
-			secs += x
-		}
-	}
-	c.Redis = time.Duration(secs * float64(time.Second))
 
 	var ru syscall.Rusage
 	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {

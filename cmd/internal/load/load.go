@@ -38,6 +38,7 @@ import (
 	reportingv1 "github.com/leadflow/leadflow/gen/go/leadflow/reporting/v1"
 	routingv1 "github.com/leadflow/leadflow/gen/go/leadflow/routing/v1"
 	scoringv1 "github.com/leadflow/leadflow/gen/go/leadflow/scoring/v1"
+	"github.com/leadflow/leadflow/services/platform/redisx"
 )
 
 // Config says what to drive and for how long. The run is always bounded:
@@ -330,7 +331,7 @@ func Run(ctx context.Context, cfg Config, logw io.Writer) (*Report, error) {
 	var cpuBefore CPU
 	cpuOK := false
 	if rdb != nil {
-		before, _ = CommandStats(ctx, rdb)
+		before, _ = redisx.CommandCalls(ctx, rdb)
 		cpuBefore, cpuOK = ReadCPU(ctx, rdb)
 	}
 
@@ -460,7 +461,7 @@ loop:
 	var after map[string]int64
 	var afterErr error
 	if rdb != nil {
-		after, afterErr = CommandStats(ctx, rdb)
+		after, afterErr = redisx.CommandCalls(ctx, rdb)
 		if cpuAfter, read := ReadCPU(ctx, rdb); read && cpuOK && ok > 0 {
 			rep.CPU = cpuPerLead(cpuBefore, cpuAfter, ok, rep.EchoRate)
 		}
@@ -773,29 +774,6 @@ func hammer(ctx context.Context, conc int, d time.Duration, call func(context.Co
 		return 0, 0, 0, e
 	}
 	return float64(n.Load()) / time.Since(t0).Seconds(), h.Quantile(0.5), h.Quantile(0.99), nil
-}
-
-// CommandStats reads INFO commandstats: calls per command.
-func CommandStats(ctx context.Context, rdb *redis.Client) (map[string]int64, error) {
-	s, err := rdb.Info(ctx, "commandstats").Result()
-	if err != nil {
-		return nil, err
-	}
-	out := map[string]int64{}
-	for _, line := range strings.Split(s, "\n") {
-		line = strings.TrimSpace(line)
-		name, rest, ok := strings.Cut(line, ":")
-		if !ok || !strings.HasPrefix(name, "cmdstat_") {
-			continue
-		}
-		for _, f := range strings.Split(rest, ",") {
-			if v, ok := strings.CutPrefix(f, "calls="); ok {
-				n, _ := strconv.ParseInt(v, 10, 64)
-				out[strings.TrimPrefix(name, "cmdstat_")] = n
-			}
-		}
-	}
-	return out, nil
 }
 
 // DeadLettersAPI counts what the suite gave up on, through its APIs: the

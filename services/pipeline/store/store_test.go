@@ -5,18 +5,17 @@ import (
 	"errors"
 	"fmt"
 	"sort"
-	"strconv"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/google/uuid"
-	"github.com/redis/go-redis/v9"
 
 	"github.com/leadflow/leadflow/services/pipeline/domain"
 	"github.com/leadflow/leadflow/services/pipeline/store"
 	"github.com/leadflow/leadflow/services/platform/platformtest"
+	"github.com/leadflow/leadflow/services/platform/redisx"
 )
 
 var t0 = time.Date(2026, 3, 10, 9, 0, 0, 0, time.UTC)
@@ -422,13 +421,19 @@ func TestListDealsByLead(t *testing.T) {
 	}
 	newestFirst := []string{inDefault.ID, inOther.ID}
 	sort.Sort(sort.Reverse(sort.StringSlice(newestFirst)))
-	before := commandCalls(t, rdb)
+	before, err := redisx.CommandCalls(ctx, rdb)
+	if err != nil {
+		t.Fatal(err)
+	}
 	for _, size := range []int{1, 2, 50} {
 		if got := list(domain.DealFilter{LeadID: "lead-a"}, size); fmt.Sprint(got) != fmt.Sprint(newestFirst) {
 			t.Fatalf("lead-a, pages of %d = %v, want %v", size, got, newestFirst)
 		}
 	}
-	after := commandCalls(t, rdb)
+	after, err := redisx.CommandCalls(ctx, rdb)
+	if err != nil {
+		t.Fatal(err)
+	}
 	if n := after["zrevrangebylex"] - before["zrevrangebylex"]; n != 0 {
 		t.Errorf("the lead filter walked an index (%d ZREVRANGEBYLEX)", n)
 	}
@@ -453,27 +458,4 @@ func TestListDealsByLead(t *testing.T) {
 			t.Errorf("%+v = %v, want %v", tc.f, got, tc.want)
 		}
 	}
-}
-
-// commandCalls reads INFO commandstats: calls per command.
-func commandCalls(t *testing.T, rdb *redis.Client) map[string]int64 {
-	t.Helper()
-	s, err := rdb.Info(context.Background(), "commandstats").Result()
-	if err != nil {
-		t.Fatal(err)
-	}
-	out := map[string]int64{}
-	for _, line := range strings.Split(s, "\n") {
-		name, rest, ok := strings.Cut(strings.TrimSpace(line), ":")
-		if !ok || !strings.HasPrefix(name, "cmdstat_") {
-			continue
-		}
-		for _, f := range strings.Split(rest, ",") {
-			if v, ok := strings.CutPrefix(f, "calls="); ok {
-				n, _ := strconv.ParseInt(v, 10, 64)
-				out[strings.TrimPrefix(name, "cmdstat_")] = n
-			}
-		}
-	}
-	return out
 }

@@ -111,3 +111,34 @@ func TestWaitsAndProbesMakeNoSpan(t *testing.T) {
 		t.Fatalf("spans %v, want %v (the XADD and the non-blocking XREAD only)", names, want)
 	}
 }
+
+// ServerCPU reads a real server's clock, which work makes grow.
+func TestServerCPU(t *testing.T) {
+	r := platformtest.StartRedis(t)
+	rdb := r.Client()
+	ctx := context.Background()
+	before, err := redisx.ServerCPU(ctx, rdb)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 1000 {
+		pipe := rdb.Pipeline()
+		for j := range 1000 {
+			pipe.Set(ctx, "k", j, 0)
+		}
+		if _, err := pipe.Exec(ctx); err != nil {
+			t.Fatal(err)
+		}
+		after, err := redisx.ServerCPU(ctx, rdb)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if after < before {
+			t.Fatalf("server CPU went back: %v then %v", before, after)
+		}
+		if after > before {
+			return
+		}
+	}
+	t.Fatalf("server CPU still %v after a million SETs", before)
+}

@@ -208,3 +208,48 @@ func IsUnavailable(err error) bool {
 	}
 	return false
 }
+
+// ServerCPU is the CPU time the Redis server has used since it started
+// (INFO cpu: used_cpu_sys + used_cpu_user): benchmarks divide its growth by
+// the work done to report Redis's cost per lead or per event.
+func ServerCPU(ctx context.Context, rdb redis.Cmdable) (time.Duration, error) {
+	info, err := rdb.Info(ctx, "cpu").Result()
+	if err != nil {
+		return 0, err
+	}
+	var secs float64
+	for _, l := range strings.Split(info, "\n") {
+		k, v, _ := strings.Cut(strings.TrimSpace(l), ":")
+		if k == "used_cpu_sys" || k == "used_cpu_user" {
+			x, err := strconv.ParseFloat(v, 64)
+			if err != nil {
+				return 0, fmt.Errorf("INFO cpu %s: %w", k, err)
+			}
+			secs += x
+		}
+	}
+	return time.Duration(secs * float64(time.Second)), nil
+}
+
+// CommandCalls reads INFO commandstats: calls per command since the server
+// started (commands inside scripts and transactions included).
+func CommandCalls(ctx context.Context, rdb redis.Cmdable) (map[string]int64, error) {
+	s, err := rdb.Info(ctx, "commandstats").Result()
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]int64{}
+	for _, line := range strings.Split(s, "\n") {
+		name, rest, ok := strings.Cut(strings.TrimSpace(line), ":")
+		if !ok || !strings.HasPrefix(name, "cmdstat_") {
+			continue
+		}
+		for _, f := range strings.Split(rest, ",") {
+			if v, ok := strings.CutPrefix(f, "calls="); ok {
+				n, _ := strconv.ParseInt(v, 10, 64)
+				out[strings.TrimPrefix(name, "cmdstat_")] = n
+			}
+		}
+	}
+	return out, nil
+}
