@@ -124,15 +124,22 @@ type Result struct {
 	Err         error
 }
 
-// Apply applies events to generation gen, each atomically with its
-// idempotency record, in one round trip. With check, an event is refused with
-// ErrStaleGeneration when gen is no longer serving.
+// applyChunk is how many events one script call applies. Chunks amortise
+// the per-call work (generation check, event counter, smallest stream id)
+// while a call still runs for well under a millisecond: a script blocks
+// every other Redis client while it runs.
+const applyChunk = 20
+
+// Apply applies events to generation gen, in order, each atomically with its
+// idempotency record, in one round trip (one script call per chunk of
+// events). With check, an event is refused with ErrStaleGeneration when gen
+// is no longer serving. An event a command fails on gets that error alone.
 func (s *Store) Apply(ctx context.Context, gen int64, check bool, evs []Event) ([]Result, error) {
 	if len(evs) == 0 {
 		return nil, nil
 	}
 	out, err := s.apply(ctx, gen, check, evs)
-	if err == nil && len(out) > 0 && out[0].Err != nil && redis.HasErrorPrefix(out[0].Err, "NOSCRIPT") {
+	if err == nil && out[0].Err != nil && redis.HasErrorPrefix(out[0].Err, "NOSCRIPT") {
 		// First use, or Redis restarted/flushed its script cache: load and
 		// send again (safe: the apply is idempotent by event id).
 		if err := applyScript.Load(ctx, s.rdb).Err(); err != nil {
@@ -143,57 +150,87 @@ func (s *Store) Apply(ctx context.Context, gen int64, check bool, evs []Event) (
 	return out, err
 }
 
+// apply sends one script call per chunk of events in one pipeline. A
+// chunk's error reply becomes the Err of each of its events.
 func (s *Store) apply(ctx context.Context, gen int64, check bool, evs []Event) ([]Result, error) {
-	pipe := s.rdb.Pipeline()
-	cmds := make([]*redis.Cmd, len(evs))
 	chk := "0"
 	if check {
 		chk = "1"
 	}
-	for i, ev := range evs {
-		keys := []string{genKey, leadKey(gen, ev.LeadID), journeyKey(gen, ev.LeadID), cohortKey(gen), metaKey(gen)}
-		args := make([]any, 0, 8+len(ev.Ops)*8)
-		args = append(args, gen, chk, ev.ID, ev.Raw, ev.LeadID, ev.StreamID)
-		for _, op := range ev.Ops {
-			switch op.Kind {
-			case domain.OpIncr:
-				args = append(args, string(op.Kind), op.Group, op.Delta)
-			default:
-				args = append(args, string(op.Kind), op.Group, op.Key, len(op.Fields)/2)
-				for _, f := range op.Fields {
-					args = append(args, f)
+	pipe := s.rdb.Pipeline()
+	cmds := make([]*redis.Cmd, 0, (len(evs)+applyChunk-1)/applyChunk)
+	for start := 0; start < len(evs); start += applyChunk {
+		part := evs[start:min(start+applyChunk, len(evs))]
+		keys := make([]string, 0, 3+2*len(part))
+		keys = append(keys, genKey, cohortKey(gen), metaKey(gen))
+		args := make([]any, 0, 2+len(part)*16)
+		args = append(args, gen, chk)
+		for _, ev := range part {
+			keys = append(keys, leadKey(gen, ev.LeadID), journeyKey(gen, ev.LeadID))
+			args = append(args, ev.ID, ev.Raw, ev.LeadID, ev.StreamID, 0)
+			n := len(args)
+			for _, op := range ev.Ops {
+				switch op.Kind {
+				case domain.OpIncr:
+					args = append(args, string(op.Kind), op.Group, op.Delta)
+				default:
+					args = append(args, string(op.Kind), op.Group, op.Key, len(op.Fields)/2)
+					for _, f := range op.Fields {
+						args = append(args, f)
+					}
 				}
 			}
+			args[n-1] = len(args) - n
 		}
-		cmds[i] = applyScript.EvalSha(ctx, pipe, keys, args...)
+		cmds = append(cmds, applyScript.EvalSha(ctx, pipe, keys, args...))
 	}
 	_, err := pipe.Exec(ctx)
 	if err != nil && !isReplyError(err) {
 		return nil, err
 	}
 	out := make([]Result, len(evs))
-	for i, c := range cmds {
-		vals, err := c.Slice()
-		if err != nil {
-			out[i].Err = err
-			continue
-		}
-		code, _ := vals[0].(int64)
-		switch code {
-		case -1:
-			out[i].Err = ErrStaleGeneration
-		case 0:
-			out[i].Status = Duplicate
-		default:
-			out[i].Status = Applied
-			for _, v := range vals[1:] {
-				if g, ok := v.(string); ok {
-					out[i].FirstGroups = append(out[i].FirstGroups, g)
-				}
+	for c, cmd := range cmds {
+		part := out[c*applyChunk : min((c+1)*applyChunk, len(evs))]
+		if err := chunkResults(cmd, part); err != nil {
+			for i := range part {
+				part[i] = Result{Err: err}
 			}
 		}
 	}
 	return out, nil
+}
+
+// chunkResults reads one script call's reply into the results of its events.
+func chunkResults(cmd *redis.Cmd, out []Result) error {
+	v, err := cmd.Result()
+	if err != nil {
+		return err
+	}
+	if code, ok := v.(int64); ok && code == -1 {
+		return ErrStaleGeneration
+	}
+	vals, ok := v.([]any)
+	if !ok || len(vals) != len(out) {
+		return fmt.Errorf("apply script: %d results for %d events", len(vals), len(out))
+	}
+	for i, r := range vals {
+		fields, applied := r.([]any)
+		if !applied {
+			out[i].Status = Duplicate
+			continue
+		}
+		if code, _ := fields[0].(int64); code == -2 {
+			out[i].Err = fmt.Errorf("apply script: %v", fields[1])
+			continue
+		}
+		out[i].Status = Applied
+		for _, f := range fields[1:] {
+			if g, ok := f.(string); ok {
+				out[i].FirstGroups = append(out[i].FirstGroups, g)
+			}
+		}
+	}
+	return nil
 }
 
 // isReplyError reports whether a pipeline error is a Redis error reply of one

@@ -3,6 +3,8 @@ package store_test
 import (
 	"context"
 	"errors"
+	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -93,5 +95,110 @@ func TestApplyScript(t *testing.T) {
 	release(ctx)
 	if _, err := st.Lock(ctx, "two", time.Minute); err != nil {
 		t.Fatalf("lock after release: %v", err)
+	}
+}
+
+// A batch longer than one script call's chunk, with duplicates across the
+// chunks, gives each event the answer it would get alone, and the
+// generation's meta counts the applied events and their smallest stream id.
+func TestApplyBatchAcrossChunks(t *testing.T) {
+	r := platformtest.StartRedis(t)
+	st := store.New(r.Client())
+	ctx := context.Background()
+	gen, err := st.Generation(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t0 := time.Date(2026, 11, 2, 9, 0, 0, 0, time.UTC)
+	touch := func(id, lead, sid string) store.Event {
+		return store.Event{ID: id, LeadID: lead, Raw: []byte("raw-" + id), StreamID: sid, Ops: []domain.Op{
+			{Kind: domain.OpMin, Group: domain.GroupCaptured, Key: domain.EventKey(t0, lead), Fields: []string{"src", "web"}},
+			{Kind: domain.OpIncr, Group: domain.CounterTouches, Delta: 1},
+		}}
+	}
+	var evs []store.Event
+	var want []store.Result
+	for i := range 45 {
+		lead := fmt.Sprintf("L%d", i%3)
+		evs = append(evs, touch(fmt.Sprintf("e%d", i), lead, fmt.Sprintf("%d-0", 100+i)))
+		if i < 3 {
+			want = append(want, store.Result{Status: store.Applied, FirstGroups: []string{"cap"}})
+		} else {
+			want = append(want, store.Result{Status: store.Applied})
+		}
+		if i%10 == 9 { // the event of 5 entries before, again, with a smaller stream id
+			evs = append(evs, touch(fmt.Sprintf("e%d", i-5), fmt.Sprintf("L%d", (i-5)%3), "7-0"))
+			want = append(want, store.Result{Status: store.Duplicate})
+		}
+	}
+	res, err := st.Apply(ctx, gen, true, evs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := cmp.Diff(want, res); d != "" {
+		t.Fatalf("results (-want +got):\n%s", d)
+	}
+	for i := range 3 {
+		if f, err := st.Fact(ctx, fmt.Sprintf("L%d", i)); err != nil || f.Touches != 15 {
+			t.Fatalf("L%d: touches = %d, %v; want 15", i, f.Touches, err)
+		}
+	}
+	meta, err := st.Meta(ctx, gen)
+	if err != nil || meta.Events != 45 || meta.Leads != 3 || meta.MinStreamID != "100-0" {
+		t.Fatalf("meta = %+v, %v; want 45 events, 3 leads, min stream id 100-0", meta, err)
+	}
+
+	// A later batch with a smaller stream id lowers it; a larger one does not.
+	if _, err := st.Apply(ctx, gen, true, []store.Event{touch("x1", "L0", "99-5"), touch("x2", "L0", "120-0")}); err != nil {
+		t.Fatal(err)
+	}
+	if meta, _ := st.Meta(ctx, gen); meta.MinStreamID != "99-5" || meta.Events != 47 {
+		t.Fatalf("meta after a second batch = %+v", meta)
+	}
+}
+
+// An event the script cannot apply fails alone: the others of its chunk
+// are applied once (their counters prove it), before and after it.
+func TestApplyIsolatesAFailingEvent(t *testing.T) {
+	r := platformtest.StartRedis(t)
+	st := store.New(r.Client())
+	ctx := context.Background()
+	gen, err := st.Generation(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t0 := time.Date(2026, 11, 2, 9, 0, 0, 0, time.UTC)
+	incr := func(id, lead, field string) store.Event {
+		return store.Event{ID: id, LeadID: lead, Raw: []byte("raw-" + id), Ops: []domain.Op{{Kind: domain.OpIncr, Group: field, Delta: 1}}}
+	}
+	// "cap" holds an event key, not a number: incrementing it is an error
+	// reply from inside the script.
+	capture := store.Event{ID: "c", LeadID: "B", Raw: []byte("raw-c"), Ops: []domain.Op{
+		{Kind: domain.OpMin, Group: domain.GroupCaptured, Key: domain.EventKey(t0, "c")},
+	}}
+	evs := []store.Event{capture, incr("a1", "A", domain.CounterTouches), incr("bad", "B", domain.GroupCaptured), incr("a2", "A", domain.CounterTouches)}
+	res, err := st.Apply(ctx, gen, true, evs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res[2].Err == nil || !strings.Contains(res[2].Err.Error(), "not an integer") {
+		t.Fatalf("the bad event's result = %+v; want its error reply", res[2])
+	}
+	for _, i := range []int{0, 1, 3} {
+		if res[i].Err != nil {
+			t.Fatalf("event %d failed with the bad one: %+v", i, res[i])
+		}
+	}
+	if f, err := st.Fact(ctx, "A"); err != nil || f.Touches != 2 {
+		t.Fatalf("A: touches = %d, %v; want 2 (each event once)", f.Touches, err)
+	}
+	if meta, _ := st.Meta(ctx, gen); meta.Events != 3 {
+		t.Fatalf("meta events = %d; want 3", meta.Events)
+	}
+	// Its idempotency record is gone: a redelivery fails again (and is
+	// dead-lettered in time) instead of passing as a duplicate.
+	res, err = st.Apply(ctx, gen, true, evs[2:3])
+	if err != nil || res[0].Err == nil {
+		t.Fatalf("redelivered bad event = %+v, %v; want its error again", res, err)
 	}
 }
