@@ -828,16 +828,15 @@ func (r *Router) ListAssignments(ctx context.Context, rep string, offset, limit 
 	if more {
 		ids = ids[:limit]
 	}
+	recs, err := r.st.Leads(ctx, rp.TeamID, ids)
+	if err != nil {
+		return nil, false, err
+	}
 	out := make([]*routingv1.Assignment, 0, len(ids))
-	for _, id := range ids {
-		rec, err := r.st.Lead(ctx, rp.TeamID, id)
-		if errors.Is(err, store.ErrNotFound) {
-			continue
+	for _, rec := range recs {
+		if rec != nil {
+			out = append(out, Assignment(rec))
 		}
-		if err != nil {
-			return nil, false, err
-		}
-		out = append(out, Assignment(rec))
 	}
 	return out, more, nil
 }
@@ -872,14 +871,19 @@ func (r *Router) GetQueue(ctx context.Context, team string, offset, limit int64)
 		all = append(all, redisZ{z.Member.(string), false})
 	}
 	all = append(all, pk...)
+	ids := make([]string, len(all))
+	for i, z := range all {
+		ids[i] = z.id
+	}
+	recs, err := r.st.Leads(ctx, team, ids)
+	if err != nil {
+		return nil, 0, 0, false, err
+	}
 	out := make([]*routingv1.QueueEntry, 0, len(all))
 	for i, z := range all {
-		rec, err := r.st.Lead(ctx, team, z.id)
-		if err != nil {
-			if errors.Is(err, store.ErrNotFound) {
-				continue
-			}
-			return nil, 0, 0, false, err
+		rec := recs[i]
+		if rec == nil {
+			continue
 		}
 		ex := append([]string(nil), rec.Excluded...)
 		out = append(out, &routingv1.QueueEntry{LeadId: z.id, Position: int32(offset) + int32(i), Heat: leadv1.Heat(rec.Heat), ScoreTotal: int32(rec.Score),

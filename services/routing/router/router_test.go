@@ -69,3 +69,25 @@ func sum(m map[string]int) int {
 	}
 	return n
 }
+
+// The team script goes in a shared pipeline, which cannot fall back to EVAL:
+// after Redis lost its script cache (a restart), the next route loads the
+// script and is decided as usual.
+func TestRouteAfterScriptCacheFlush(t *testing.T) {
+	e := newEnv(t)
+	r, _ := e.router()
+	apply(t, r, baseConfig())
+	ctx := context.Background()
+	p, s := lead("DE", leadv1.Heat_HEAT_HOT, 80)
+	route(t, r, p, s)
+	if err := e.redis.Client().ScriptFlush(ctx).Err(); err != nil {
+		t.Fatal(err)
+	}
+	p, s = lead("DE", leadv1.Heat_HEAT_HOT, 80)
+	if d := route(t, r, p, s); d.GetOutcome() != routingv1.DecisionOutcome_DECISION_OUTCOME_ASSIGNED || d.GetRepId() == "" {
+		t.Fatalf("route after the script cache was flushed: %v", d)
+	}
+	if loads, _ := r.Store().Loads(ctx, "dach"); sum(loads) != 2 {
+		t.Fatalf("loads = %v, want the two leads", loads)
+	}
+}

@@ -53,7 +53,8 @@ var ErrConflict = errors.New("version conflict")
 // Store is routing's state in Redis.
 type Store struct {
 	rdb redis.UniversalClient
-	// shared sends the team claims of concurrent routes in one round trip.
+	// shared sends the team claims, team-script calls and record reads of
+	// concurrent callers in one round trip.
 	shared *redisx.Coalesced
 }
 
@@ -266,7 +267,7 @@ func (s *Store) Run(ctx context.Context, op Op, profile, score []byte) (*Result,
 	if err != nil {
 		return nil, err
 	}
-	raw, err := teamScript.Run(ctx, s.rdb, []string{TeamPrefix(op.Team) + "cfgver"}, in, profile, score).Text()
+	raw, err := s.evalShared(ctx, teamScript, []string{TeamPrefix(op.Team) + "cfgver"}, in, profile, score)
 	if err != nil {
 		return nil, err
 	}
@@ -275,6 +276,30 @@ func (s *Store) Run(ctx context.Context, op Op, profile, score []byte) (*Result,
 		return nil, fmt.Errorf("team script answer %q: %w", truncate(raw, 200), err)
 	}
 	return res, nil
+}
+
+// evalShared runs a script in the shared pipeline of concurrent callers: the
+// team script of routes decided at the same time goes in one round trip
+// (each call is still atomic on its own; their order was never defined).
+// A pipeline cannot fall back to EVAL, so an empty script cache (first
+// call, or a restarted Redis) answers NOSCRIPT, which means the script did
+// not run: it is loaded and sent again.
+func (s *Store) evalShared(ctx context.Context, sc *redis.Script, keys []string, args ...any) (string, error) {
+	var c *redis.Cmd
+	send := func() error {
+		return s.shared.Pipelined(ctx, func(p redis.Pipeliner) { c = sc.EvalSha(ctx, p, keys, args...) })
+	}
+	err := send()
+	if err != nil && redis.HasErrorPrefix(err, "NOSCRIPT") {
+		if err := sc.Load(ctx, s.rdb).Err(); err != nil {
+			return "", err
+		}
+		err = send()
+	}
+	if err != nil {
+		return "", err
+	}
+	return c.Text()
 }
 
 func truncate(s string, n int) string {
@@ -338,18 +363,19 @@ func (s *Store) Lead(ctx context.Context, team, lead string) (*Record, error) {
 }
 
 // Leads reads the records of several leads of a team in one round trip (the
-// team's keys share one hash tag, so one Cluster node). recs[i] is the record
-// of leads[i], nil when absent.
+// team's keys share one hash tag, so one Cluster node), shared with the
+// reads and team-script calls made at the same time (inbox reads of many
+// reps come together). recs[i] is the record of leads[i], nil when absent.
 func (s *Store) Leads(ctx context.Context, team string, leads []string) ([]*Record, error) {
 	p := TeamPrefix(team)
-	pipe := s.rdb.Pipeline()
 	hs := make([]*redis.MapStringStringCmd, len(leads))
 	exs := make([]*redis.StringSliceCmd, len(leads))
-	for i, lead := range leads {
-		hs[i] = pipe.HGetAll(ctx, p+"lead:"+lead)
-		exs[i] = pipe.SMembers(ctx, p+"excl:"+lead)
-	}
-	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
+	if err := s.shared.Pipelined(ctx, func(pipe redis.Pipeliner) {
+		for i, lead := range leads {
+			hs[i] = pipe.HGetAll(ctx, p+"lead:"+lead)
+			exs[i] = pipe.SMembers(ctx, p+"excl:"+lead)
+		}
+	}); err != nil {
 		return nil, err
 	}
 	recs := make([]*Record, len(leads))
