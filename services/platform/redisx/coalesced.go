@@ -57,3 +57,33 @@ func (c *Coalesced) run(ctx context.Context, fns []func(redis.Pipeliner)) []coal
 	}
 	return out
 }
+
+// Eval runs sc with the pipelines of concurrent callers (each call is still
+// atomic on its own) and returns its command, whose result and error are
+// read as usual. A pipeline cannot fall back to EVAL, so an empty script
+// cache (first call, or a restarted Redis) answers NOSCRIPT, which means the
+// script did not run: it is loaded and the call sent again.
+func (c *Coalesced) Eval(ctx context.Context, sc *redis.Script, keys []string, args ...any) *redis.Cmd {
+	var cmd *redis.Cmd
+	send := func() error {
+		cmd = nil
+		return c.Pipelined(ctx, func(p redis.Pipeliner) { cmd = sc.EvalSha(ctx, p, keys, args...) })
+	}
+	err := send()
+	if err != nil && redis.HasErrorPrefix(err, "NOSCRIPT") {
+		if lerr := sc.Load(ctx, c.rdb).Err(); lerr != nil {
+			return failedCmd(ctx, lerr)
+		}
+		err = send()
+	}
+	if cmd == nil { // ctx ended before the call reached a pipeline
+		return failedCmd(ctx, err)
+	}
+	return cmd
+}
+
+func failedCmd(ctx context.Context, err error) *redis.Cmd {
+	cmd := redis.NewCmd(ctx)
+	cmd.SetErr(err)
+	return cmd
+}

@@ -60,3 +60,40 @@ func TestCoalescedPipelinesKeepEachCallersResults(t *testing.T) {
 		}
 	}
 }
+
+// Eval answers concurrent callers from one script in the shared pipeline:
+// on an empty script cache (a fresh or restarted Redis) it loads the script
+// and sends the calls again, and a script's error is its caller's alone.
+func TestCoalescedEvalLoadsTheScriptWhenTheCacheIsEmpty(t *testing.T) {
+	r := platformtest.StartRedis(t)
+	rdb := r.Client()
+	ctx := context.Background()
+	c := redisx.NewCoalesced(rdb, 16)
+	incr := redis.NewScript(`if ARGV[1] == 'fail' then return redis.error_reply('asked to fail') end
+return redis.call('INCRBY', KEYS[1], ARGV[1])`)
+	for round := range 2 {
+		if err := rdb.ScriptFlush(ctx).Err(); err != nil {
+			t.Fatal(err)
+		}
+		var wg sync.WaitGroup
+		errs := make([]error, 20)
+		for i := range 20 {
+			wg.Go(func() {
+				arg := "1"
+				if i == 3 {
+					arg = "fail"
+				}
+				errs[i] = c.Eval(ctx, incr, []string{"n"}, arg).Err()
+			})
+		}
+		wg.Wait()
+		for i, err := range errs {
+			if (i == 3) != (err != nil) || (i == 3 && !strings.Contains(err.Error(), "asked to fail")) {
+				t.Fatalf("round %d, call %d: %v", round, i, err)
+			}
+		}
+		if n, err := rdb.Get(ctx, "n").Int(); err != nil || n != 19*(round+1) {
+			t.Fatalf("round %d: n = %d, %v; want each call once", round, n, err)
+		}
+	}
+}

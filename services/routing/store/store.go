@@ -267,7 +267,9 @@ func (s *Store) Run(ctx context.Context, op Op, profile, score []byte) (*Result,
 	if err != nil {
 		return nil, err
 	}
-	raw, err := s.evalShared(ctx, teamScript, []string{TeamPrefix(op.Team) + "cfgver"}, in, profile, score)
+	// Shared with the routes decided at the same time: one round trip for
+	// them all, each call still atomic.
+	raw, err := s.shared.Eval(ctx, teamScript, []string{TeamPrefix(op.Team) + "cfgver"}, in, profile, score).Text()
 	if err != nil {
 		return nil, err
 	}
@@ -276,30 +278,6 @@ func (s *Store) Run(ctx context.Context, op Op, profile, score []byte) (*Result,
 		return nil, fmt.Errorf("team script answer %q: %w", truncate(raw, 200), err)
 	}
 	return res, nil
-}
-
-// evalShared runs a script in the shared pipeline of concurrent callers: the
-// team script of routes decided at the same time goes in one round trip
-// (each call is still atomic on its own; their order was never defined).
-// A pipeline cannot fall back to EVAL, so an empty script cache (first
-// call, or a restarted Redis) answers NOSCRIPT, which means the script did
-// not run: it is loaded and sent again.
-func (s *Store) evalShared(ctx context.Context, sc *redis.Script, keys []string, args ...any) (string, error) {
-	var c *redis.Cmd
-	send := func() error {
-		return s.shared.Pipelined(ctx, func(p redis.Pipeliner) { c = sc.EvalSha(ctx, p, keys, args...) })
-	}
-	err := send()
-	if err != nil && redis.HasErrorPrefix(err, "NOSCRIPT") {
-		if err := sc.Load(ctx, s.rdb).Err(); err != nil {
-			return "", err
-		}
-		err = send()
-	}
-	if err != nil {
-		return "", err
-	}
-	return c.Text()
 }
 
 func truncate(s string, n int) string {
