@@ -1,9 +1,9 @@
 // Package store is the Redis adapter of the scoring domain.
 //
 // Keys (every key of one lead shares the hash tag {lead:<id>}, so a lead's
-// transaction is one MULTI, also on Redis Cluster):
+// write is one script call, also on Redis Cluster):
 //
-//	lf:scoring:{lead:<id>}:rec        the record (JSON of domain.Record), optimistic WATCH/MULTI
+//	lf:scoring:{lead:<id>}:rec        the record (JSON of domain.Record), compare-and-write
 //	lf:scoring:{lead:<id>}:outbox     hash effect key → effect (events and hand-offs not delivered yet)
 //	lf:scoring:{lead:<id>}:pending    hash signal id → signal, for a lead not seen yet (TTL)
 //	lf:scoring:{lead:<id>}:scores     list of past scores, newest first (capped)
@@ -30,6 +30,7 @@ import (
 	json "github.com/segmentio/encoding/json"
 
 	"github.com/leadflow/leadflow/services/platform/coalesce"
+	"github.com/leadflow/leadflow/services/platform/redisx"
 	"github.com/leadflow/leadflow/services/scoring/domain"
 )
 
@@ -44,8 +45,8 @@ type Options struct {
 // Store implements domain.Store on Redis.
 type Store struct {
 	rdb redis.UniversalClient
-	// single is a non-Cluster Redis: UpdateLead then sends WATCH with its
-	// reads and the flush mark inside its MULTI (one round trip each).
+	// single is a non-Cluster Redis: UpdateLead then writes the flush mark
+	// and the status lists in its one script call.
 	single bool
 	o      Options
 
@@ -56,6 +57,9 @@ type Store struct {
 	// active coalesces the reads of the active version: every upsert needs
 	// it, and concurrent ones share one GET.
 	active *coalesce.Group[struct{}, int32]
+	// shared sends the reads and writes of concurrent lead updates in one
+	// round trip.
+	shared *redisx.Coalesced
 }
 
 var _ domain.Store = (*Store)(nil)
@@ -71,6 +75,7 @@ func New(rdb redis.UniversalClient, o Options) *Store {
 	_, cluster := rdb.(*redis.ClusterClient)
 	s := &Store{rdb: rdb, o: o, models: map[int32]domain.Model{}, single: !cluster}
 	s.active = coalesce.NewFlights(1024, 2, s.readActiveVersion)
+	s.shared = redisx.NewCoalesced(rdb, 256)
 	return s
 }
 
@@ -97,178 +102,215 @@ func backoff(ctx context.Context, attempt int) error {
 	}
 }
 
-// UpdateLead runs fn in an optimistic transaction on the lead's keys and
-// writes its result in one MULTI. When the record moved in the status
-// lists, they are updated in that MULTI on a single Redis, and right after
-// it on a Cluster (their keys are in other slots). It retries when a
-// concurrent writer wins and gives up with domain.ErrConflict after
-// maxTxAttempts.
+// UpdateLead runs fn on the lead's record and pending signals and writes its
+// result with one compare-and-write script call: the write happens only if
+// the record is still the one fn saw (byte for byte, or still absent) and
+// the pending signals are as many as it saw (they are only added, or all
+// cleared with a record write). Reads and writes go in the pipelines shared
+// with concurrent updates of other leads (one round trip each for them
+// all), where a WATCH/MULTI needed a connection and two round trips of its
+// own per update. When the record moved in the status lists, they are
+// updated in the same call on a single Redis, and right after it on a
+// Cluster (their keys are in other slots). It retries when a concurrent
+// writer wins and gives up with domain.ErrConflict after maxTxAttempts.
+//
+// The outbox is not compared: besides these writes, only AckEffects changes
+// it, by removing delivered effects, and a write never adds back an effect
+// it read (it adds only new ones and removes only ones it read).
 func (s *Store) UpdateLead(ctx context.Context, id string, fn domain.LeadFunc) (*domain.LeadWrite, error) {
-	recK, pendK, outK := leadKey(id, "rec"), leadKey(id, "pending"), leadKey(id, "outbox")
 	for attempt := range maxTxAttempts {
-		var w *domain.LeadWrite
-		var reindex bool
-		var oldIndex []string
-		// On a single Redis, WATCH goes in the same round trip as the reads
-		// (go-redis would send it alone first); a Cluster client needs the
-		// keys to find the node.
-		watchKeys := []string{recK, pendK, outK}
-		if s.single {
-			watchKeys = nil
-		}
-		err := s.rdb.Watch(ctx, func(tx *redis.Tx) (err error) {
-			if s.single {
-				defer func() {
-					// No EXEC ran (nothing to write, or an error): release
-					// the WATCH before the connection goes back to the pool.
-					if w == nil || err != nil {
-						_ = tx.Unwatch(ctx).Err()
-					}
-				}()
-			}
-			var recCmd *redis.StringCmd
-			var pendCmd, outCmd *redis.MapStringStringCmd
-			if _, err := tx.Pipelined(ctx, func(p redis.Pipeliner) error {
-				if s.single {
-					p.Do(ctx, "watch", recK, pendK, outK)
-				}
-				recCmd = p.Get(ctx, recK)
-				pendCmd = p.HGetAll(ctx, pendK)
-				outCmd = p.HGetAll(ctx, outK)
-				return nil
-			}); err != nil && !errors.Is(err, redis.Nil) {
-				return err
-			}
-			cur, err := decodeRecord(recCmd, outCmd.Val())
-			if err != nil && !errors.Is(err, domain.ErrNotFound) {
-				return err
-			}
-			pending := make([]domain.Signal, 0, len(pendCmd.Val()))
-			for _, v := range pendCmd.Val() {
-				var sg domain.Signal
-				if json.Unmarshal([]byte(v), &sg) == nil {
-					pending = append(pending, sg)
-				}
-			}
-			slices.SortFunc(pending, func(a, b domain.Signal) int { return cmp.Compare(a.ID, b.ID) })
-			var rev int64
-			var before string
-			stored := map[string]bool{}
-			oldIndex = []string{}
-			if cur != nil {
-				rev, before = cur.Rev, indexSig(cur)
-				oldIndex = indexKeys(cur)
-				for _, e := range cur.Outbox {
-					stored[e.Key] = true
-				}
-			}
-			w, err = fn(cur, pending)
-			if err != nil || w == nil {
-				return err
-			}
-			var data []byte
-			var effects []any
-			var mark bool
-			var drop []string
-			if w.Record != nil {
-				w.Record.Rev = rev + 1
-				if data, err = json.Marshal(w.Record); err != nil {
-					return err
-				}
-				reindex = cur == nil || indexSig(w.Record) != before
-				keep := map[string]bool{}
-				for i := range w.Record.Outbox {
-					e := &w.Record.Outbox[i]
-					keep[e.Key] = true
-					if stored[e.Key] {
-						continue
-					}
-					e.Seq = w.Record.Rev*1000 + int64(i)
-					b, err := json.Marshal(e)
-					if err != nil {
-						return err
-					}
-					effects = append(effects, e.Key, b)
-				}
-				for k := range stored {
-					if !keep[k] {
-						drop = append(drop, k)
-					}
-				}
-				mark = w.Flush || len(effects) > 0
-			}
-			// Marked before the write, so that if we die after EXEC the
-			// sweeper still finds the lead (GT keeps the highest revision).
-			// On a single Redis the mark goes inside the MULTI (no slot
-			// rule there): the mark and the write are then one.
-			markLead := func(c redis.Cmdable) *redis.IntCmd {
-				return c.ZAddGT(ctx, flushKey, redis.Z{Score: float64(w.Record.Rev), Member: id})
-			}
-			if mark && !s.single {
-				if err := markLead(s.rdb).Err(); err != nil {
-					return err
-				}
-			}
-			_, err = tx.TxPipelined(ctx, func(p redis.Pipeliner) error {
-				if mark && s.single {
-					markLead(p)
-				}
-				if w.AddPending != nil {
-					b, _ := json.Marshal(w.AddPending)
-					p.HSet(ctx, pendK, w.AddPending.ID, b)
-					p.Expire(ctx, pendK, s.o.PendingTTL)
-				}
-				if w.ClearPending {
-					p.Del(ctx, pendK)
-				}
-				if data != nil {
-					p.Set(ctx, recK, data, 0)
-				}
-				if len(effects) > 0 {
-					p.HSet(ctx, outK, effects...)
-				}
-				if len(drop) > 0 {
-					p.HDel(ctx, outK, drop...)
-				}
-				if reindex && s.single {
-					// No slot rule on a single Redis: the lists move with
-					// the record, in the same transaction.
-					queueReindex(ctx, p, w.Record, oldIndex)
-				}
-				if len(w.History) > 0 {
-					hk := leadKey(id, "scores")
-					vals := make([]any, len(w.History))
-					for i, h := range w.History {
-						b, _ := json.Marshal(h)
-						vals[i] = b
-					}
-					p.LPush(ctx, hk, vals...)
-					p.LTrim(ctx, hk, 0, s.o.HistoryLimit-1)
-				}
-				return nil
-			})
-			return err
-		}, watchKeys...)
-		if errors.Is(err, redis.TxFailedErr) {
-			// Lost to a concurrent writer of this lead (a burst of signals):
-			// back off a little, jittered, so the writers spread out instead
-			// of colliding again until the attempts run out.
-			if err := backoff(ctx, attempt); err != nil {
-				return nil, err
-			}
-			continue
-		}
+		w, done, err := s.tryUpdate(ctx, id, fn)
 		if err != nil {
+			return w, err
+		}
+		if done {
+			return w, nil
+		}
+		// Lost to a concurrent writer of this lead (a burst of signals):
+		// back off a little, jittered, so the writers spread out instead of
+		// colliding again until the attempts run out.
+		if err := backoff(ctx, attempt); err != nil {
 			return nil, err
 		}
-		if reindex && !s.single {
-			if err := s.reindex(ctx, w.Record, oldIndex); err != nil {
-				return w, err
-			}
-		}
-		return w, nil
 	}
 	return nil, domain.ErrConflict
+}
+
+// casScript writes a lead when its record and pending count are still what
+// the writer read. KEYS[1] record, KEYS[2] pending, KEYS[3..] the other keys
+// written. ARGV[1] "1" when the record existed, ARGV[2] its value, ARGV[3]
+// the pending count, then the commands: argument count, command, arguments.
+// Returns 1 when written, 0 when the lead changed meanwhile.
+var casScript = redis.NewScript(`
+local cur = redis.call('GET', KEYS[1])
+if ARGV[1] == '1' then
+  if cur ~= ARGV[2] then return 0 end
+elseif cur then
+  return 0
+end
+if redis.call('HLEN', KEYS[2]) ~= tonumber(ARGV[3]) then return 0 end
+local i = 4
+while i <= #ARGV do
+  local n = tonumber(ARGV[i])
+  redis.call(unpack(ARGV, i + 1, i + n))
+  i = i + n + 1
+end
+return 1`)
+
+// tryUpdate is one attempt of UpdateLead; done is false when a concurrent
+// writer changed the lead between the read and the write.
+func (s *Store) tryUpdate(ctx context.Context, id string, fn domain.LeadFunc) (w *domain.LeadWrite, done bool, err error) {
+	recK, pendK, outK := leadKey(id, "rec"), leadKey(id, "pending"), leadKey(id, "outbox")
+	var recCmd *redis.StringCmd
+	var pendCmd, outCmd *redis.MapStringStringCmd
+	if err := s.shared.Pipelined(ctx, func(p redis.Pipeliner) {
+		recCmd = p.Get(ctx, recK)
+		pendCmd = p.HGetAll(ctx, pendK)
+		outCmd = p.HGetAll(ctx, outK)
+	}); err != nil {
+		return nil, false, err
+	}
+	cur, err := decodeRecord(recCmd, outCmd.Val())
+	if err != nil && !errors.Is(err, domain.ErrNotFound) {
+		return nil, false, err
+	}
+	pending := make([]domain.Signal, 0, len(pendCmd.Val()))
+	for _, v := range pendCmd.Val() {
+		var sg domain.Signal
+		if json.Unmarshal([]byte(v), &sg) == nil {
+			pending = append(pending, sg)
+		}
+	}
+	slices.SortFunc(pending, func(a, b domain.Signal) int { return cmp.Compare(a.ID, b.ID) })
+	var rev int64
+	var before string
+	stored := map[string]bool{}
+	oldIndex := []string{}
+	if cur != nil {
+		rev, before = cur.Rev, indexSig(cur)
+		oldIndex = indexKeys(cur)
+		for _, e := range cur.Outbox {
+			stored[e.Key] = true
+		}
+	}
+	w, err = fn(cur, pending)
+	if err != nil || w == nil {
+		return w, true, err
+	}
+	var data []byte
+	var effects []any
+	var mark, reindex bool
+	var drop []string
+	if w.Record != nil {
+		w.Record.Rev = rev + 1
+		if data, err = json.Marshal(w.Record); err != nil {
+			return nil, false, err
+		}
+		reindex = cur == nil || indexSig(w.Record) != before
+		keep := map[string]bool{}
+		for i := range w.Record.Outbox {
+			e := &w.Record.Outbox[i]
+			keep[e.Key] = true
+			if stored[e.Key] {
+				continue
+			}
+			e.Seq = w.Record.Rev*1000 + int64(i)
+			b, err := json.Marshal(e)
+			if err != nil {
+				return nil, false, err
+			}
+			effects = append(effects, e.Key, b)
+		}
+		for k := range stored {
+			if !keep[k] {
+				drop = append(drop, k)
+			}
+		}
+		mark = w.Flush || len(effects) > 0
+	}
+	// Marked before the write, so that if we die after it the sweeper still
+	// finds the lead (GT keeps the highest revision). On a single Redis the
+	// mark goes in the write (no slot rule there): the mark and the write
+	// are then one.
+	markLead := func(c redis.Cmdable) *redis.IntCmd {
+		return c.ZAddGT(ctx, flushKey, redis.Z{Score: float64(w.Record.Rev), Member: id})
+	}
+	if mark && !s.single {
+		if err := markLead(s.rdb).Err(); err != nil {
+			return nil, false, err
+		}
+	}
+	// The write's commands are queued on a pipeline that is never sent:
+	// the script runs them.
+	p := s.rdb.Pipeline()
+	if mark && s.single {
+		markLead(p)
+	}
+	if w.AddPending != nil {
+		b, _ := json.Marshal(w.AddPending)
+		p.HSet(ctx, pendK, w.AddPending.ID, b)
+		p.Expire(ctx, pendK, s.o.PendingTTL)
+	}
+	if w.ClearPending {
+		p.Del(ctx, pendK)
+	}
+	if data != nil {
+		p.Set(ctx, recK, data, 0)
+	}
+	if len(effects) > 0 {
+		p.HSet(ctx, outK, effects...)
+	}
+	if len(drop) > 0 {
+		p.HDel(ctx, outK, drop...)
+	}
+	if reindex && s.single {
+		// No slot rule on a single Redis: the lists move with the record,
+		// in the same call.
+		queueReindex(ctx, p, w.Record, oldIndex)
+	}
+	if len(w.History) > 0 {
+		hk := leadKey(id, "scores")
+		vals := make([]any, len(w.History))
+		for i, h := range w.History {
+			b, _ := json.Marshal(h)
+			vals[i] = b
+		}
+		p.LPush(ctx, hk, vals...)
+		p.LTrim(ctx, hk, 0, s.o.HistoryLimit-1)
+	}
+	keys, args := casArgs(recCmd, len(pendCmd.Val()), recK, pendK, p.Cmds())
+	written, err := s.shared.Eval(ctx, casScript, keys, args...).Int()
+	if err != nil || written == 0 {
+		return nil, false, err
+	}
+	if reindex && !s.single {
+		if err := s.reindex(ctx, w.Record, oldIndex); err != nil {
+			return w, true, err
+		}
+	}
+	return w, true, nil
+}
+
+// casArgs are casScript's keys and arguments: what the writer read and the
+// commands to run (each names its key first).
+func casArgs(rec *redis.StringCmd, pending int, recK, pendK string, cmds []redis.Cmder) ([]string, []any) {
+	keys := []string{recK, pendK}
+	seen := map[string]bool{recK: true, pendK: true}
+	existed := "0"
+	if rec.Err() == nil {
+		existed = "1"
+	}
+	args := []any{existed, rec.Val(), pending}
+	for _, c := range cmds {
+		a := c.Args()
+		if k, ok := a[1].(string); ok && !seen[k] {
+			seen[k] = true
+			keys = append(keys, k)
+		}
+		args = append(args, len(a))
+		args = append(args, a...)
+	}
+	return keys, args
 }
 
 // indexSig is what the status lists depend on.

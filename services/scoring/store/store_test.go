@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -181,6 +182,7 @@ func TestUpdateLeadConcurrentIncrementsAreNotLost(t *testing.T) {
 	s, _ := newStore(t)
 	const n = 20
 	var wg sync.WaitGroup
+	var written atomic.Int64
 	for i := range n {
 		wg.Add(1)
 		go func() {
@@ -192,7 +194,10 @@ func TestUpdateLeadConcurrentIncrementsAreNotLost(t *testing.T) {
 				cur.Signals = append(cur.Signals, domain.Signal{ID: fmt.Sprint(i)})
 				return &domain.LeadWrite{Record: cur}, nil
 			})
-			if err != nil && !errors.Is(err, domain.ErrConflict) {
+			switch {
+			case err == nil:
+				written.Add(1)
+			case !errors.Is(err, domain.ErrConflict):
 				t.Error(err)
 			}
 		}()
@@ -202,8 +207,8 @@ func TestUpdateLeadConcurrentIncrementsAreNotLost(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if int64(len(r.Signals)) != r.Rev {
-		t.Fatalf("lost update: %d signals at revision %d", len(r.Signals), r.Rev)
+	if w := written.Load(); int64(len(r.Signals)) != w || r.Rev != w || w == 0 {
+		t.Fatalf("lost update: %d signals at revision %d after %d updates answered OK", len(r.Signals), r.Rev, w)
 	}
 }
 
@@ -368,5 +373,60 @@ func TestRecordIsStoredAsTheStandardLibrarysJSON(t *testing.T) {
 	got, err := s.GetLead(context.Background(), "j1")
 	if err != nil || got.Owner != r.Owner || got.Bant.NeedDescription != r.Bant.NeedDescription || string(got.ProfileRaw) != string(r.ProfileRaw) {
 		t.Fatalf("read back: %+v, %v", got, err)
+	}
+}
+
+// Signals added while another update creates the record from the pending
+// ones are never lost: each ends in the record or stays pending.
+func TestUpdateLeadPendingRaceLosesNoSignal(t *testing.T) {
+	ctx := context.Background()
+	s, _ := newStore(t)
+	const n = 30
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() {
+			sg := domain.Signal{ID: fmt.Sprintf("s%02d", i), Type: domain.SignalChat, At: t0}
+			_, err := s.UpdateLead(ctx, "p", func(cur *domain.Record, pending []domain.Signal) (*domain.LeadWrite, error) {
+				switch {
+				case cur != nil:
+					cur.Signals = append(cur.Signals, sg)
+					return &domain.LeadWrite{Record: cur}, nil
+				case i%10 == 5: // creates the record from what is pending
+					r := domain.NewRecord("p", t0)
+					r.Signals = append(append(r.Signals, pending...), sg)
+					return &domain.LeadWrite{Record: r, ClearPending: true}, nil
+				default:
+					return &domain.LeadWrite{AddPending: &sg}, nil
+				}
+			})
+			if err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	wg.Wait()
+	var pending []domain.Signal
+	_, err := s.UpdateLead(ctx, "p", func(_ *domain.Record, p []domain.Signal) (*domain.LeadWrite, error) {
+		pending = p
+		return nil, nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := s.GetLead(ctx, "p")
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]int{}
+	for _, sg := range append(r.Signals, pending...) {
+		got[sg.ID]++
+	}
+	if len(got) != n {
+		t.Fatalf("%d distinct signals in the record and pending, want %d: %v", len(got), n, got)
+	}
+	for id, c := range got {
+		if c != 1 {
+			t.Fatalf("signal %s counted %d times", id, c)
+		}
 	}
 }
