@@ -9,9 +9,11 @@ import (
 	"log/slog"
 	"os"
 	"strings"
+	"time"
 
 	"go.opentelemetry.io/contrib/exporters/autoexport"
 	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracegrpc"
 	"go.opentelemetry.io/otel/metric"
 	metricnoop "go.opentelemetry.io/otel/metric/noop"
 	"go.opentelemetry.io/otel/propagation"
@@ -20,6 +22,8 @@ import (
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	semconv "go.opentelemetry.io/otel/semconv/v1.26.0"
 	"go.opentelemetry.io/otel/trace"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/backoff"
 )
 
 // Telemetry holds one service's providers and logger.
@@ -65,7 +69,7 @@ func Setup(ctx context.Context, service string, o Options) (*Telemetry, error) {
 		// several runtimes in one test): the runtime never shuts it down.
 		tpOpts = append(tpOpts, sdktrace.WithSyncer(callerOwned{o.SpanExporter}))
 	case exportRequested("OTEL_TRACES_EXPORTER", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"):
-		exp, err := autoexport.NewSpanExporter(ctx)
+		exp, err := spanExporter(ctx)
 		if err != nil {
 			return nil, err
 		}
@@ -113,6 +117,39 @@ func exportRequested(exporterVar, endpointVar string) bool {
 		return v != "none"
 	}
 	return os.Getenv(endpointVar) != "" || os.Getenv("OTEL_EXPORTER_OTLP_ENDPOINT") != ""
+}
+
+// CollectorRedial is the longest an OTLP/gRPC span exporter waits between
+// attempts to reach its collector. gRPC's default backoff grows to two
+// minutes, and every batch exported while the channel waits is dropped:
+// after a collector restart a service lost up to two minutes of spans.
+const CollectorRedial = 5 * time.Second
+
+// spanExporter is autoexport's, except that an OTLP/gRPC exporter redials
+// its collector at least every CollectorRedial.
+func spanExporter(ctx context.Context) (sdktrace.SpanExporter, error) {
+	if !otlpGRPCTraces() {
+		return autoexport.NewSpanExporter(ctx)
+	}
+	// otlptracegrpc reads the OTEL_EXPORTER_OTLP_* variables itself, as
+	// autoexport's would.
+	return otlptracegrpc.New(ctx, otlptracegrpc.WithDialOption(grpc.WithConnectParams(grpc.ConnectParams{
+		Backoff:           backoff.Config{BaseDelay: time.Second, Multiplier: 1.6, Jitter: 0.2, MaxDelay: CollectorRedial},
+		MinConnectTimeout: CollectorRedial,
+	})))
+}
+
+// otlpGRPCTraces reports whether the environment asks for OTLP traces over
+// gRPC (autoexport's default protocol is http/protobuf).
+func otlpGRPCTraces() bool {
+	if e := os.Getenv("OTEL_TRACES_EXPORTER"); e != "" && e != "otlp" {
+		return false
+	}
+	p := os.Getenv("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL")
+	if p == "" {
+		p = os.Getenv("OTEL_EXPORTER_OTLP_PROTOCOL")
+	}
+	return p == "grpc"
 }
 
 func resourceFromEnv(ctx context.Context) *resource.Resource {
