@@ -62,21 +62,28 @@ func (c *Coalesced) run(ctx context.Context, fns []func(redis.Pipeliner)) []coal
 // atomic on its own) and returns its command, whose result and error are
 // read as usual. A pipeline cannot fall back to EVAL, so an empty script
 // cache (first call, or a restarted Redis) answers NOSCRIPT, which means the
-// script did not run: it is loaded and the call sent again.
+// script did not run: it is loaded and the call sent again. When ctx ends
+// first, the command returned carries ctx's error; the call may still run
+// in its batch.
 func (c *Coalesced) Eval(ctx context.Context, sc *redis.Script, keys []string, args ...any) *redis.Cmd {
-	var cmd *redis.Cmd
-	send := func() error {
-		cmd = nil
-		return c.Pipelined(ctx, func(p redis.Pipeliner) { cmd = sc.EvalSha(ctx, p, keys, args...) })
+	send := func() (*redis.Cmd, error) {
+		var cmd *redis.Cmd
+		err := c.Pipelined(ctx, func(p redis.Pipeliner) { cmd = sc.EvalSha(ctx, p, keys, args...) })
+		if err != nil && ctx.Err() != nil {
+			// Given up: the batch may not have run yet and still writes
+			// cmd, so it is neither read nor returned.
+			return nil, err
+		}
+		return cmd, err
 	}
-	err := send()
-	if err != nil && redis.HasErrorPrefix(err, "NOSCRIPT") {
+	cmd, err := send()
+	if cmd != nil && err != nil && redis.HasErrorPrefix(err, "NOSCRIPT") {
 		if lerr := sc.Load(ctx, c.rdb).Err(); lerr != nil {
 			return failedCmd(ctx, lerr)
 		}
-		err = send()
+		cmd, err = send()
 	}
-	if cmd == nil { // ctx ended before the call reached a pipeline
+	if cmd == nil {
 		return failedCmd(ctx, err)
 	}
 	return cmd

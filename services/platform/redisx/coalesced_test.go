@@ -2,10 +2,12 @@ package redisx_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/redis/go-redis/v9"
 
@@ -95,5 +97,29 @@ return redis.call('INCRBY', KEYS[1], ARGV[1])`)
 		if n, err := rdb.Get(ctx, "n").Int(); err != nil || n != 19*(round+1) {
 			t.Fatalf("round %d: n = %d, %v; want each call once", round, n, err)
 		}
+	}
+}
+
+// A caller whose ctx ends while its script is still in flight gets ctx's
+// error, not the command the batch has yet to fill in (run with -race: the
+// batch writes that command later).
+func TestCoalescedEvalGivenUpCarriesTheContextError(t *testing.T) {
+	r := platformtest.StartRedis(t)
+	rdb := r.Client()
+	c := redisx.NewCoalesced(rdb, 16)
+	busy := redis.NewScript(`local i = 0 while i < 3e7 do i = i + 1 end return i`)
+	if err := busy.Load(context.Background(), rdb).Err(); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan *redis.Cmd)
+	go func() { done <- c.Eval(ctx, busy, nil) }()
+	// An idle call goes at once, so the script is (almost always) running
+	// by now; cancelled earlier, the answer must be the same.
+	time.Sleep(100 * time.Millisecond)
+	cancel()
+	cmd := <-done
+	if !errors.Is(cmd.Err(), context.Canceled) {
+		t.Fatalf("given-up Eval = %v, %v; want context.Canceled", cmd.Val(), cmd.Err())
 	}
 }
