@@ -9,22 +9,32 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/redis/go-redis/v9"
 
 	"github.com/leadflow/leadflow/services/platform/platformtest"
 	"github.com/leadflow/leadflow/services/reporting/domain"
 	"github.com/leadflow/leadflow/services/reporting/store"
 )
 
-func TestApplyScript(t *testing.T) {
-	r := platformtest.StartRedis(t)
-	rdb := r.Client()
+// t0 is the capture time of the tests' events.
+var t0 = time.Date(2026, 11, 2, 9, 0, 0, 0, time.UTC)
+
+// newStore is a store on a fresh redis-server, its client and its serving
+// generation.
+func newStore(t *testing.T) (*store.Store, *redis.Client, int64) {
+	t.Helper()
+	rdb := platformtest.StartRedis(t).Client()
 	st := store.New(rdb)
-	ctx := context.Background()
-	gen, err := st.Generation(ctx)
+	gen, err := st.Generation(context.Background())
 	if err != nil {
 		t.Fatal(err)
 	}
-	t0 := time.Date(2026, 11, 2, 9, 0, 0, 0, time.UTC)
+	return st, rdb, gen
+}
+
+func TestApplyScript(t *testing.T) {
+	st, rdb, gen := newStore(t)
+	ctx := context.Background()
 	capture := func(id string, at time.Time, src string) store.Event {
 		return store.Event{ID: id, LeadID: "L", Raw: []byte("raw-" + id), StreamID: "5-1", Ops: []domain.Op{
 			{Kind: domain.OpMin, Group: domain.GroupCaptured, Key: domain.EventKey(at, id), Fields: []string{"src", src}},
@@ -102,14 +112,8 @@ func TestApplyScript(t *testing.T) {
 // chunks, gives each event the answer it would get alone, and the
 // generation's meta counts the applied events and their smallest stream id.
 func TestApplyBatchAcrossChunks(t *testing.T) {
-	r := platformtest.StartRedis(t)
-	st := store.New(r.Client())
+	st, _, gen := newStore(t)
 	ctx := context.Background()
-	gen, err := st.Generation(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t0 := time.Date(2026, 11, 2, 9, 0, 0, 0, time.UTC)
 	touch := func(id, lead, sid string) store.Event {
 		return store.Event{ID: id, LeadID: lead, Raw: []byte("raw-" + id), StreamID: sid, Ops: []domain.Op{
 			{Kind: domain.OpMin, Group: domain.GroupCaptured, Key: domain.EventKey(t0, lead), Fields: []string{"src", "web"}},
@@ -160,14 +164,8 @@ func TestApplyBatchAcrossChunks(t *testing.T) {
 // An event the script cannot apply fails alone: the others of its chunk
 // are applied once (their counters prove it), before and after it.
 func TestApplyIsolatesAFailingEvent(t *testing.T) {
-	r := platformtest.StartRedis(t)
-	st := store.New(r.Client())
+	st, _, gen := newStore(t)
 	ctx := context.Background()
-	gen, err := st.Generation(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t0 := time.Date(2026, 11, 2, 9, 0, 0, 0, time.UTC)
 	incr := func(id, lead, field string) store.Event {
 		return store.Event{ID: id, LeadID: lead, Raw: []byte("raw-" + id), Ops: []domain.Op{{Kind: domain.OpIncr, Group: field, Delta: 1}}}
 	}
