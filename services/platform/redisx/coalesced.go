@@ -29,7 +29,9 @@ func NewCoalesced(rdb redis.UniversalClient, max int) *Coalesced {
 
 // Pipelined is rdb.Pipelined for fn's commands, sent with those of the calls
 // made at the same time. Its error is the first error of fn's own commands
-// other than redis.Nil (read each command's own result as usual).
+// other than redis.Nil (read each command's own result as usual). When ctx
+// ends first it returns ctx's error at once, while fn's commands may still
+// run in their batch: after an error, do not read them.
 func (c *Coalesced) Pipelined(ctx context.Context, fn func(redis.Pipeliner)) error {
 	_, err := c.g.Do(ctx, fn)
 	return err
@@ -70,9 +72,7 @@ func (c *Coalesced) Eval(ctx context.Context, sc *redis.Script, keys []string, a
 		var cmd *redis.Cmd
 		err := c.Pipelined(ctx, func(p redis.Pipeliner) { cmd = sc.EvalSha(ctx, p, keys, args...) })
 		if err != nil && ctx.Err() != nil {
-			// Given up: the batch may not have run yet and still writes
-			// cmd, so it is neither read nor returned.
-			return nil, err
+			return nil, err // given up: the batch may still write cmd (see Pipelined)
 		}
 		return cmd, err
 	}
