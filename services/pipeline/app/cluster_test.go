@@ -18,7 +18,7 @@ import (
 	"github.com/leadflow/leadflow/services/platform/platformtest"
 )
 
-// TestOnRedisCluster runs pipeline's WATCH/MULTI transactions (deal from a
+// TestOnRedisCluster runs pipeline's transactions and scripts (deal from a
 // lead, concurrent and retried; move; quote; activity; close won with the
 // renewal job; close lost with the recycle hand-off; forecast, list) through
 // a runtime on a three-node Redis Cluster: a key a transaction touches

@@ -71,6 +71,10 @@ type Deal struct {
 	ParentDealID    string        `json:"parent_deal_id,omitempty"`
 	AcceptedQuoteID string        `json:"accepted_quote_id,omitempty"`
 	Version         int64         `json:"version"`
+	// Stored is the deal's stored form as the store read it (not part of
+	// the deal): UpdateDeal compares it with what is stored now to find a
+	// concurrent change without reading the deal again.
+	Stored []byte `json:"-"`
 	// CreatedEventID and ClosedEventID are the ids of the DealCreated and
 	// DealWon/DealLost events, kept so a retried call publishes the same
 	// event again (consumers de-duplicate by id) instead of a second one.

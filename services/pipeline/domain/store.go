@@ -64,9 +64,14 @@ type Store interface {
 	InsertDeal(ctx context.Context, d Deal) (Deal, bool, error)
 	// GetDeal loads a deal.
 	GetDeal(ctx context.Context, id string) (Deal, error)
+	// GetDealWithPipeline loads a deal and, in the same round trip, the
+	// pipeline pipelineID (a guess at the deal's: nil when it does not exist).
+	GetDealWithPipeline(ctx context.Context, id, pipelineID string) (Deal, *Pipeline, error)
 	// UpdateDeal applies fn to the deal atomically (optimistic, retried on
-	// conflict), runs hook, and writes the deal if its version changed.
-	UpdateDeal(ctx context.Context, id string, fn func(*Deal) error, hook CommitHook) (Deal, error)
+	// conflict), runs hook, and writes the deal if its version changed. seen,
+	// when not nil, is the deal as this call read it already (GetDeal): the
+	// first attempt starts from it instead of reading it again.
+	UpdateDeal(ctx context.Context, id string, seen *Deal, fn func(*Deal) error, hook CommitHook) (Deal, error)
 	// ListDeals pages deals matching f, newest first. With f.LeadID it
 	// reads the lead's open-deal slots instead of walking an index.
 	ListDeals(ctx context.Context, f DealFilter, pageToken string, limit int) ([]Deal, string, error)

@@ -219,7 +219,7 @@ func (s *Server) ListDeals(ctx context.Context, req *pipelinev1.ListDealsRequest
 
 // UpdateDeal implements PipelineService.
 func (s *Server) UpdateDeal(ctx context.Context, req *pipelinev1.UpdateDealRequest) (*pipelinev1.UpdateDealResponse, error) {
-	ctx, span, _, err := s.dealSpan(ctx, req.GetDealId(), "pipeline.UpdateDeal")
+	ctx, span, d0, err := s.dealSpan(ctx, req.GetDealId(), "pipeline.UpdateDeal")
 	defer span.End()
 	if err != nil {
 		return nil, fail(span, err)
@@ -233,7 +233,7 @@ func (s *Server) UpdateDeal(ctx context.Context, req *pipelinev1.UpdateDealReque
 		t := fromTS(req.GetExpectedCloseAt())
 		u.ExpectedCloseAt = &t
 	}
-	d, err := s.d.Store.UpdateDeal(ctx, req.GetDealId(), func(d *domain.Deal) error {
+	d, err := s.d.Store.UpdateDeal(ctx, req.GetDealId(), &d0, func(d *domain.Deal) error {
 		if err := checkVersion(d, req.GetExpectedVersion()); err != nil {
 			return err
 		}
@@ -248,18 +248,14 @@ func (s *Server) UpdateDeal(ctx context.Context, req *pipelinev1.UpdateDealReque
 
 // MoveDeal implements PipelineService.
 func (s *Server) MoveDeal(ctx context.Context, req *pipelinev1.MoveDealRequest) (*pipelinev1.MoveDealResponse, error) {
-	ctx, span, d0, err := s.dealSpan(ctx, req.GetDealId(), "pipeline.MoveDeal")
+	ctx, span, d0, p, err := s.dealPipelineSpan(ctx, req.GetDealId(), "pipeline.MoveDeal")
 	defer span.End()
-	if err != nil {
-		return nil, fail(span, err)
-	}
-	p, err := s.pipeline(ctx, d0.PipelineID)
 	if err != nil {
 		return nil, fail(span, err)
 	}
 	var moved bool
 	var from string
-	d, err := s.d.Store.UpdateDeal(ctx, req.GetDealId(), func(d *domain.Deal) error {
+	d, err := s.d.Store.UpdateDeal(ctx, req.GetDealId(), &d0, func(d *domain.Deal) error {
 		if err := checkVersion(d, req.GetExpectedVersion()); err != nil {
 			return err
 		}
@@ -284,12 +280,8 @@ func (s *Server) MoveDeal(ctx context.Context, req *pipelinev1.MoveDealRequest) 
 
 // CloseWon implements PipelineService.
 func (s *Server) CloseWon(ctx context.Context, req *pipelinev1.CloseWonRequest) (*pipelinev1.CloseWonResponse, error) {
-	ctx, span, d0, err := s.dealSpan(ctx, req.GetDealId(), "pipeline.CloseWon")
+	ctx, span, d0, p, err := s.dealPipelineSpan(ctx, req.GetDealId(), "pipeline.CloseWon")
 	defer span.End()
-	if err != nil {
-		return nil, fail(span, err)
-	}
-	p, err := s.pipeline(ctx, d0.PipelineID)
 	if err != nil {
 		return nil, fail(span, err)
 	}
@@ -299,7 +291,7 @@ func (s *Server) CloseWon(ctx context.Context, req *pipelinev1.CloseWonRequest) 
 	}
 	var already bool
 	evID := newID()
-	d, err := s.d.Store.UpdateDeal(ctx, req.GetDealId(), func(d *domain.Deal) error {
+	d, err := s.d.Store.UpdateDeal(ctx, req.GetDealId(), &d0, func(d *domain.Deal) error {
 		var err error
 		already, err = d.CloseWon(&p, fromMoney(req.GetAmount()), fromTS(req.GetClosedAt()), term, platform.Caller(ctx), s.now())
 		if err == nil && !already {
@@ -339,18 +331,14 @@ func (s *Server) releaseSlot(ctx context.Context, d *domain.Deal) {
 
 // CloseLost implements PipelineService.
 func (s *Server) CloseLost(ctx context.Context, req *pipelinev1.CloseLostRequest) (*pipelinev1.CloseLostResponse, error) {
-	ctx, span, d0, err := s.dealSpan(ctx, req.GetDealId(), "pipeline.CloseLost")
+	ctx, span, d0, p, err := s.dealPipelineSpan(ctx, req.GetDealId(), "pipeline.CloseLost")
 	defer span.End()
-	if err != nil {
-		return nil, fail(span, err)
-	}
-	p, err := s.pipeline(ctx, d0.PipelineID)
 	if err != nil {
 		return nil, fail(span, err)
 	}
 	var already bool
 	evID := newID()
-	d, err := s.d.Store.UpdateDeal(ctx, req.GetDealId(), func(d *domain.Deal) error {
+	d, err := s.d.Store.UpdateDeal(ctx, req.GetDealId(), &d0, func(d *domain.Deal) error {
 		var err error
 		already, err = d.CloseLost(&p, s.d.LostReasons, req.GetReason(), req.GetNote(), req.GetRecycle(), platform.Caller(ctx), s.now())
 		if err == nil && !already {
@@ -383,18 +371,14 @@ func (s *Server) CloseLost(ctx context.Context, req *pipelinev1.CloseLostRequest
 
 // ReopenDeal implements PipelineService.
 func (s *Server) ReopenDeal(ctx context.Context, req *pipelinev1.ReopenDealRequest) (*pipelinev1.ReopenDealResponse, error) {
-	ctx, span, d0, err := s.dealSpan(ctx, req.GetDealId(), "pipeline.ReopenDeal")
+	ctx, span, d0, p, err := s.dealPipelineSpan(ctx, req.GetDealId(), "pipeline.ReopenDeal")
 	defer span.End()
-	if err != nil {
-		return nil, fail(span, err)
-	}
-	p, err := s.pipeline(ctx, d0.PipelineID)
 	if err != nil {
 		return nil, fail(span, err)
 	}
 	var from string
 	var wasWon domain.Deal
-	d, err := s.d.Store.UpdateDeal(ctx, req.GetDealId(), func(d *domain.Deal) error {
+	d, err := s.d.Store.UpdateDeal(ctx, req.GetDealId(), &d0, func(d *domain.Deal) error {
 		from = d.StageID
 		if d.Status == domain.DealWon {
 			wasWon = *d

@@ -167,12 +167,32 @@ func (s *Server) pipeline(ctx context.Context, id string) (domain.Pipeline, erro
 // dealSpan loads a deal and starts the journey span of a change to it.
 func (s *Server) dealSpan(ctx context.Context, dealID, name string) (context.Context, trace.Span, domain.Deal, error) {
 	d, err := s.d.Store.GetDeal(ctx, dealID)
+	ctx, span := s.startDealSpan(ctx, d, err, name)
+	return ctx, span, d, err
+}
+
+// dealPipelineSpan is dealSpan that also loads the deal's pipeline: in the
+// same round trip when it is the default one, as most deals' is.
+func (s *Server) dealPipelineSpan(ctx context.Context, dealID, name string) (context.Context, trace.Span, domain.Deal, domain.Pipeline, error) {
+	d, p, err := s.d.Store.GetDealWithPipeline(ctx, dealID, domain.DefaultPipelineID)
+	ctx, span := s.startDealSpan(ctx, d, err, name)
 	if err != nil {
-		ctx, span := s.d.Tracer.Start(ctx, name)
-		return ctx, span, d, err
+		return ctx, span, d, domain.Pipeline{}, err
 	}
-	ctx, span := leadtrace.Start(ctx, s.d.Tracer, d.Traceparent, name, d.LeadID)
-	return ctx, span, d, nil
+	if p != nil && p.ID == d.PipelineID {
+		return ctx, span, d, *p, nil
+	}
+	pl, err := s.pipeline(ctx, d.PipelineID)
+	return ctx, span, d, pl, err
+}
+
+// startDealSpan starts the span of a change to d, in d's lead's trace
+// (err: d could not be read).
+func (s *Server) startDealSpan(ctx context.Context, d domain.Deal, err error, name string) (context.Context, trace.Span) {
+	if err != nil {
+		return s.d.Tracer.Start(ctx, name)
+	}
+	return leadtrace.Start(ctx, s.d.Tracer, d.Traceparent, name, d.LeadID)
 }
 
 func checkVersion(d *domain.Deal, expected int64) error {

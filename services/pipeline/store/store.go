@@ -61,12 +61,18 @@ func SlotKey(leadID, pipelineID string) string {
 // Store implements domain.Store on Redis.
 type Store struct {
 	rdb redis.UniversalClient
+	// single is a non-Cluster Redis: a deal's index entries then change in
+	// the same round trip as the deal (no slot rule), not in their own.
+	single bool
 }
 
 var _ domain.Store = (*Store)(nil)
 
 // New returns a store on rdb.
-func New(rdb redis.UniversalClient) *Store { return &Store{rdb: rdb} }
+func New(rdb redis.UniversalClient) *Store {
+	_, cluster := rdb.(*redis.ClusterClient)
+	return &Store{rdb: rdb, single: !cluster}
+}
 
 // ---- pipelines
 
@@ -265,44 +271,70 @@ func indexKeys(d *domain.Deal) []string {
 	return keys
 }
 
+func queueIndexes(ctx context.Context, p redis.Pipeliner, d *domain.Deal) {
+	for _, k := range indexKeys(d) {
+		p.ZAdd(ctx, k, redis.Z{Member: d.ID})
+	}
+}
+
 func (s *Store) addIndexes(ctx context.Context, d *domain.Deal) error {
 	_, err := s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
-		for _, k := range indexKeys(d) {
-			p.ZAdd(ctx, k, redis.Z{Member: d.ID})
-		}
+		queueIndexes(ctx, p, d)
 		return nil
 	})
 	return err
 }
 
-// removeStaleIndexes drops before's index entries that after no longer has.
-// Best effort: a left-over entry is filtered out on read.
-func (s *Store) removeStaleIndexes(ctx context.Context, before, after *domain.Deal) {
+// staleIndexes are before's index keys that after no longer has.
+func staleIndexes(before, after *domain.Deal) []string {
 	keep := indexKeys(after)
+	var out []string
+	for _, k := range indexKeys(before) {
+		if !slices.Contains(keep, k) {
+			out = append(out, k)
+		}
+	}
+	return out
+}
+
+// removeIndexes drops the deal's entries from keys. Best effort: a
+// left-over entry is filtered out on read.
+func (s *Store) removeIndexes(ctx context.Context, id string, keys []string) {
+	if len(keys) == 0 {
+		return
+	}
 	_, _ = s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
-		for _, k := range indexKeys(before) {
-			if !slices.Contains(keep, k) {
-				p.ZRem(ctx, k, before.ID)
-			}
+		for _, k := range keys {
+			p.ZRem(ctx, k, id)
 		}
 		return nil
 	})
 }
 
-// InsertDeal implements domain.Store.
+// InsertDeal implements domain.Store. On a single Redis the index entries
+// and the deal go in one MULTI (one round trip); on a Cluster the entries
+// go first, in their own slot.
 func (s *Store) InsertDeal(ctx context.Context, d domain.Deal) (domain.Deal, bool, error) {
 	b, err := json.Marshal(d)
 	if err != nil {
 		return domain.Deal{}, false, err
 	}
-	if err := s.addIndexes(ctx, &d); err != nil {
-		return domain.Deal{}, false, err
+	var set *redis.BoolCmd
+	if s.single {
+		_, err = s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
+			queueIndexes(ctx, p, &d)
+			set = p.SetNX(ctx, dealKey(d.ID), b, 0)
+			return nil
+		})
+	} else if err = s.addIndexes(ctx, &d); err == nil {
+		set = s.rdb.SetNX(ctx, dealKey(d.ID), b, 0)
+		err = set.Err()
 	}
-	ok, err := s.rdb.SetNX(ctx, dealKey(d.ID), b, 0).Result()
 	if err != nil {
 		return domain.Deal{}, false, err
 	}
-	if ok {
+	if set.Val() {
+		d.Stored = b
 		return d, true, nil
 	}
 	got, err := s.GetDeal(ctx, d.ID)
@@ -311,59 +343,141 @@ func (s *Store) InsertDeal(ctx context.Context, d domain.Deal) (domain.Deal, boo
 
 // GetDeal implements domain.Store.
 func (s *Store) GetDeal(ctx context.Context, id string) (domain.Deal, error) {
-	var d domain.Deal
-	err := getJSON(ctx, s.rdb, dealKey(id), &d, "deal "+id)
-	return d, err
+	return decodeDeal(s.rdb.Get(ctx, dealKey(id)), id)
 }
 
-// UpdateDeal implements domain.Store.
-func (s *Store) UpdateDeal(ctx context.Context, id string, fn func(*domain.Deal) error, hook domain.CommitHook) (domain.Deal, error) {
-	key := dealKey(id)
-	var before, after domain.Deal
-	err := s.watch(ctx, func(tx *redis.Tx) error {
-		raw, err := tx.Get(ctx, key).Bytes()
-		if errors.Is(err, redis.Nil) {
-			return fmt.Errorf("%w: deal %s", domain.ErrNotFound, id)
+// decodeDeal decodes a GET of a deal, keeping its stored form.
+func decodeDeal(c *redis.StringCmd, id string) (domain.Deal, error) {
+	var d domain.Deal
+	b, err := c.Bytes()
+	if errors.Is(err, redis.Nil) {
+		return d, fmt.Errorf("%w: deal %s", domain.ErrNotFound, id)
+	}
+	if err != nil {
+		return d, err
+	}
+	if err := json.Unmarshal(b, &d); err != nil {
+		return d, fmt.Errorf("deal %s: %w", id, err)
+	}
+	d.Stored = b
+	return d, nil
+}
+
+// GetDealWithPipeline implements domain.Store: one pipelined round trip
+// (the two keys are in different slots; a Cluster pipeline splits by node).
+func (s *Store) GetDealWithPipeline(ctx context.Context, id, pipelineID string) (domain.Deal, *domain.Pipeline, error) {
+	var dc, pc *redis.StringCmd
+	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		dc = p.Get(ctx, dealKey(id))
+		pc = p.Get(ctx, pipelineKey(pipelineID))
+		return nil
+	})
+	if err != nil && !errors.Is(err, redis.Nil) {
+		return domain.Deal{}, nil, err
+	}
+	d, err := decodeDeal(dc, id)
+	if err != nil {
+		return d, nil, err
+	}
+	b, err := pc.Bytes()
+	if errors.Is(err, redis.Nil) {
+		return d, nil, nil
+	}
+	if err != nil {
+		return d, nil, err
+	}
+	var pl domain.Pipeline
+	if err := json.Unmarshal(b, &pl); err != nil {
+		return d, nil, fmt.Errorf("pipeline %s: %w", pipelineID, err)
+	}
+	return d, &pl, nil
+}
+
+// updateDealScript replaces a deal (KEYS[1]) whose stored form is still
+// ARGV[1] with ARGV[2]; it adds the deal (ARGV[3]) to the next ARGV[4]
+// keys (its index entries) and removes it from the rest (stale ones).
+// Returns 0, writing nothing, when the deal changed meanwhile.
+var updateDealScript = redis.NewScript(`
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+redis.call('SET', KEYS[1], ARGV[2])
+local add = tonumber(ARGV[4])
+for i = 2, 1 + add do redis.call('ZADD', KEYS[i], 0, ARGV[3]) end
+for i = 2 + add, #KEYS do redis.call('ZREM', KEYS[i], ARGV[3]) end
+return 1`)
+
+// UpdateDeal implements domain.Store. The write is a compare-and-write
+// script call (the deal as read, byte for byte, or nothing): no WATCH, so
+// no connection of its own and no extra round trips. With seen, the first
+// attempt does not read the deal at all.
+func (s *Store) UpdateDeal(ctx context.Context, id string, seen *domain.Deal, fn func(*domain.Deal) error, hook domain.CommitHook) (domain.Deal, error) {
+	var raw []byte
+	if seen != nil && seen.ID == id {
+		raw = seen.Stored
+	}
+	for range maxTxAttempts {
+		if raw == nil {
+			cur, err := s.GetDeal(ctx, id)
+			if err != nil {
+				return domain.Deal{}, err
+			}
+			raw = cur.Stored
 		}
-		if err != nil {
-			return err
-		}
-		before, after = domain.Deal{}, domain.Deal{}
+		var before, after domain.Deal
 		if err := json.Unmarshal(raw, &before); err != nil {
-			return err
+			return domain.Deal{}, fmt.Errorf("deal %s: %w", id, err)
 		}
 		_ = json.Unmarshal(raw, &after) // a deep copy
 		if err := fn(&after); err != nil {
-			return err
+			return domain.Deal{}, err
 		}
 		if hook != nil {
 			if err := hook(ctx, &before, &after); err != nil {
-				return err
+				return domain.Deal{}, err
 			}
 		}
 		if after.Version == before.Version {
-			return nil
+			after.Stored = raw
+			return after, nil
 		}
 		b, err := json.Marshal(after)
 		if err != nil {
-			return err
+			return domain.Deal{}, err
 		}
-		if err := s.addIndexes(ctx, &after); err != nil {
-			return err
+		written, err := s.writeDeal(ctx, raw, b, &before, &after)
+		if err != nil {
+			return domain.Deal{}, err
 		}
-		_, err = tx.TxPipelined(ctx, func(p redis.Pipeliner) error {
-			p.Set(ctx, key, b, 0)
-			return nil
-		})
-		return err
-	}, key)
-	if err != nil {
-		return domain.Deal{}, err
+		if written {
+			after.Stored = b
+			return after, nil
+		}
+		raw = nil // changed since it was read: read it again
 	}
-	if after.Version != before.Version {
-		s.removeStaleIndexes(ctx, &before, &after)
+	return domain.Deal{}, fmt.Errorf("%w: too many concurrent changes, retry", domain.ErrAborted)
+}
+
+// writeDeal replaces the deal stored as old with new; false when it changed
+// meanwhile. The indexes stay supersets (see the package comment): on a
+// single Redis the script adds and removes the entries with the write; on a
+// Cluster the new entries go before it and stale ones after it.
+func (s *Store) writeDeal(ctx context.Context, old, new []byte, before, after *domain.Deal) (bool, error) {
+	keys := []string{dealKey(after.ID)}
+	add, stale := indexKeys(after), staleIndexes(before, after)
+	nAdd := 0
+	if s.single {
+		keys = append(append(keys, add...), stale...)
+		nAdd = len(add)
+	} else if err := s.addIndexes(ctx, after); err != nil {
+		return false, err
 	}
-	return after, nil
+	n, err := updateDealScript.Run(ctx, s.rdb, keys, old, new, after.ID, nAdd).Int()
+	if err != nil || n == 0 {
+		return false, err
+	}
+	if !s.single {
+		s.removeIndexes(ctx, after.ID, stale)
+	}
+	return true, nil
 }
 
 func chooseIndex(f domain.DealFilter) string {

@@ -140,7 +140,7 @@ func TestUpdateDealNoLostUpdates(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			_, err := s.UpdateDeal(ctx, d.ID, func(d *domain.Deal) error {
+			_, err := s.UpdateDeal(ctx, d.ID, nil, func(d *domain.Deal) error {
 				step := fmt.Sprintf("%s|%d", d.NextStep, i)
 				return d.Update(domain.DealUpdate{NextStep: &step}, t0)
 			}, nil)
@@ -166,7 +166,7 @@ func TestUpdateDealNoLostUpdates(t *testing.T) {
 	}
 	// A hook error aborts the write; an unchanged version writes nothing.
 	hookErr := errors.New("hook failed")
-	_, err := s.UpdateDeal(ctx, d.ID, func(d *domain.Deal) error {
+	_, err := s.UpdateDeal(ctx, d.ID, nil, func(d *domain.Deal) error {
 		s := "x"
 		return d.Update(domain.DealUpdate{NextStep: &s}, t0)
 	}, func(context.Context, *domain.Deal, *domain.Deal) error { return hookErr })
@@ -176,7 +176,69 @@ func TestUpdateDealNoLostUpdates(t *testing.T) {
 	if again, _ := s.GetDeal(ctx, d.ID); again.Version != got.Version {
 		t.Fatal("deal written although the hook failed")
 	}
-	if _, err := s.UpdateDeal(ctx, "nope", func(*domain.Deal) error { return nil }, nil); !errors.Is(err, domain.ErrNotFound) {
+	if _, err := s.UpdateDeal(ctx, "nope", nil, func(*domain.Deal) error { return nil }, nil); !errors.Is(err, domain.ErrNotFound) {
+		t.Fatalf("missing deal: %v", err)
+	}
+}
+
+// UpdateDeal from a deal read earlier in the call (seen) does not read it
+// again, yet a change made since that read is neither lost nor overwritten:
+// the write compares the stored deal with seen's stored form.
+func TestUpdateDealFromAStaleSeenDeal(t *testing.T) {
+	r := platformtest.StartRedis(t)
+	s, ctx := store.New(r.Client()), context.Background()
+	if err := s.EnsurePipeline(ctx, domain.DefaultPipeline(t0)); err != nil {
+		t.Fatal(err)
+	}
+	p := domain.DefaultPipeline(t0)
+	d := insert(t, s, ctx, "ann", t0)
+	seen, pl, err := s.GetDealWithPipeline(ctx, d.ID, domain.DefaultPipelineID)
+	if err != nil || pl == nil || pl.ID != domain.DefaultPipelineID || seen.Version != d.Version {
+		t.Fatalf("GetDealWithPipeline = %+v, %v, %v", seen, pl, err)
+	}
+	// Someone else moves the deal after our read.
+	if _, err := s.UpdateDeal(ctx, d.ID, nil, func(d *domain.Deal) error {
+		_, err := d.Move(&p, domain.StageProposal, "bob", t0)
+		return err
+	}, nil); err != nil {
+		t.Fatal(err)
+	}
+	calls := 0
+	step := "call back"
+	got, err := s.UpdateDeal(ctx, d.ID, &seen, func(d *domain.Deal) error {
+		calls++
+		return d.Update(domain.DealUpdate{NextStep: &step}, t0)
+	}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stored, _ := s.GetDeal(ctx, d.ID)
+	if calls != 2 || stored.StageID != domain.StageProposal || stored.NextStep != step || stored.Version != d.Version+2 || got.Version != stored.Version {
+		t.Fatalf("after a stale seen: %d calls, stored stage %q next step %q version %d (returned %d); want 2 calls, %q, %q, %d",
+			calls, stored.StageID, stored.NextStep, stored.Version, got.Version, domain.StageProposal, step, d.Version+2)
+	}
+	// The move left the old stage's index and joined the new one's.
+	rdb := r.Client()
+	if _, err := rdb.ZScore(ctx, "lf:pipeline:{idx}:stage:"+d.StageID, d.ID).Result(); err == nil {
+		t.Fatalf("deal still indexed under its old stage %q", d.StageID)
+	}
+	if _, err := rdb.ZScore(ctx, "lf:pipeline:{idx}:stage:"+domain.StageProposal, d.ID).Result(); err != nil {
+		t.Fatalf("deal not indexed under its new stage: %v", err)
+	}
+	// With a seen that is current, fn runs once.
+	calls = 0
+	if _, err := s.UpdateDeal(ctx, d.ID, &got, func(d *domain.Deal) error {
+		calls++
+		s := "send quote"
+		return d.Update(domain.DealUpdate{NextStep: &s}, t0)
+	}, nil); err != nil || calls != 1 {
+		t.Fatalf("current seen: %d calls, %v", calls, err)
+	}
+	// A pipeline guess that is not there, and a deal that is not there.
+	if _, pl, err := s.GetDealWithPipeline(ctx, d.ID, "nope"); err != nil || pl != nil {
+		t.Fatalf("missing pipeline: %v, %v", pl, err)
+	}
+	if _, _, err := s.GetDealWithPipeline(ctx, "nope", domain.DefaultPipelineID); !errors.Is(err, domain.ErrNotFound) {
 		t.Fatalf("missing deal: %v", err)
 	}
 }
@@ -191,7 +253,7 @@ func TestListDealsFiltersAndPaging(t *testing.T) {
 		d := insert(t, s, ctx, "ann", mar)
 		ann = append(ann, d.ID)
 		if i%2 == 0 {
-			if _, err := s.UpdateDeal(ctx, d.ID, func(d *domain.Deal) error {
+			if _, err := s.UpdateDeal(ctx, d.ID, nil, func(d *domain.Deal) error {
 				_, err := d.Move(&p, domain.StageProposal, "ann", t0)
 				return err
 			}, nil); err != nil {
@@ -388,7 +450,7 @@ func TestListDealsByLead(t *testing.T) {
 	open("lead-b", &def, "ann")
 	// lead-c: its deal was closed but the slot release was lost.
 	stale := open("lead-c", &def, "ann")
-	if _, err := s.UpdateDeal(ctx, stale.ID, func(d *domain.Deal) error {
+	if _, err := s.UpdateDeal(ctx, stale.ID, nil, func(d *domain.Deal) error {
 		_, err := d.CloseWon(&def, domain.Money{Minor: 1000, Currency: "EUR"}, t0, 12, "ann", t0)
 		return err
 	}, nil); err != nil {
