@@ -15,11 +15,12 @@
 //	lf:pipeline:{idx}:all|pipeline:<p>|stage:<s>|owner:<o>|close:<YYYY-MM>
 //	                                      ZSET    deal ids (lex = creation order)
 //
-// The indexes live in another slot than the deal, so they cannot change in the
-// deal's transaction. They are kept as supersets: a deal is added to its new
-// index entries before the deal is written and removed from stale ones after,
-// and every read re-checks the filter against the deal itself. A crash leaves
-// at most a stale entry, never a missing one.
+// The indexes live in another slot than the deal, so on a Cluster they cannot
+// change in the deal's write. They are kept as supersets: a deal is added to
+// its new index entries before the deal is written and removed from stale ones
+// after, and every read re-checks the filter against the deal itself. A crash
+// leaves at most a stale entry, never a missing one. On a single Redis the
+// entries change in the deal's write itself (one round trip).
 package store
 
 import (
