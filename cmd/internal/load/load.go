@@ -132,6 +132,9 @@ type Report struct {
 	Spans, RedisSpans int64
 	// RedisByService is the go-redis spans per lead of each service.
 	RedisByService []string
+	// SpansByName is the spans per lead of the most frequent
+	// "service span-name" pairs.
+	SpansByName []string
 	// CPU per lead answered OK (zero Total when it could not be read).
 	CPU CPUPerLead
 }
@@ -456,7 +459,8 @@ loop:
 	// the services' batch exporters (a few seconds' worth) are missed.
 	if sink != nil {
 		rep.Spans, rep.RedisSpans = sink.Spans(), sink.RedisSpans()
-		rep.RedisByService = sink.RedisSpansByService(int64(r.hist("capture.SubmitLead").N()))
+		rep.RedisByService = sink.RedisSpansByService(ok)
+		rep.SpansByName = sink.SpansByName(ok, 12)
 	}
 	var after map[string]int64
 	var afterErr error

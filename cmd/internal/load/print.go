@@ -83,6 +83,9 @@ func (r *Report) Print(w io.Writer) {
 		if len(r.RedisByService) > 0 {
 			fmt.Fprintf(w, "  Redis round trips per lead by service: %v\n", r.RedisByService)
 		}
+		if len(r.SpansByName) > 0 {
+			fmt.Fprintf(w, "  spans per lead, most frequent (service, span name): %v\n", r.SpansByName)
+		}
 	}
 	if c := r.CPU; c.Total > 0 {
 		ms := func(d time.Duration) string {

@@ -25,6 +25,7 @@ type Sink struct {
 
 	mu      sync.Mutex
 	byOwner map[string]int64 // go-redis spans per service.name
+	byName  map[string]int64 // spans per "service.name span-name"
 }
 
 // redisScopes are the instrumentation scopes of the Redis spans: go-redis's
@@ -38,7 +39,7 @@ func StartSink(addr string) (*Sink, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Sink{srv: grpc.NewServer(), byOwner: map[string]int64{}}
+	s := &Sink{srv: grpc.NewServer(), byOwner: map[string]int64{}, byName: map[string]int64{}}
 	collectortracev1.RegisterTraceServiceServer(s.srv, s)
 	go func() { _ = s.srv.Serve(lis) }()
 	return s, nil
@@ -54,15 +55,18 @@ func (s *Sink) Export(_ context.Context, req *collectortracev1.ExportTraceServic
 				service = a.GetValue().GetStringValue()
 			}
 		}
+		s.mu.Lock()
 		for _, ss := range rs.GetScopeSpans() {
 			n += int64(len(ss.GetSpans()))
 			if redisScopes[ss.GetScope().GetName()] {
 				r += int64(len(ss.GetSpans()))
-				s.mu.Lock()
 				s.byOwner[service] += int64(len(ss.GetSpans()))
-				s.mu.Unlock()
+			}
+			for _, sp := range ss.GetSpans() {
+				s.byName[service+" "+sp.GetName()]++
 			}
 		}
+		s.mu.Unlock()
 	}
 	s.spans.Add(n)
 	s.redis.Add(r)
@@ -82,14 +86,28 @@ func (s *Sink) RedisSpans() int64 { return s.redis.Load() }
 func (s *Sink) RedisSpansByService(leads int64) []string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	names := make([]string, 0, len(s.byOwner))
-	for k := range s.byOwner {
-		names = append(names, k)
+	return perLead(s.byOwner, leads, len(s.byOwner))
+}
+
+// SpansByName is the spans per lead of the top most frequent
+// "service span-name" pairs, largest first: where a lead's spans (and
+// round trips, named by command) come from.
+func (s *Sink) SpansByName(leads int64, top int) []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return perLead(s.byName, leads, top)
+}
+
+// perLead formats the top counts of m as "key per-lead" strings, largest first.
+func perLead(m map[string]int64, leads int64, top int) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
 	}
-	sort.Slice(names, func(i, j int) bool { return s.byOwner[names[i]] > s.byOwner[names[j]] })
-	out := make([]string, 0, len(names))
-	for _, k := range names {
-		out = append(out, fmt.Sprintf("%s %.1f", k, float64(s.byOwner[k])/float64(max(leads, 1))))
+	sort.Slice(keys, func(i, j int) bool { return m[keys[i]] > m[keys[j]] || m[keys[i]] == m[keys[j]] && keys[i] < keys[j] })
+	out := make([]string, 0, min(top, len(keys)))
+	for _, k := range keys[:min(top, len(keys))] {
+		out = append(out, fmt.Sprintf("%s %.2f", k, float64(m[k])/float64(max(leads, 1))))
 	}
 	return out
 }
