@@ -32,7 +32,7 @@ func TestSinkCountsSpansByServiceAndName(t *testing.T) {
 	req := &collectortracev1.ExportTraceServiceRequest{ResourceSpans: []*tracev1.ResourceSpans{
 		resourceSpans("scoring", map[string][]string{
 			"github.com/redis/go-redis/extra/redisotel": {"evalsha", "evalsha", "get"},
-			"leadflow":                                  {"scoring.UpsertLead", "scoring.UpsertLead"},
+			"leadflow": {"scoring.UpsertLead", "scoring.UpsertLead"},
 		}),
 		resourceSpans("capture", map[string][]string{"leadflow": {"capture.lead", "capture.lead"}}),
 	}}
