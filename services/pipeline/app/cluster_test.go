@@ -50,27 +50,40 @@ func TestOnRedisCluster(t *testing.T) {
 	})
 	e := &env{t: t, ctx: ctx, client: pipelinev1.NewPipelineServiceClient(cc), svc: svc, clock: clk, scoring: sc}
 
-	// The same lead handed off twice, and concurrently: one deal.
-	first := e.handoff("lead-c1").GetDeal()
+	// The same lead handed off concurrently (the creation itself raced,
+	// through the Cluster's own insert path), then again: one deal, created
+	// by exactly one call.
+	res := make([]*pipelinev1.CreateDealFromLeadResponse, 4)
 	var wg sync.WaitGroup
-	ids := make([]string, 3)
-	for i := range ids {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			res, err := e.client.CreateDealFromLead(ctx, &pipelinev1.CreateDealFromLeadRequest{LeadId: "lead-c1", OrganisationId: "org-1", OwnerRepId: "ann"})
+	for i := range res {
+		wg.Go(func() {
+			r, err := e.client.CreateDealFromLead(ctx, &pipelinev1.CreateDealFromLeadRequest{LeadId: "lead-c1", OrganisationId: "org-1", OwnerRepId: "ann"})
 			if err != nil {
 				t.Error(err)
 				return
 			}
-			ids[i] = res.GetDeal().GetId()
-		}()
+			res[i] = r
+		})
 	}
 	wg.Wait()
-	for _, id := range ids {
-		if id != first.GetId() {
-			t.Fatalf("second deal for one lead: %v vs %s", ids, first.GetId())
+	if t.Failed() {
+		t.FailNow()
+	}
+	created := 0
+	for _, r := range res {
+		if r.GetDeal().GetId() != res[0].GetDeal().GetId() {
+			t.Fatalf("two deals for one lead: %v", res)
 		}
+		if r.GetCreated() {
+			created++
+		}
+	}
+	if created != 1 {
+		t.Fatalf("%d concurrent hand-offs answered created, want 1", created)
+	}
+	first := res[0].GetDeal()
+	if r := e.handoff("lead-c1"); r.GetCreated() || r.GetDeal().GetId() != first.GetId() {
+		t.Fatalf("hand-off again: %v, want the deal %s", r, first.GetId())
 	}
 	id := first.GetId()
 	// The lead filter reads the slot keys (other slots than the pipelines').
