@@ -10,6 +10,8 @@ import (
 	"github.com/redis/go-redis/v9"
 	"google.golang.org/grpc/codes"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/leadflow/leadflow/cmd/internal/apply"
 	"github.com/leadflow/leadflow/cmd/internal/client"
@@ -19,6 +21,8 @@ import (
 	"github.com/leadflow/leadflow/services/platform"
 	"github.com/leadflow/leadflow/services/platform/events"
 	"github.com/leadflow/leadflow/services/platform/platformtest"
+	"github.com/leadflow/leadflow/services/reporting/consumer"
+	rstore "github.com/leadflow/leadflow/services/reporting/store"
 )
 
 func dialApplied(t *testing.T, addrs client.Addrs, applyCfg bool) *client.Clients {
@@ -208,12 +212,96 @@ func TestKilledBetweenReadAndAck(t *testing.T) {
 			seen[s.GetEvent().GetId()] = true
 		}
 	}
+	// A journey is keyed by event id, so it cannot show an event applied
+	// twice; the serving generation's count of applied events can. Once
+	// reporting has read and acknowledged every event, that count and the
+	// funnel must equal a replay of the stream into a fresh generation (the
+	// stream is not trimmed here).
+	live, replayed := reportingAndReplay(ctx, t, r.Client(), c2)
 	dead, _ := load.DeadLetters(ctx, r.Client())
 	t.Logf("SIGKILL between read and ack: left behind %d hand-off jobs and %d read-but-unacknowledged events", pendingJobs, pendingEvents)
-	t.Logf("SIGKILL between read and ack: %d calls (%s); %d leads answered OK, %d routed after restart (in %s), assigned twice %d, not in any rep's list %d, journeys sampled %d with repeated events %d, duplicates %d, dead letters %d",
-		len(rs), codeCounts(rs), len(ids), got, recovery.Round(time.Millisecond), twice, none, sampled, repeated, dups, dead)
+	t.Logf("SIGKILL between read and ack: %d calls (%s); %d leads answered OK, %d routed after restart (in %s), assigned twice %d, not in any rep's list %d, journeys sampled %d with repeated events %d, duplicates %d, dead letters %d; events applied live %d, by a replay %d",
+		len(rs), codeCounts(rs), len(ids), got, recovery.Round(time.Millisecond), twice, none, sampled, repeated, dups, dead, live.applied, replayed.applied)
 	if got != len(ids) || twice != 0 || repeated != 0 || dups != 0 || dead != 0 {
 		t.Errorf("exactly once in effect violated: %d answered OK, %d routed, twice %d, repeated events %d, duplicates %d, dead letters %d", len(ids), got, twice, repeated, dups, dead)
+	}
+	if live.applied != replayed.applied || !proto.Equal(live.funnel, replayed.funnel) {
+		t.Errorf("reporting's live aggregates differ from a replay of the stream (an event applied twice, or lost): events applied %d, replayed %d; funnel %v, replayed %v",
+			live.applied, replayed.applied, live.funnel, replayed.funnel)
+	}
+}
+
+// aggregates are what reporting serves: the funnel total of the last day
+// and the count of events applied to the serving generation.
+type aggregates struct {
+	funnel  *reportingv1.FunnelRow
+	applied int64
+}
+
+// reportingAndReplay waits until reporting has read and acknowledged every
+// event of the stream, then returns its aggregates as served, and as
+// served after RebuildAggregates replayed the stream. Should an event
+// arrive meanwhile (the stream grew), it tries again.
+func reportingAndReplay(ctx context.Context, t *testing.T, rdb *redis.Client, c *client.Clients) (live, replayed aggregates) {
+	t.Helper()
+	now := time.Now()
+	per := &reportingv1.Period{From: timestamppb.New(now.Add(-24 * time.Hour)), To: timestamppb.New(now.Add(time.Hour))}
+	funnel := func() *reportingv1.FunnelRow {
+		f, err := c.Reporting.GetFunnel(ctx, &reportingv1.GetFunnelRequest{Period: per})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return f.GetTotal()
+	}
+	for attempt := 0; ; attempt++ {
+		n := caughtUp(ctx, t, rdb)
+		live.funnel = funnel()
+		gen, err := rdb.Get(ctx, rstore.Prefix+"gen").Int64()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if live.applied, err = rdb.HGet(ctx, rstore.GenPrefix(gen)+"meta", "events").Int64(); err != nil {
+			t.Fatal(err)
+		}
+		res, err := c.Reporting.RebuildAggregates(ctx, &reportingv1.RebuildAggregatesRequest{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		replayed = aggregates{funnel: funnel(), applied: res.GetEventsApplied()}
+		if after, err := rdb.XLen(ctx, events.StreamKey).Result(); err != nil || after == n || attempt == 4 {
+			return live, replayed
+		}
+	}
+}
+
+// caughtUp waits until reporting's consumer group has been delivered every
+// entry of the event stream and acknowledged it; it returns the stream's
+// length then.
+func caughtUp(ctx context.Context, t *testing.T, rdb *redis.Client) int64 {
+	t.Helper()
+	for {
+		n, err := rdb.XLen(ctx, events.StreamKey).Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		info, err := rdb.XInfoStream(ctx, events.StreamKey).Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		groups, err := rdb.XInfoGroups(ctx, events.StreamKey).Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, g := range groups {
+			if g.Name == consumer.Group && g.Pending == 0 && g.LastDeliveredID == info.LastGeneratedID {
+				return n
+			}
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("reporting did not catch up with the event stream: %v", ctx.Err())
+		case <-time.After(100 * time.Millisecond):
+		}
 	}
 }
 
