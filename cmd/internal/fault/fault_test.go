@@ -191,6 +191,10 @@ func TestLostReplyRetriedWithIdempotencyKey(t *testing.T) {
 			t.Errorf("lead %d: %d leads with its e-mail, want 1", i, got)
 		}
 	}
+	if extra := extraLeads(ctx, t, r.Client(), "lost-reply"); extra != 0 {
+		dup += extra
+		t.Errorf("%d submissions stored more than once", extra)
+	}
 	t.Logf("lost reply: %d submissions whose first reply was lost, retried twice each with the same key: %d leads, duplicates %d", lost, n, dup)
 }
 
@@ -252,6 +256,7 @@ func TestServiceDownHandoffsWait(t *testing.T) {
 	recovered := time.Since(upAt)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
+	dups += extraLeads(ctx, t, r.Client(), "down-during")
 	dead, note := load.DeadLetters(ctx, r.Client())
 	t.Logf("service down %s: %d leads accepted during the outage (%s), %d routed after scoring returned (in %s), duplicates %d, dead letters %d",
 		upAt.Sub(downAt).Round(time.Millisecond), len(ids), codeCounts(during), got, recovered.Round(time.Millisecond), dups, dead)
@@ -316,6 +321,7 @@ func TestRedisKilledUnderLoad(t *testing.T) {
 	got := routed(c, ids, 45*time.Second)
 	dctx, dcancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer dcancel()
+	dups += extraLeads(dctx, t, r.Client(), "redis-kill")
 	dead, _ := load.DeadLetters(dctx, r.Client())
 	recovery := time.Duration(-1)
 	if !firstOK.IsZero() {

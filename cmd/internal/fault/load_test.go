@@ -2,20 +2,27 @@ package fault
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sort"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/leadflow/leadflow/cmd/internal/client"
 	"github.com/leadflow/leadflow/cmd/internal/load"
 	capturev1 "github.com/leadflow/leadflow/gen/go/leadflow/capture/v1"
+	leadv1 "github.com/leadflow/leadflow/gen/go/leadflow/lead/v1"
 	routingv1 "github.com/leadflow/leadflow/gen/go/leadflow/routing/v1"
+	capstore "github.com/leadflow/leadflow/services/capture/store"
+	"github.com/leadflow/leadflow/services/platform/platformtest"
 )
 
 // result is one SubmitLead call of a driver.
@@ -74,7 +81,43 @@ func (d *driver) Stop() []result {
 	return d.results
 }
 
-// okIDs are the lead ids answered OK, and the number of duplicate ids.
+// extraLeads reads every lead capture stores and counts, for the
+// submissions of run (each has an e-mail of its own, see load.Submission),
+// the leads beyond one per submission: a submission stored twice. A look-up
+// by e-mail cannot show that (an e-mail has one owner), nor can the ids
+// answered (a second lead is never answered).
+func extraLeads(ctx context.Context, t *testing.T, rdb *redis.Client, run string) int {
+	t.Helper()
+	perEmail := map[string]int{}
+	iter := rdb.Scan(ctx, 0, capstore.LeadKey("*"), 1000).Iterator()
+	for iter.Next(ctx) {
+		raw, err := rdb.HGet(ctx, iter.Val(), "p").Bytes()
+		if errors.Is(err, redis.Nil) {
+			continue
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		l := &leadv1.Lead{}
+		if err := proto.Unmarshal(raw, l); err != nil {
+			t.Fatalf("lead %s: %v", iter.Val(), err)
+		}
+		if e := l.GetContact().GetEmail(); strings.Contains(e, "-"+run+".") {
+			perEmail[e]++
+		}
+	}
+	if err := iter.Err(); err != nil {
+		t.Fatal(err)
+	}
+	extra := 0
+	for _, n := range perEmail {
+		extra += n - 1
+	}
+	return extra
+}
+
+// okIDs are the lead ids answered OK, and the number of ids answered to
+// more than one submission.
 func okIDs(rs []result) (ids []string, dups int) {
 	seen := map[string]bool{}
 	for _, r := range rs {
@@ -126,4 +169,27 @@ func routed(c *client.Clients, ids []string, d time.Duration) int {
 		}
 	}
 	return len(ids) - len(pending)
+}
+
+// extraLeads sees a submission stored as two leads, and only the run's.
+func TestExtraLeadsCountsASubmissionStoredTwice(t *testing.T) {
+	rdb := platformtest.StartRedis(t).Client()
+	ctx := context.Background()
+	put := func(id string, sub *capturev1.LeadSubmission) {
+		b, err := proto.Marshal(&leadv1.Lead{Id: id, Contact: sub.GetContact()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := rdb.HSet(ctx, capstore.LeadKey(id), "p", b).Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	put("a", load.Submission("x", 1))
+	put("b", load.Submission("x", 1)) // the same submission again
+	put("c", load.Submission("x", 2))
+	put("d", load.Submission("y", 1))
+	put("e", load.Submission("y", 1)) // another run's
+	if got := extraLeads(ctx, t, rdb, "x"); got != 1 {
+		t.Fatalf("extra leads of run x = %d, want 1", got)
+	}
 }

@@ -128,6 +128,7 @@ func TestSIGTERMUnderLoad(t *testing.T) {
 	got := routed(c2, ids, 60*time.Second)
 	dctx, dcancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer dcancel()
+	dups += extraLeads(dctx, t, r.Client(), "sigterm")
 	dead, _ := load.DeadLetters(dctx, r.Client())
 	t.Logf("SIGTERM under load: %d calls (%s); health flipped %s after the signal, first call refused %s after the flip; %d in flight at the signal, %d of them OK; exit %s after the signal; %d leads answered OK, %d routed after restart, duplicates %d, dead letters %d",
 		len(rs), codeCounts(rs), flipAt.Sub(sigAt).Round(time.Microsecond), firstRefused.Sub(flipAt).Round(time.Millisecond), inflight, inflightOK, exitAt.Sub(sigAt).Round(time.Millisecond), len(ids), got, dups, dead)
@@ -218,6 +219,7 @@ func TestKilledBetweenReadAndAck(t *testing.T) {
 	// funnel must equal a replay of the stream into a fresh generation (the
 	// stream is not trimmed here).
 	live, replayed := reportingAndReplay(ctx, t, r.Client(), c2)
+	dups += extraLeads(ctx, t, r.Client(), "kill-ack")
 	dead, _ := load.DeadLetters(ctx, r.Client())
 	t.Logf("SIGKILL between read and ack: left behind %d hand-off jobs and %d read-but-unacknowledged events", pendingJobs, pendingEvents)
 	t.Logf("SIGKILL between read and ack: %d calls (%s); %d leads answered OK, %d routed after restart (in %s), assigned twice %d, not in any rep's list %d, journeys sampled %d with repeated events %d, duplicates %d, dead letters %d; events applied live %d, by a replay %d",
