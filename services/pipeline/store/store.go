@@ -542,27 +542,41 @@ func (s *Store) ListDeals(ctx context.Context, f domain.DealFilter, pageToken st
 }
 
 // leadDeals answers a lead filter from the lead's open-deal slots (one key
-// per pipeline: SlotKey), not from an index: the pipeline ids (one ZRANGE;
-// none with f.PipelineID), one pipelined GET of the slots and one of the
-// deals they name, newest first. A slot whose deal is closed (its release
-// was lost) or not written yet (a hand-off in flight) is skipped.
+// per pipeline: SlotKey), not from an index: the slots (with the pipeline
+// ids when f has no pipeline) and then the deals they name, newest first,
+// in two round trips when the lead's pipelines are the default one only
+// (its slot is read with the ids), three otherwise. A slot whose deal is
+// closed (its release was lost) or not written yet (a hand-off in flight)
+// is skipped.
 func (s *Store) leadDeals(ctx context.Context, f domain.DealFilter, after string, limit int) ([]domain.Deal, string, error) {
 	pipes := []string{f.PipelineID}
+	var slots []*redis.StringCmd
 	if f.PipelineID == "" {
-		var err error
-		if pipes, err = s.rdb.ZRange(ctx, pipelinesIDs, 0, -1).Result(); err != nil {
+		var idsCmd *redis.StringSliceCmd
+		var defSlot *redis.StringCmd
+		_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+			idsCmd = p.ZRange(ctx, pipelinesIDs, 0, -1)
+			defSlot = p.Get(ctx, SlotKey(f.LeadID, domain.DefaultPipelineID))
+			return nil
+		})
+		if err != nil && !errors.Is(err, redis.Nil) {
 			return nil, "", err
 		}
+		pipes = slices.DeleteFunc(idsCmd.Val(), func(id string) bool { return id == domain.DefaultPipelineID })
+		slots = append(slots, defSlot)
 	}
-	slots := make([]*redis.StringCmd, len(pipes))
-	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
-		for i, pid := range pipes {
-			slots[i] = p.Get(ctx, SlotKey(f.LeadID, pid))
+	if len(pipes) > 0 {
+		more := make([]*redis.StringCmd, len(pipes))
+		_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+			for i, pid := range pipes {
+				more[i] = p.Get(ctx, SlotKey(f.LeadID, pid))
+			}
+			return nil
+		})
+		if err != nil && !errors.Is(err, redis.Nil) {
+			return nil, "", err
 		}
-		return nil
-	})
-	if err != nil && !errors.Is(err, redis.Nil) {
-		return nil, "", err
+		slots = append(slots, more...)
 	}
 	var ids []string
 	for _, c := range slots {
