@@ -176,7 +176,8 @@ bench: ## Load benchmark: leadflow dev on a real Redis with tracing on, leadflow
 # against each, alternating, BENCH_ROUNDS times (empty, seeded, empty, …:
 # the machine's drift hits both alike). Prints every table, the Redis memory
 # after seeding and the journey throughput ratio (seeded ÷ empty, means over
-# the rounds). Needs about 16 KiB of RAM per seeded lead.
+# the rounds), also with each run's throughput taken as a fraction of its
+# own echo rate. Needs about 16 KiB of RAM per seeded lead.
 SEED_LEADS ?= 1000000
 SEED_FLAGS ?=
 BENCH_ROUNDS ?= 1
@@ -210,7 +211,10 @@ bench-1m: ## bench on a store of 200 journeys and on one seeded with SEED_LEADS 
 	done; done; \
 	stop; \
 	rate() { awk '/capture→assigned\/queued/ { for (i = 1; i < NF; i++) if ($$i == "end)") { print $$(i+1); exit } }' $(BIN)/bench-1m-$$1.txt 2>/dev/null; }; \
-	echo; echo "journeys/s (capture→assigned/queued), empty store vs $(SEED_LEADS) leads stored:"; \
-	for r in $$(seq $(BENCH_ROUNDS)); do echo "$$r $$(rate empty-$$r) $$(rate seeded-$$r)"; done | \
-		awk '{ printf "  round %s: %s vs %s\n", $$1, $$2, $$3; e += $$2; s += $$3 } END { if (e > 0) printf "ratio seeded ÷ empty: %.3f (target ≥ 0.90)\n", s / e }'; \
+	echo_rate() { awk '/gRPC echo/ { print $$(NF-2); exit }' $(BIN)/bench-1m-$$1.txt 2>/dev/null; }; \
+	echo; echo "journeys/s (capture→assigned/queued), empty store vs $(SEED_LEADS) leads stored (each run's gRPC echo calls/s in brackets):"; \
+	for r in $$(seq $(BENCH_ROUNDS)); do echo "$$r $$(rate empty-$$r) $$(rate seeded-$$r) $$(echo_rate empty-$$r) $$(echo_rate seeded-$$r)"; done | \
+		awk '{ printf "  round %s: %s (%s) vs %s (%s)\n", $$1, $$2, $$4, $$3, $$5; e += $$2; s += $$3; if ($$4 > 0 && $$5 > 0) { en += $$2 / $$4; sn += $$3 / $$5 } } \
+			END { if (e > 0) printf "ratio seeded ÷ empty: %.3f (target ≥ 0.90)\n", s / e; \
+				if (en > 0) printf "ratio seeded ÷ empty of each run'"'"'s throughput ÷ its own echo rate (the drift of the machine between runs taken out): %.3f\n", sn / en }'; \
 	exit $$rc
