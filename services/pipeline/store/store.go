@@ -350,18 +350,9 @@ func (s *Store) GetDeal(ctx context.Context, id string) (domain.Deal, error) {
 // decodeDeal decodes a GET of a deal, keeping its stored form.
 func decodeDeal(c *redis.StringCmd, id string) (domain.Deal, error) {
 	var d domain.Deal
-	b, err := c.Bytes()
-	if errors.Is(err, redis.Nil) {
-		return d, fmt.Errorf("%w: deal %s", domain.ErrNotFound, id)
-	}
-	if err != nil {
-		return d, err
-	}
-	if err := json.Unmarshal(b, &d); err != nil {
-		return d, fmt.Errorf("deal %s: %w", id, err)
-	}
+	b, err := decodeJSON(c, &d, "deal "+id)
 	d.Stored = b
-	return d, nil
+	return d, err
 }
 
 // GetDealWithPipeline implements domain.Store: one pipelined round trip
@@ -380,16 +371,11 @@ func (s *Store) GetDealWithPipeline(ctx context.Context, id, pipelineID string) 
 	if err != nil {
 		return d, nil, err
 	}
-	b, err := pc.Bytes()
-	if errors.Is(err, redis.Nil) {
-		return d, nil, nil
-	}
-	if err != nil {
-		return d, nil, err
-	}
 	var pl domain.Pipeline
-	if err := json.Unmarshal(b, &pl); err != nil {
-		return d, nil, fmt.Errorf("pipeline %s: %w", pipelineID, err)
+	if _, err := decodeJSON(pc, &pl, "pipeline "+pipelineID); errors.Is(err, domain.ErrNotFound) {
+		return d, nil, nil
+	} else if err != nil {
+		return d, nil, err
 	}
 	return d, &pl, nil
 }
@@ -914,17 +900,24 @@ type getter interface {
 }
 
 func getJSON(ctx context.Context, c getter, key string, v any, what string) error {
-	b, err := c.Get(ctx, key).Bytes()
+	_, err := decodeJSON(c.Get(ctx, key), v, what)
+	return err
+}
+
+// decodeJSON decodes a GET's JSON value into v and returns the raw value;
+// ErrNotFound when the key is missing.
+func decodeJSON(c *redis.StringCmd, v any, what string) ([]byte, error) {
+	b, err := c.Bytes()
 	if errors.Is(err, redis.Nil) {
-		return fmt.Errorf("%w: %s", domain.ErrNotFound, what)
+		return nil, fmt.Errorf("%w: %s", domain.ErrNotFound, what)
 	}
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if err := json.Unmarshal(b, v); err != nil {
-		return fmt.Errorf("%s: %w", what, err)
+		return nil, fmt.Errorf("%s: %w", what, err)
 	}
-	return nil
+	return b, nil
 }
 
 // ErrBadPageToken means a page token was not issued by this service.
