@@ -41,11 +41,15 @@ type ListQuery struct {
 	Limit  int64
 }
 
-// Ack names the delivered effects of one lead at revision Rev.
+// Ack names the delivered effects of one lead at revision Rev (0 keeps the
+// flush mark).
 type Ack struct {
 	LeadID string
 	Keys   []string
 	Rev    int64
+	// Delivered also remembers Keys as delivered hand-offs (MarkDelivered),
+	// so a job of one scheduled meanwhile is not delivered again.
+	Delivered bool
 }
 
 // Handoff names one hand-off job of a lead (its key is the job id).
@@ -66,10 +70,10 @@ type Store interface {
 	Delivered(ctx context.Context, leadID, key string) (bool, error)
 	// Reindex makes the status lists reflect the stored record.
 	Reindex(ctx context.Context, leadID string) error
-	// AckEffects removes delivered effects from leads' outboxes and clears
-	// the flush mark of each ack's revision in the same round trip, as
-	// FlushDone does (a write that added effects since marked a later
-	// revision, which stays).
+	// AckEffects removes delivered effects from leads' outboxes (and marks
+	// them delivered when the ack says so) and clears the flush mark of each
+	// ack's revision in the same round trip, as FlushDone does (a write that
+	// added effects since marked a later revision, which stays).
 	AckEffects(ctx context.Context, acks ...Ack) error
 	// LeadDelivered is GetLead and Delivered(key) in one round trip.
 	LeadDelivered(ctx context.Context, leadID, key string) (*Record, bool, error)

@@ -319,16 +319,26 @@ func indexSig(r *domain.Record) string {
 		strconv.Itoa(int(r.Score.Heat)) + "|" + strconv.Itoa(int(r.Score.Total))
 }
 
-// AckEffects removes delivered effects and clears the flush mark of each
-// ack's revision (as FlushDone), in one round trip.
+// AckEffects removes delivered effects, remembers delivered hand-offs and
+// clears the flush mark of each ack's revision (as FlushDone), in one round
+// trip.
 func (s *Store) AckEffects(ctx context.Context, acks ...domain.Ack) error {
 	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
 		for _, a := range acks {
 			if len(a.Keys) > 0 {
 				p.HDel(ctx, leadKey(a.LeadID, "outbox"), a.Keys...)
+				if a.Delivered {
+					ks := make([]any, len(a.Keys))
+					for i, k := range a.Keys {
+						ks[i] = k
+					}
+					p.SAdd(ctx, leadKey(a.LeadID, "delivered"), ks...)
+				}
 			}
-			// EVAL, not EVALSHA: a pipeline cannot fall back on NOSCRIPT.
-			flushDoneScript.Eval(ctx, p, []string{flushKey}, a.LeadID, a.Rev)
+			if a.Rev > 0 {
+				// EVAL, not EVALSHA: a pipeline cannot fall back on NOSCRIPT.
+				flushDoneScript.Eval(ctx, p, []string{flushKey}, a.LeadID, a.Rev)
+			}
 		}
 		return nil
 	})
