@@ -36,6 +36,12 @@ type Config struct {
 	HandoffMaxAttempts int `env:"LEADFLOW_SCORING_HANDOFF_MAX_ATTEMPTS" envDefault:"15"`
 	// HandoffMaxBackoff: the longest wait between two delivery attempts.
 	HandoffMaxBackoff time.Duration `env:"LEADFLOW_SCORING_HANDOFF_MAX_BACKOFF" envDefault:"1m"`
+	// DirectRouteTimeout bounds a direct RouteLeads call from the route
+	// hand-off deliverer; 0 sends every route hand-off through the job queue.
+	DirectRouteTimeout time.Duration `env:"LEADFLOW_SCORING_DIRECT_ROUTE_TIMEOUT" envDefault:"2s"`
+	// DirectRoutePause: after a failed direct call, how long route hand-offs
+	// go through the job queue instead.
+	DirectRoutePause time.Duration `env:"LEADFLOW_SCORING_DIRECT_ROUTE_PAUSE" envDefault:"10s"`
 }
 
 // LoadConfig reads Config from the environment.
@@ -100,6 +106,7 @@ func New(ctx context.Context, rt *platform.Runtime, cfg Config, opts ...Option) 
 		Store: st, Tracer: rt.Tracer(), Meter: rt.Meter(), Logger: rt.Logger, Events: eventSink{rt: rt},
 		RoutingQ: routingQ, DealQ: dealQ,
 		Routing: o.routing, Pipeline: o.pipeline, Now: o.now,
+		DirectRoute: service.DirectRouteOptions{Timeout: cfg.DirectRouteTimeout, Pause: cfg.DirectRoutePause},
 	})
 	if o.scoring != nil {
 		*o.scoring = sc
@@ -113,6 +120,7 @@ func New(ctx context.Context, rt *platform.Runtime, cfg Config, opts ...Option) 
 		Names: []string{scoringv1.ScoringService_ServiceDesc.ServiceName, jobsapi.ServiceName},
 		Workers: []func(context.Context) error{
 			func(ctx context.Context) error { return routingQ.RunBatch(ctx, sc.DeliverRoutingBatch) },
+			sc.RunDirectRoutes,
 			func(ctx context.Context) error { return dealQ.Run(ctx, sc.DeliverPipeline) },
 			func(ctx context.Context) error { return sc.RunSweeper(ctx, cfg.SweepInterval) },
 		},

@@ -40,7 +40,12 @@ type peer struct {
 	mu       sync.Mutex
 	failLead string      // RouteLeads answers Unavailable for this lead only
 	noBatch  atomic.Bool // RouteLeads is Unimplemented (an older routing)
-	batches  []int       // sizes of the RouteLeads calls
+	// hang, when set, holds RouteLeads until it is closed or the call's
+	// deadline passes (a blackholed routing); entered gets a value per call.
+	hang     chan struct{}
+	entered  chan struct{}
+	inFlight atomic.Int32
+	batches  []int // sizes of the RouteLeads calls
 	routes   []*routingv1.RouteLeadRequest
 	releases []*routingv1.ReleaseLeadRequest
 	deals    map[string]int // lead id → CreateDealFromLead calls that succeeded
@@ -59,6 +64,21 @@ func (p *peer) RouteLead(_ context.Context, r *routingv1.RouteLeadRequest) (*rou
 func (p *peer) RouteLeads(ctx context.Context, r *routingv1.RouteLeadsRequest) (*routingv1.RouteLeadsResponse, error) {
 	if p.noBatch.Load() {
 		return nil, status.Error(codes.Unimplemented, "unknown method RouteLeads")
+	}
+	p.mu.Lock()
+	hang := p.hang
+	p.mu.Unlock()
+	if hang != nil {
+		p.inFlight.Add(1)
+		p.entered <- struct{}{}
+		select {
+		case <-hang:
+		case <-ctx.Done():
+		}
+		p.inFlight.Add(-1)
+		if ctx.Err() != nil {
+			return nil, status.FromContextError(ctx.Err()).Err()
+		}
 	}
 	if p.down.Load() {
 		return nil, status.Error(codes.Unavailable, "routing down")
@@ -119,6 +139,8 @@ type env struct {
 	rdb   *redis.Client
 	spans *tracetest.InMemoryExporter
 	redis *platformtest.Redis
+	cfg   app.Config
+	pc    *grpc.ClientConn // to the fake peers
 }
 
 var t0 = time.Date(2026, 11, 2, 9, 0, 0, 0, time.UTC)
@@ -126,7 +148,7 @@ var t0 = time.Date(2026, 11, 2, 9, 0, 0, 0, time.UTC)
 // setup serves scoring with fakes of routing and pipeline. The service's
 // workers are not run: tests drive the queues with ProcessDue on the
 // injected clock, so nothing depends on timing.
-func setup(t *testing.T) *env {
+func setup(t *testing.T, tune ...func(*app.Config)) *env {
 	t.Helper()
 	r := platformtest.StartRedis(t)
 	spans := platformtest.Spans()
@@ -144,22 +166,39 @@ func setup(t *testing.T) *env {
 	}
 	t.Cleanup(func() { _ = pc.Close() })
 	clk := platformtest.NewClock(t0)
-	var sc *service.Scoring
-	svc, err := app.New(context.Background(), rt, app.Config{SweepInterval: time.Hour, HandoffMaxAttempts: 20, HandoffMaxBackoff: time.Minute},
-		app.WithPeers(routingv1.NewRoutingServiceClient(pc), pipelinev1.NewPipelineServiceClient(pc)), app.WithClock(clk.Now), app.Expose(&sc))
-	if err != nil {
-		t.Fatal(err)
+	cfg := app.Config{SweepInterval: time.Hour, HandoffMaxAttempts: 20, HandoffMaxBackoff: time.Minute}
+	for _, f := range tune {
+		f(&cfg)
 	}
-	svc.Workers = nil
+	e := &env{t: t, ctx: context.Background(), peer: p, clock: clk, rdb: r.Client(), spans: spans, redis: r, cfg: cfg, pc: pc}
+	svc := e.newService(rt)
 	conn := platformtest.Serve(t, rt, svc)
-	return &env{t: t, ctx: context.Background(), c: scoringv1.NewScoringServiceClient(conn), sc: sc, peer: p, clock: clk, rdb: r.Client(), spans: spans, redis: r}
+	e.c = scoringv1.NewScoringServiceClient(conn)
+	return e
 }
 
+// newService builds the scoring service on rt, without its workers, and
+// makes it the env's use cases (a second call stands for a restarted
+// process on the same Redis).
+func (e *env) newService(rt *platform.Runtime) platform.Service {
+	e.t.Helper()
+	svc, err := app.New(context.Background(), rt, e.cfg,
+		app.WithPeers(routingv1.NewRoutingServiceClient(e.pc), pipelinev1.NewPipelineServiceClient(e.pc)), app.WithClock(e.clock.Now), app.Expose(&e.sc))
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	svc.Workers = nil
+	return svc
+}
+
+// processRouting delivers the route hand-offs queued for direct delivery,
+// then the routing jobs due, and returns how many of each it settled.
 func (e *env) processRouting() int {
 	e.t.Helper()
+	direct := e.sc.DeliverDirectRoutes(e.ctx)
 	q, _ := e.sc.Queues()
 	n, _ := q.ProcessDueBatch(e.ctx, e.sc.DeliverRoutingBatch)
-	return n
+	return direct + n
 }
 
 func (e *env) processPipeline() int {

@@ -73,7 +73,8 @@ type flushPlan struct {
 	evs      []*eventsv1.LeadEvent
 	sched    []scheduledJob
 	acked    []string
-	handoffs []string // kinds, for the metric
+	handoffs []string      // kinds, for the metric
+	direct   []directRoute // route effects for the deliverer (not acked here)
 }
 
 type scheduledJob struct {
@@ -106,6 +107,10 @@ func (s *Scoring) plan(ctx context.Context, rec *domain.Record) (*flushPlan, err
 			if err := proto.Unmarshal(rec.ProfileRaw, profile); err != nil {
 				return nil, fmt.Errorf("decode stored profile of %s: %w", rec.LeadID, err)
 			}
+		}
+		if e.Kind == domain.EffectRouteLead && s.direct.usable(s.now()) && !superseded(rec, e.Key) {
+			p.direct = append(p.direct, directRoute{leadID: rec.LeadID, key: e.Key, traceparent: rec.Traceparent, rev: rec.Rev, req: routeRequest(profile, e)})
+			continue
 		}
 		q, payload, err := s.jobFor(rec, profile, e)
 		if err != nil {
@@ -150,8 +155,9 @@ func (s *Scoring) flushAll(ctx context.Context, ps []*flushPlan) []coalesce.Resu
 	if err != nil {
 		return fail(err)
 	}
-	acks := make([]domain.Ack, len(ps))
-	for i, p := range ps {
+	acks := make([]domain.Ack, 0, len(ps))
+	var direct []directRoute
+	for _, p := range ps {
 		if s.handoffs != nil {
 			for _, kind := range p.handoffs {
 				s.handoffs.Add(ctx, 1, metric.WithAttributes(attribute.String("kind", kind)))
@@ -159,12 +165,28 @@ func (s *Scoring) flushAll(ctx context.Context, ps []*flushPlan) []coalesce.Resu
 		}
 		// With everything delivered, the flush mark of this revision goes
 		// with the ack (a later write marked a later revision, which stays).
-		acks[i] = domain.Ack{LeadID: p.rec.LeadID, Keys: p.acked, Rev: p.rec.Rev}
+		// A route effect left to the deliverer keeps it until it settles.
+		a := domain.Ack{LeadID: p.rec.LeadID, Keys: p.acked, Rev: p.rec.Rev}
+		if len(p.direct) > 0 {
+			a.Rev = 0
+			direct = append(direct, p.direct...)
+		}
+		if len(a.Keys) > 0 || a.Rev > 0 {
+			acks = append(acks, a)
+		}
 	}
 	if err := s.store.AckEffects(ctx, acks...); err != nil {
 		return fail(err)
 	}
+	if err := s.queueDirect(ctx, direct); err != nil {
+		return fail(err)
+	}
 	return out
+}
+
+// routeRequest is the RouteLead request of a route effect.
+func routeRequest(profile *leadv1.LeadProfile, e *domain.Effect) *routingv1.RouteLeadRequest {
+	return &routingv1.RouteLeadRequest{Profile: profile, Score: pbconv.Score(e.Score), Reasons: e.Reasons, RequestId: e.RequestID}
 }
 
 // jobFor builds the hand-off request of an effect.
@@ -173,7 +195,7 @@ func (s *Scoring) jobFor(rec *domain.Record, profile *leadv1.LeadProfile, e *dom
 	q := s.routingQ
 	switch e.Kind {
 	case domain.EffectRouteLead:
-		msg = &routingv1.RouteLeadRequest{Profile: profile, Score: pbconv.Score(e.Score), Reasons: e.Reasons, RequestId: e.RequestID}
+		msg = routeRequest(profile, e)
 	case domain.EffectReleaseLead:
 		msg = &routingv1.ReleaseLeadRequest{LeadId: rec.LeadID, Reason: e.Reason}
 	case domain.EffectCreateDeal:

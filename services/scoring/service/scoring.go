@@ -55,6 +55,7 @@ type Scoring struct {
 
 	scored, handoffs metric.Int64Counter
 	flusher          *coalesce.Group[*flushPlan, struct{}]
+	direct           *directRouter // nil: route hand-offs go through the job queue
 
 	sweepMu  sync.Mutex
 	lastSeen map[string]int64 // lead → marked revision at the previous sweep
@@ -73,6 +74,8 @@ type Deps struct {
 	Pipeline PipelineClient
 	// Now is the clock; time.Now when nil.
 	Now func() time.Time
+	// DirectRoute turns on and tunes the direct route hand-off.
+	DirectRoute DirectRouteOptions
 }
 
 // NewScoring builds the use cases.
@@ -85,6 +88,7 @@ func NewScoring(d Deps) *Scoring {
 		s.now = time.Now
 	}
 	s.flusher = coalesce.New(flushBatch, s.flushAll)
+	s.direct = newDirectRouter(d.DirectRoute, d.Meter)
 	if d.Meter != nil {
 		s.scored, _ = d.Meter.Int64Counter("leadflow.scoring.leads_scored", metric.WithDescription("Scores computed and stored"))
 		s.handoffs, _ = d.Meter.Int64Counter("leadflow.scoring.handoffs", metric.WithDescription("Hand-offs scheduled, by kind"))
