@@ -135,6 +135,8 @@ type Report struct {
 	// SpansByName is the spans per lead of the most frequent
 	// "service span-name" pairs.
 	SpansByName []string
+	// SlowestSteps is the p50/p99 (ms) of the slowest spans most leads have.
+	SlowestSteps []string
 	// CPU per lead answered OK (zero Total when it could not be read).
 	CPU CPUPerLead
 }
@@ -461,6 +463,7 @@ loop:
 		rep.Spans, rep.RedisSpans = sink.Spans(), sink.RedisSpans()
 		rep.RedisByService = sink.RedisSpansByService(ok)
 		rep.SpansByName = sink.SpansByName(ok, 12)
+		rep.SlowestSteps = sink.SlowestSteps(ok, 10)
 	}
 	var after map[string]int64
 	var afterErr error

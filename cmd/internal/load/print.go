@@ -86,6 +86,9 @@ func (r *Report) Print(w io.Writer) {
 		if len(r.SpansByName) > 0 {
 			fmt.Fprintf(w, "  spans per lead, most frequent (service, span name): %v\n", r.SpansByName)
 		}
+		if len(r.SlowestSteps) > 0 {
+			fmt.Fprintf(w, "  slowest steps most leads take (service, span name, p50/p99 ms): %v\n", r.SlowestSteps)
+		}
 	}
 	if c := r.CPU; c.Total > 0 {
 		ms := func(d time.Duration) string {

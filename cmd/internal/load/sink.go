@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"slices"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -26,6 +27,12 @@ type Sink struct {
 	mu      sync.Mutex
 	byOwner map[string]int64 // go-redis spans per service.name
 	byName  map[string]int64 // spans per "service.name span-name"
+	// durations (ms) per "service.name span-name", for the steps' latency
+	durations map[string][]float32
+}
+
+func newSink() *Sink {
+	return &Sink{srv: grpc.NewServer(), byOwner: map[string]int64{}, byName: map[string]int64{}, durations: map[string][]float32{}}
 }
 
 // redisScopes are the instrumentation scopes of the Redis spans: go-redis's
@@ -39,7 +46,7 @@ func StartSink(addr string) (*Sink, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Sink{srv: grpc.NewServer(), byOwner: map[string]int64{}, byName: map[string]int64{}}
+	s := newSink()
 	collectortracev1.RegisterTraceServiceServer(s.srv, s)
 	go func() { _ = s.srv.Serve(lis) }()
 	return s, nil
@@ -63,7 +70,11 @@ func (s *Sink) Export(_ context.Context, req *collectortracev1.ExportTraceServic
 				s.byOwner[service] += int64(len(ss.GetSpans()))
 			}
 			for _, sp := range ss.GetSpans() {
-				s.byName[service+" "+sp.GetName()]++
+				k := service + " " + sp.GetName()
+				s.byName[k]++
+				if end, start := sp.GetEndTimeUnixNano(), sp.GetStartTimeUnixNano(); end >= start {
+					s.durations[k] = append(s.durations[k], float32(end-start)/1e6)
+				}
 			}
 		}
 		s.mu.Unlock()
@@ -108,6 +119,35 @@ func perLead(m map[string]int64, leads int64, top int) []string {
 	out := make([]string, 0, min(top, len(keys)))
 	for _, k := range keys[:min(top, len(keys))] {
 		out = append(out, fmt.Sprintf("%s %.2f", k, float64(m[k])/float64(max(leads, 1))))
+	}
+	return out
+}
+
+// SlowestSteps is the latency (p50 / p99, ms) of the top slowest spans by
+// p50 among the "service span-name" pairs at least half the leads have:
+// where a lead's journey waits.
+func (s *Sink) SlowestSteps(leads int64, top int) []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	type step struct {
+		name     string
+		p50, p99 float32
+	}
+	var steps []step
+	for k, ds := range s.durations {
+		if int64(len(ds))*2 < leads || len(ds) == 0 {
+			continue
+		}
+		sorted := slices.Clone(ds)
+		slices.Sort(sorted)
+		steps = append(steps, step{k, sorted[len(sorted)/2], sorted[min(len(sorted)-1, len(sorted)*99/100)]})
+	}
+	sort.Slice(steps, func(i, j int) bool {
+		return steps[i].p50 > steps[j].p50 || steps[i].p50 == steps[j].p50 && steps[i].name < steps[j].name
+	})
+	out := make([]string, 0, min(top, len(steps)))
+	for _, st := range steps[:min(top, len(steps))] {
+		out = append(out, fmt.Sprintf("%s %.1f/%.1f", st.name, st.p50, st.p99))
 	}
 	return out
 }

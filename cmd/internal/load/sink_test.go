@@ -28,7 +28,7 @@ func resourceSpans(service string, scopes map[string][]string) *tracev1.Resource
 // The sink counts every span, the Redis ones per service, and all of them
 // per service and span name, as per-lead figures largest first.
 func TestSinkCountsSpansByServiceAndName(t *testing.T) {
-	s := &Sink{byOwner: map[string]int64{}, byName: map[string]int64{}}
+	s := newSink()
 	req := &collectortracev1.ExportTraceServiceRequest{ResourceSpans: []*tracev1.ResourceSpans{
 		resourceSpans("scoring", map[string][]string{
 			"github.com/redis/go-redis/extra/redisotel": {"evalsha", "evalsha", "get"},
@@ -50,5 +50,33 @@ func TestSinkCountsSpansByServiceAndName(t *testing.T) {
 	want := "[capture capture.lead 1.00 scoring evalsha 1.00 scoring scoring.UpsertLead 1.00]"
 	if got := fmt.Sprint(s.SpansByName(4, 3)); got != want {
 		t.Fatalf("spans by name = %s, want %s", got, want)
+	}
+}
+
+// The slowest steps are the span names at least half the leads have,
+// slowest p50 first, each with its p50 and p99.
+func TestSinkReportsTheSlowestStepsMostLeadsTake(t *testing.T) {
+	s := newSink()
+	spans := func(name string, ms ...int) []*tracev1.Span {
+		var out []*tracev1.Span
+		for _, d := range ms {
+			out = append(out, &tracev1.Span{Name: name, StartTimeUnixNano: 1e9, EndTimeUnixNano: 1e9 + uint64(d)*1e6})
+		}
+		return out
+	}
+	ss := &tracev1.ScopeSpans{Scope: &commonv1.InstrumentationScope{Name: "leadflow"}}
+	ss.Spans = append(ss.Spans, spans("scoring.deliver.route", 4, 6, 8, 100)...)
+	ss.Spans = append(ss.Spans, spans("routing.route", 2, 3, 3, 50)...)
+	ss.Spans = append(ss.Spans, spans("scoring.sweep", 900)...) // rare: one lead of four
+	rs := &tracev1.ResourceSpans{ScopeSpans: []*tracev1.ScopeSpans{ss}}
+	if _, err := s.Export(context.Background(), &collectortracev1.ExportTraceServiceRequest{ResourceSpans: []*tracev1.ResourceSpans{rs}}); err != nil {
+		t.Fatal(err)
+	}
+	want := "[? scoring.deliver.route 8.0/100.0 ? routing.route 3.0/50.0]"
+	if got := fmt.Sprint(s.SlowestSteps(4, 5)); got != want {
+		t.Fatalf("slowest steps = %s, want %s", got, want)
+	}
+	if got := fmt.Sprint(s.SlowestSteps(4, 1)); got != "[? scoring.deliver.route 8.0/100.0]" {
+		t.Fatalf("top 1 = %s", got)
 	}
 }
