@@ -33,8 +33,8 @@ import (
 //   - a failed or timed-out call, or a lead routing refused, schedules the
 //     job as before (retries, backoff, dead letters);
 //   - after a failed call, hand-offs go through the job queue for a pause
-//     (a breaker), so a blackholed routing costs one timeout, not one per
-//     batch;
+//     (a breaker), so a blackholed routing costs the calls in flight one
+//     timeout, not one timeout per batch;
 //   - callers never wait for routing: the deliverer runs on its own, and a
 //     full queue or a stopped deliverer sends hand-offs to the job queue.
 
@@ -207,8 +207,8 @@ func (s *Scoring) DeliverDirectRoutes(ctx context.Context) int {
 		}
 		n += len(batch)
 		if !s.direct.usable(s.now()) {
-			// Queued before a call failed: a blackholed routing costs one
-			// timeout, not one per batch.
+			// Queued before a call failed: they go to the job queue
+			// without a call of their own.
 			s.direct.count(ctx, "deferred", len(batch))
 			s.deferDetached(ctx, batch)
 			continue
