@@ -14,6 +14,7 @@ import (
 	"github.com/leadflow/leadflow/cmd/internal/suitetest"
 	capturev1 "github.com/leadflow/leadflow/gen/go/leadflow/capture/v1"
 	leadv1 "github.com/leadflow/leadflow/gen/go/leadflow/lead/v1"
+	opsv1 "github.com/leadflow/leadflow/gen/go/leadflow/ops/v1"
 	routingv1 "github.com/leadflow/leadflow/gen/go/leadflow/routing/v1"
 	"github.com/leadflow/leadflow/services/platform"
 	"github.com/leadflow/leadflow/services/platform/platformtest"
@@ -268,6 +269,74 @@ func TestServiceDownHandoffsWait(t *testing.T) {
 	}
 	if dead != 0 {
 		t.Errorf("dead letters: %d (%s)", dead, note)
+	}
+}
+
+// Fault 4b: routing blackholed for scoring (packets dropped, connections
+// held) under load. Scoring hands MQLs to routing directly; here those calls
+// time out, the hand-offs fall back to the scoring-routing job queue, and
+// every lead is routed once after the blackhole: none lost, none assigned
+// twice (a request routing received late and its job both arrive), no dead
+// letters.
+func TestRoutingBlackholeHandoffsFallBackToJobs(t *testing.T) {
+	blackholeFor := 10 * time.Second
+	// The jobs retry soon after the blackhole (attempts outlast it).
+	t.Setenv("LEADFLOW_SCORING_HANDOFF_MAX_BACKOFF", "2s")
+	t.Setenv("LEADFLOW_SCORING_HANDOFF_MAX_ATTEMPTS", "20")
+	r := platformtest.StartRedis(t)
+	var routing *Proxy
+	_, c := suitetest.BootProxied(t, func(string) string { return r.URL() }, func(peer, addr string) string {
+		if peer != "routing" {
+			return addr
+		}
+		routing = StartProxy(t, "routing", addr)
+		return routing.Addr()
+	}, suitetest.Options{})
+
+	d := drive(c, "rbh-before", 2, 5*time.Second, 50*time.Millisecond)
+	time.Sleep(time.Second)
+	beforeIDs, _ := okIDs(d.Stop())
+	if got := routed(c, beforeIDs, 30*time.Second); got != len(beforeIDs) {
+		t.Fatalf("before the blackhole: %d of %d leads routed", got, len(beforeIDs))
+	}
+
+	routing.AddToxic(t, `{"name":"bh-up","type":"timeout","stream":"upstream","attributes":{"timeout":0}}`)
+	routing.AddToxic(t, `{"name":"bh-down","type":"timeout","stream":"downstream","attributes":{"timeout":0}}`)
+	d = drive(c, "rbh-during", 2, 5*time.Second, 50*time.Millisecond)
+	time.Sleep(blackholeFor)
+	during := d.Stop()
+	ids, dups := okIDs(during)
+	if len(ids) == 0 {
+		t.Fatalf("capture answered nothing while routing was blackholed: %s", codeCounts(during))
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	// The hand-offs wait as jobs, not in the memory of scoring's deliverer.
+	waiting := int64(0)
+	qs, err := c.Jobs["scoring"].ListQueues(ctx, &opsv1.ListQueuesRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, q := range qs.GetQueues() {
+		if q.GetName() == "scoring-routing" {
+			waiting = q.GetDepth()
+		}
+	}
+	routing.RemoveToxic(t, "bh-up")
+	routing.RemoveToxic(t, "bh-down")
+	healedAt := time.Now()
+	got := routed(c, ids, 90*time.Second)
+	recovered := time.Since(healedAt)
+	twice, none := assignmentsPerLead(ctx, t, c, append(beforeIDs, ids...))
+	dups += extraLeads(ctx, t, r.Client(), "rbh-during")
+	dead, note := load.DeadLetters(ctx, r.Client())
+	t.Logf("routing blackholed %s: %d leads accepted (%s), %d route hand-offs waiting as jobs at the end, %d routed after it healed (in %s), assigned twice %d, in no rep's list %d, duplicates %d, dead letters %d",
+		blackholeFor, len(ids), codeCounts(during), waiting, got, recovered.Round(time.Millisecond), twice, none, dups, dead)
+	if waiting == 0 {
+		t.Errorf("no route hand-off waited in the scoring-routing queue during the blackhole: the fallback to the job queue did not happen")
+	}
+	if got != len(ids) || twice != 0 || none != 0 || dups != 0 || dead != 0 {
+		t.Errorf("%d of %d leads routed after the blackhole; assigned twice %d, in no rep's list %d, duplicates %d, dead letters %d (%s)", got, len(ids), twice, none, dups, dead, note)
 	}
 }
 

@@ -171,6 +171,39 @@ func routed(c *client.Clients, ids []string, d time.Duration) int {
 	return len(ids) - len(pending)
 }
 
+// assignmentsPerLead reads the assignment lists of the load setup's reps
+// and counts the leads of ids listed more than once (assigned twice) and
+// not at all.
+func assignmentsPerLead(ctx context.Context, t *testing.T, c *client.Clients, ids []string) (twice, none int) {
+	t.Helper()
+	count := map[string]int{}
+	for i := 0; i < 20; i++ {
+		tok := ""
+		for {
+			resp, err := c.Routing.ListAssignments(ctx, &routingv1.ListAssignmentsRequest{RepId: "load-rep-" + itoa(i), PageSize: 500, PageToken: tok})
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, a := range resp.GetAssignments() {
+				count[a.GetLeadId()]++
+			}
+			if tok = resp.GetNextPageToken(); tok == "" {
+				break
+			}
+		}
+	}
+	for _, id := range ids {
+		switch count[id] {
+		case 0:
+			none++
+		case 1:
+		default:
+			twice++
+		}
+	}
+	return twice, none
+}
+
 // extraLeads sees a submission stored as two leads, and only the run's.
 func TestExtraLeadsCountsASubmissionStoredTwice(t *testing.T) {
 	rdb := platformtest.StartRedis(t).Client()

@@ -17,7 +17,6 @@ import (
 	"github.com/leadflow/leadflow/cmd/internal/client"
 	"github.com/leadflow/leadflow/cmd/internal/load"
 	reportingv1 "github.com/leadflow/leadflow/gen/go/leadflow/reporting/v1"
-	routingv1 "github.com/leadflow/leadflow/gen/go/leadflow/routing/v1"
 	"github.com/leadflow/leadflow/services/platform"
 	"github.com/leadflow/leadflow/services/platform/events"
 	"github.com/leadflow/leadflow/services/platform/platformtest"
@@ -168,32 +167,7 @@ func TestKilledBetweenReadAndAck(t *testing.T) {
 	// Exactly once in effect: one assignment per lead across the reps.
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	count := map[string]int{}
-	for i := 0; i < 20; i++ {
-		tok := ""
-		for {
-			resp, err := c2.Routing.ListAssignments(ctx, &routingv1.ListAssignmentsRequest{RepId: "load-rep-" + itoa(i), PageSize: 500, PageToken: tok})
-			if err != nil {
-				t.Fatal(err)
-			}
-			for _, a := range resp.GetAssignments() {
-				count[a.GetLeadId()]++
-			}
-			if tok = resp.GetNextPageToken(); tok == "" {
-				break
-			}
-		}
-	}
-	var twice, none int
-	for _, id := range ids {
-		switch count[id] {
-		case 0:
-			none++
-		case 1:
-		default:
-			twice++
-		}
-	}
+	twice, none := assignmentsPerLead(ctx, t, c2, ids)
 	// Reporting: no repeated event in a sample of journeys.
 	var repeated, sampled int
 	for i, id := range ids {
