@@ -217,26 +217,11 @@ func TestServiceDownHandoffsWait(t *testing.T) {
 	t.Setenv("LEADFLOW_CAPTURE_HANDOFF_MAX_ATTEMPTS", "20")
 	t.Setenv("LEADFLOW_SCORING_HANDOFF_MAX_ATTEMPTS", "20")
 	r := platformtest.StartRedis(t)
-	var scoring *Proxy
-	_, c := suitetest.BootProxied(t, func(string) string { return r.URL() }, func(peer, addr string) string {
-		if peer != "scoring" {
-			return addr
-		}
-		scoring = StartProxy(t, "scoring", addr)
-		return scoring.Addr()
-	}, suitetest.Options{})
-
-	d := drive(c, "down-before", 2, 5*time.Second, 50*time.Millisecond)
-	time.Sleep(time.Second)
-	before := d.Stop()
-	beforeIDs, _ := okIDs(before)
-	if got := routed(c, beforeIDs, 30*time.Second); got != len(beforeIDs) {
-		t.Fatalf("before the outage: %d of %d leads routed", got, len(beforeIDs))
-	}
+	scoring, c, _ := bootWithPeerProxy(t, r, "scoring")
 
 	scoring.Stop()
 	downAt := time.Now()
-	d = drive(c, "down-during", 2, 5*time.Second, 50*time.Millisecond)
+	d := drive(c, "down-during", 2, 5*time.Second, 50*time.Millisecond)
 	time.Sleep(outage)
 	during := d.Stop()
 	ids, dups := okIDs(during)
@@ -272,6 +257,29 @@ func TestServiceDownHandoffsWait(t *testing.T) {
 	}
 }
 
+// bootWithPeerProxy boots the suite with a fault proxy in front of peer
+// (every service dials peer through it), then drives a second of load and
+// checks every lead of it is routed: the suite works before the fault. It
+// returns the proxy, the clients and the warm-up's lead ids.
+func bootWithPeerProxy(t *testing.T, r *platformtest.Redis, peer string) (*Proxy, *client.Clients, []string) {
+	t.Helper()
+	var p *Proxy
+	_, c := suitetest.BootProxied(t, func(string) string { return r.URL() }, func(name, addr string) string {
+		if name != peer {
+			return addr
+		}
+		p = StartProxy(t, peer, addr)
+		return p.Addr()
+	}, suitetest.Options{})
+	d := drive(c, peer+"-before", 2, 5*time.Second, 50*time.Millisecond)
+	time.Sleep(time.Second)
+	ids, _ := okIDs(d.Stop())
+	if got := routed(c, ids, 30*time.Second); got != len(ids) {
+		t.Fatalf("before the fault: %d of %d leads routed", got, len(ids))
+	}
+	return p, c, ids
+}
+
 // Fault 4b: routing blackholed for scoring (packets dropped, connections
 // held) under load. Scoring hands MQLs to routing directly; here those calls
 // time out, the hand-offs fall back to the scoring-routing job queue, and
@@ -284,25 +292,11 @@ func TestRoutingBlackholeHandoffsFallBackToJobs(t *testing.T) {
 	t.Setenv("LEADFLOW_SCORING_HANDOFF_MAX_BACKOFF", "2s")
 	t.Setenv("LEADFLOW_SCORING_HANDOFF_MAX_ATTEMPTS", "20")
 	r := platformtest.StartRedis(t)
-	var routing *Proxy
-	_, c := suitetest.BootProxied(t, func(string) string { return r.URL() }, func(peer, addr string) string {
-		if peer != "routing" {
-			return addr
-		}
-		routing = StartProxy(t, "routing", addr)
-		return routing.Addr()
-	}, suitetest.Options{})
-
-	d := drive(c, "rbh-before", 2, 5*time.Second, 50*time.Millisecond)
-	time.Sleep(time.Second)
-	beforeIDs, _ := okIDs(d.Stop())
-	if got := routed(c, beforeIDs, 30*time.Second); got != len(beforeIDs) {
-		t.Fatalf("before the blackhole: %d of %d leads routed", got, len(beforeIDs))
-	}
+	routing, c, beforeIDs := bootWithPeerProxy(t, r, "routing")
 
 	routing.AddToxic(t, `{"name":"bh-up","type":"timeout","stream":"upstream","attributes":{"timeout":0}}`)
 	routing.AddToxic(t, `{"name":"bh-down","type":"timeout","stream":"downstream","attributes":{"timeout":0}}`)
-	d = drive(c, "rbh-during", 2, 5*time.Second, 50*time.Millisecond)
+	d := drive(c, "rbh-during", 2, 5*time.Second, 50*time.Millisecond)
 	time.Sleep(blackholeFor)
 	during := d.Stop()
 	ids, dups := okIDs(during)
