@@ -127,6 +127,9 @@ type Report struct {
 	// Redis round trips (commands) per lead answered OK, from INFO commandstats.
 	CommandsPerLead float64
 	TopCommands     []string
+	// TopCommandTime is Redis's time per lead (µs, INFO commandstats usec)
+	// of the commands that took most; a script's includes its commands.
+	TopCommandTime []string
 	// Spans received by the OTLP sink (-1 = no sink), and of those the
 	// go-redis spans: one per Redis round trip.
 	Spans, RedisSpans int64
@@ -332,11 +335,11 @@ func Run(ctx context.Context, cfg Config, logw io.Writer) (*Report, error) {
 		}
 	}
 
-	var before map[string]int64
+	var before map[string]redisx.CommandStat
 	var cpuBefore CPU
 	cpuOK := false
 	if rdb != nil {
-		before, _ = redisx.CommandCalls(ctx, rdb)
+		before, _ = redisx.CommandStats(ctx, rdb)
 		cpuBefore, cpuOK = ReadCPU(ctx, rdb)
 	}
 
@@ -465,10 +468,10 @@ loop:
 		rep.SpansByName = sink.SpansByName(ok, 12)
 		rep.SlowestSteps = sink.SlowestSteps(ok, 10)
 	}
-	var after map[string]int64
+	var after map[string]redisx.CommandStat
 	var afterErr error
 	if rdb != nil {
-		after, afterErr = redisx.CommandCalls(ctx, rdb)
+		after, afterErr = redisx.CommandStats(ctx, rdb)
 		if cpuAfter, read := ReadCPU(ctx, rdb); read && cpuOK && ok > 0 {
 			rep.CPU = cpuPerLead(cpuBefore, cpuAfter, ok, rep.EchoRate)
 		}
@@ -490,27 +493,17 @@ loop:
 
 	if rdb != nil {
 		if afterErr == nil && ok > 0 {
+			calls, usec := map[string]int64{}, map[string]int64{}
 			var total int64
-			type kv struct {
-				k string
-				v int64
-			}
-			var top []kv
 			for k, v := range after {
-				d := v - before[k]
-				if k == "ping" || k == "info" || d <= 0 {
+				if k == "ping" || k == "info" || v.Calls <= before[k].Calls {
 					continue
 				}
-				total += d
-				top = append(top, kv{k, d})
+				calls[k], usec[k] = v.Calls-before[k].Calls, v.Usec-before[k].Usec
+				total += calls[k]
 			}
-			sort.Slice(top, func(i, j int) bool { return top[i].v > top[j].v })
-			for i, e := range top {
-				if i == 8 {
-					break
-				}
-				rep.TopCommands = append(rep.TopCommands, fmt.Sprintf("%s %.1f", e.k, float64(e.v)/float64(ok)))
-			}
+			rep.TopCommands = topPerLead(calls, ok, 8, "%s %.1f")
+			rep.TopCommandTime = topPerLead(usec, ok, 8, "%s %.0f")
 			rep.CommandsPerLead = float64(total) / float64(ok)
 		}
 	}

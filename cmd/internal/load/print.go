@@ -74,6 +74,9 @@ func (r *Report) Print(w io.Writer) {
 	fmt.Fprintf(w, "dead letters: %s\n", r.DeadLetterNote)
 	if r.CommandsPerLead > 0 {
 		fmt.Fprintf(w, "Redis commands per lead answered OK (INFO commandstats delta, all services, incl. pollers and commands inside scripts): %.1f\n  top: %v\n", r.CommandsPerLead, r.TopCommands)
+		if len(r.TopCommandTime) > 0 {
+			fmt.Fprintf(w, "  Redis time per lead, µs (INFO commandstats usec; a script's time includes its commands'): %v\n", r.TopCommandTime)
+		}
 	}
 	if r.Spans >= 0 && r.Accepted > 0 {
 		// The batch exporter may still hold the last second's spans when

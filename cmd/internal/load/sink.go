@@ -111,6 +111,12 @@ func (s *Sink) SpansByName(leads int64, top int) []string {
 
 // perLead formats the top counts of m as "key per-lead" strings, largest first.
 func perLead(m map[string]int64, leads int64, top int) []string {
+	return topPerLead(m, leads, top, "%s %.2f")
+}
+
+// topPerLead formats the top values of m, each divided by leads, with
+// format (key, per-lead value), largest first.
+func topPerLead(m map[string]int64, leads int64, top int, format string) []string {
 	keys := make([]string, 0, len(m))
 	for k := range m {
 		keys = append(keys, k)
@@ -118,7 +124,7 @@ func perLead(m map[string]int64, leads int64, top int) []string {
 	sort.Slice(keys, func(i, j int) bool { return m[keys[i]] > m[keys[j]] || m[keys[i]] == m[keys[j]] && keys[i] < keys[j] })
 	out := make([]string, 0, min(top, len(keys)))
 	for _, k := range keys[:min(top, len(keys))] {
-		out = append(out, fmt.Sprintf("%s %.2f", k, float64(m[k])/float64(max(leads, 1))))
+		out = append(out, fmt.Sprintf(format, k, float64(m[k])/float64(max(leads, 1))))
 	}
 	return out
 }

@@ -231,25 +231,47 @@ func ServerCPU(ctx context.Context, rdb redis.Cmdable) (time.Duration, error) {
 	return time.Duration(secs * float64(time.Second)), nil
 }
 
-// CommandCalls reads INFO commandstats: calls per command since the server
-// started (commands inside scripts and transactions included).
-func CommandCalls(ctx context.Context, rdb redis.Cmdable) (map[string]int64, error) {
+// CommandStat is one command's INFO commandstats entry.
+type CommandStat struct {
+	Calls int64
+	Usec  int64 // time Redis spent in the command (a script's includes its commands)
+}
+
+// CommandStats reads INFO commandstats: calls and time per command since
+// the server started (commands inside scripts and transactions included).
+func CommandStats(ctx context.Context, rdb redis.Cmdable) (map[string]CommandStat, error) {
 	s, err := rdb.Info(ctx, "commandstats").Result()
 	if err != nil {
 		return nil, err
 	}
-	out := map[string]int64{}
+	out := map[string]CommandStat{}
 	for _, line := range strings.Split(s, "\n") {
 		name, rest, ok := strings.Cut(strings.TrimSpace(line), ":")
 		if !ok || !strings.HasPrefix(name, "cmdstat_") {
 			continue
 		}
+		var st CommandStat
 		for _, f := range strings.Split(rest, ",") {
 			if v, ok := strings.CutPrefix(f, "calls="); ok {
-				n, _ := strconv.ParseInt(v, 10, 64)
-				out[strings.TrimPrefix(name, "cmdstat_")] = n
+				st.Calls, _ = strconv.ParseInt(v, 10, 64)
+			} else if v, ok := strings.CutPrefix(f, "usec="); ok {
+				st.Usec, _ = strconv.ParseInt(v, 10, 64)
 			}
 		}
+		out[strings.TrimPrefix(name, "cmdstat_")] = st
+	}
+	return out, nil
+}
+
+// CommandCalls is CommandStats' calls per command.
+func CommandCalls(ctx context.Context, rdb redis.Cmdable) (map[string]int64, error) {
+	st, err := CommandStats(ctx, rdb)
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[string]int64, len(st))
+	for k, v := range st {
+		out[k] = v.Calls
 	}
 	return out, nil
 }
