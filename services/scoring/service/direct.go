@@ -309,9 +309,8 @@ func uniqueRoutes(rs []directRoute) []directRoute {
 func (s *Scoring) deferToJobs(ctx context.Context, rs []directRoute) error {
 	js := make([]jobs.Job, len(rs))
 	for i, r := range rs {
-		req := proto.Clone(r.req).(*routingv1.RouteLeadRequest)
-		req.Traceparent = "" // the job's delivery span sets it
-		b, err := proto.Marshal(req)
+		r.req.Traceparent = "" // the job's delivery span sets it
+		b, err := proto.Marshal(r.req)
 		if err != nil {
 			return err
 		}

@@ -328,11 +328,7 @@ func (s *Store) AckEffects(ctx context.Context, acks ...domain.Ack) error {
 			if len(a.Keys) > 0 {
 				p.HDel(ctx, leadKey(a.LeadID, "outbox"), a.Keys...)
 				if a.Delivered {
-					ks := make([]any, len(a.Keys))
-					for i, k := range a.Keys {
-						ks[i] = k
-					}
-					p.SAdd(ctx, leadKey(a.LeadID, "delivered"), ks...)
+					queueMarkDelivered(ctx, p, a.LeadID, a.Keys...)
 				}
 			}
 			if a.Rev > 0 {
@@ -630,11 +626,21 @@ func (s *Store) FlushDone(ctx context.Context, id string, rev int64) error {
 func (s *Store) MarkDelivered(ctx context.Context, hs ...domain.Handoff) error {
 	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
 		for _, h := range hs {
-			p.SAdd(ctx, leadKey(h.LeadID, "delivered"), h.Key)
+			queueMarkDelivered(ctx, p, h.LeadID, h.Key)
 		}
 		return nil
 	})
 	return err
+}
+
+// queueMarkDelivered queues the remembering of a lead's delivered hand-off
+// keys on p.
+func queueMarkDelivered(ctx context.Context, p redis.Pipeliner, leadID string, keys ...string) {
+	members := make([]any, len(keys))
+	for i, k := range keys {
+		members[i] = k
+	}
+	p.SAdd(ctx, leadKey(leadID, "delivered"), members...)
 }
 
 // Delivered reports whether a hand-off job was delivered already.
