@@ -40,8 +40,7 @@ func TestRedisBlackhole(t *testing.T) {
 	}
 
 	blackholeFor := 10 * time.Second
-	rp.AddToxic(t, `{"name":"bh-up","type":"timeout","stream":"upstream","attributes":{"timeout":0}}`)
-	rp.AddToxic(t, `{"name":"bh-down","type":"timeout","stream":"downstream","attributes":{"timeout":0}}`)
+	rp.Blackhole(t)
 	start := time.Now()
 
 	// Callers get their deadline.
@@ -73,8 +72,7 @@ func TestRedisBlackhole(t *testing.T) {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	rp.RemoveToxic(t, "bh-up")
-	rp.RemoveToxic(t, "bh-down")
+	rp.Heal(t)
 	healedAt := time.Now()
 	back := suitetest.Eventually(30*time.Second, func() bool { return health() == healthpb.HealthCheckResponse_SERVING })
 	servingAfter := time.Since(healedAt)

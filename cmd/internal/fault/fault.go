@@ -53,6 +53,21 @@ func (p *Proxy) AddToxic(t testing.TB, js string) {
 	}
 }
 
+// Blackhole drops everything through the proxy both ways and holds the
+// connections open (timeout toxics with no timeout), until Heal.
+func (p *Proxy) Blackhole(t testing.TB) {
+	t.Helper()
+	p.AddToxic(t, `{"name":"bh-up","type":"timeout","stream":"upstream","attributes":{"timeout":0}}`)
+	p.AddToxic(t, `{"name":"bh-down","type":"timeout","stream":"downstream","attributes":{"timeout":0}}`)
+}
+
+// Heal ends a Blackhole.
+func (p *Proxy) Heal(t testing.TB) {
+	t.Helper()
+	p.RemoveToxic(t, "bh-up")
+	p.RemoveToxic(t, "bh-down")
+}
+
 // RemoveToxic removes a toxic by name.
 func (p *Proxy) RemoveToxic(t testing.TB, name string) {
 	t.Helper()

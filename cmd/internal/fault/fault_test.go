@@ -294,8 +294,7 @@ func TestRoutingBlackholeHandoffsFallBackToJobs(t *testing.T) {
 	r := platformtest.StartRedis(t)
 	routing, c, beforeIDs := bootWithPeerProxy(t, r, "routing")
 
-	routing.AddToxic(t, `{"name":"bh-up","type":"timeout","stream":"upstream","attributes":{"timeout":0}}`)
-	routing.AddToxic(t, `{"name":"bh-down","type":"timeout","stream":"downstream","attributes":{"timeout":0}}`)
+	routing.Blackhole(t)
 	d := drive(c, "rbh-during", 2, 5*time.Second, 50*time.Millisecond)
 	time.Sleep(blackholeFor)
 	during := d.Stop()
@@ -316,8 +315,7 @@ func TestRoutingBlackholeHandoffsFallBackToJobs(t *testing.T) {
 			waiting = q.GetDepth()
 		}
 	}
-	routing.RemoveToxic(t, "bh-up")
-	routing.RemoveToxic(t, "bh-down")
+	routing.Heal(t)
 	healedAt := time.Now()
 	got := routed(c, ids, 90*time.Second)
 	recovered := time.Since(healedAt)

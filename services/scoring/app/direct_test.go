@@ -62,6 +62,18 @@ func (e *env) settled(id string) {
 	}
 }
 
+// routedOnce checks each lead was routed exactly once and left nothing
+// behind (settled).
+func (e *env) routedOnce(ids ...string) {
+	e.t.Helper()
+	for _, id := range ids {
+		if e.routed()[id] != 1 {
+			e.t.Fatalf("routed %v, want %s once", e.routed(), id)
+		}
+		e.settled(id)
+	}
+}
+
 // Route hand-offs go straight to routing, in one RouteLeads call for the
 // leads queued together, with no job; until routing answered, each stays in
 // its lead's outbox with the flush mark set (what a crash leaves to the
@@ -93,11 +105,8 @@ func TestDirectRouteHandOffGoesWithoutAJob(t *testing.T) {
 	if len(batches) != 1 || batches[0] != 3 {
 		t.Fatalf("RouteLeads calls %v, want one with the 3 leads", batches)
 	}
+	e.routedOnce(ids...)
 	for _, id := range ids {
-		if e.routed()[id] != 1 {
-			t.Fatalf("routed %v, want each lead once", e.routed())
-		}
-		e.settled(id)
 		if ok, err := e.sc.Store().Delivered(e.ctx, id, "route:"+id+":1"); !ok || err != nil {
 			t.Fatalf("%s: not marked delivered (%v)", id, err)
 		}
@@ -241,12 +250,7 @@ func TestDirectRouteBlackholeHoldsNoCaller(t *testing.T) {
 	if n := e.processRouting(); n != 3 {
 		t.Fatalf("jobs delivered %d, want 3", n)
 	}
-	for _, id := range []string{"h1", "h2", "h3"} {
-		if e.routed()[id] != 1 {
-			t.Fatalf("routed %v, want each once", e.routed())
-		}
-		e.settled(id)
-	}
+	e.routedOnce("h1", "h2", "h3")
 }
 
 // At shutdown the queued hand-offs become jobs, and later flushes schedule
@@ -270,12 +274,7 @@ func TestDirectRoutesQueuedAtShutdownBecomeJobs(t *testing.T) {
 	if n := e.processRouting(); n != 3 {
 		t.Fatalf("delivered %d, want 3", n)
 	}
-	for _, id := range []string{"s1", "s2", "s3"} {
-		if e.routed()[id] != 1 {
-			t.Fatalf("routed %v, want each once", e.routed())
-		}
-		e.settled(id)
-	}
+	e.routedOnce("s1", "s2", "s3")
 }
 
 // A routing without RouteLeads gets its leads through the job queue, which
