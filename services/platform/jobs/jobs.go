@@ -586,7 +586,8 @@ func (q *Queue) loop(ctx context.Context, slotCount int, claimSize func(free int
 		if wait > 0 {
 			q.waitForWork(ctx, wait)
 		}
-		claimed, err := q.claim(ctx, claimSize(free))
+		size := claimSize(free)
+		claimed, err := q.claim(ctx, size)
 		if err != nil && ctx.Err() == nil {
 			q.o.Logger.WarnContext(ctx, "job queue pass failed", "queue", q.name, "error", err.Error())
 		}
@@ -594,9 +595,13 @@ func (q *Queue) loop(ctx context.Context, slotCount int, claimSize func(free int
 			dispatch(claimed, spawn)
 		}
 		wait = q.o.PollInterval
-		if len(claimed) > 0 && err == nil {
-			// Work is flowing: look again at once. Failed jobs are rescheduled
-			// with backoff, so an unreachable callee cannot make this spin.
+		if len(claimed) == size && err == nil {
+			// A full claim may have left due jobs behind: look again at once.
+			// A partial one took all that were due, and a job scheduled since
+			// pushed a wake token, so the wait returns at once for it; an
+			// immediate claim would come back empty (one round trip per job
+			// when jobs trickle in). Failed jobs are rescheduled with backoff,
+			// so an unreachable callee cannot make this spin.
 			wait = 0
 		}
 	}

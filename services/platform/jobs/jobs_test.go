@@ -14,6 +14,7 @@ import (
 
 	"github.com/leadflow/leadflow/services/platform/leadtrace"
 	"github.com/leadflow/leadflow/services/platform/platformtest"
+	"github.com/leadflow/leadflow/services/platform/redisx"
 )
 
 // eventually polls fn until it holds or d has passed.
@@ -275,6 +276,55 @@ func TestDueNowJobsWakeAnIdleWorker(t *testing.T) {
 	}
 	if delivered.Load() != 5 {
 		t.Fatalf("delivered %d of 5", delivered.Load())
+	}
+}
+
+// TestTrickleCostsOneClaimPerJob: a claim that took fewer jobs than it
+// asked for took all that were due, so the worker waits on the wake list
+// instead of claiming again at once (a claim that would come back empty,
+// one wasted round trip per job when jobs trickle in). The next job's wake
+// token still starts it at once.
+func TestTrickleCostsOneClaimPerJob(t *testing.T) {
+	rdb, _ := setup(t)
+	ctx := context.Background()
+	// A long poll: claims come from wake tokens, plus at most one per second
+	// that the worker waits (the wait is capped at a second).
+	q := New(rdb, "trickle", Options{PollInterval: time.Minute})
+	var delivered atomic.Int64
+	runCtx, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() {
+		done <- q.Run(runCtx, func(context.Context, Job) error { delivered.Add(1); return nil })
+	}()
+	claims := func() int64 {
+		t.Helper()
+		m, err := redisx.CommandCalls(ctx, rdb)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return m["zrangebyscore"] // once per claim, inside the claim script
+	}
+	const n = 20
+	start, before := time.Now(), claims()
+	for i := range n {
+		if _, err := q.Schedule(ctx, Job{ID: fmt.Sprint("t-", i)}); err != nil {
+			t.Fatal(err)
+		}
+		if !eventually(10*time.Second, func() bool {
+			d, err := q.Depth(ctx)
+			return delivered.Load() == int64(i+1) && err == nil && d == 0
+		}) {
+			t.Fatalf("job %d not delivered and acknowledged", i)
+		}
+	}
+	got := claims() - before
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	// Claiming again after each job would take 2n.
+	if limit := int64(n) + int64(time.Since(start)/time.Second) + 1; got > limit {
+		t.Fatalf("%d jobs one at a time took %d claims, want at most %d (one each, plus one per second of waiting)", n, got, limit)
 	}
 }
 

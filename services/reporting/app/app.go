@@ -24,6 +24,9 @@ type Config struct {
 	Batch int64 `env:"LEADFLOW_REPORTING_BATCH" envDefault:"100"`
 	// Block is how long a read waits for new entries.
 	Block time.Duration `env:"LEADFLOW_REPORTING_BLOCK" envDefault:"2s"`
+	// Linger is how long the consumer lets entries gather after a read
+	// that was not full.
+	Linger time.Duration `env:"LEADFLOW_REPORTING_LINGER" envDefault:"20ms"`
 	// ClaimMinIdle is how long an entry stays pending before another
 	// instance claims it back.
 	ClaimMinIdle time.Duration `env:"LEADFLOW_REPORTING_CLAIM_MIN_IDLE" envDefault:"1m"`
@@ -64,7 +67,7 @@ func New(ctx context.Context, rt *platform.Runtime, cfg Config) (platform.Servic
 	}
 	if cfg.Consume {
 		c, err := consumer.New(rt.Redis, st, consumer.Options{
-			Name: cfg.ConsumerName, Batch: cfg.Batch, Block: cfg.Block,
+			Name: cfg.ConsumerName, Batch: cfg.Batch, Block: cfg.Block, Linger: cfg.Linger,
 			ClaimMinIdle: cfg.ClaimMinIdle, ClaimInterval: cfg.ClaimInterval, MaxDeliveries: cfg.MaxDeliveries,
 			Retention: cfg.Retention, TrimInterval: cfg.TrimInterval,
 			Meter: rt.Meter(), Logger: rt.Logger, Tracer: rt.Tracer(),

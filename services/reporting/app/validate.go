@@ -3,6 +3,7 @@ package app
 import (
 	"errors"
 	"fmt"
+	"time"
 )
 
 func validate(c Config) error {
@@ -12,6 +13,9 @@ func validate(c Config) error {
 	}
 	if c.Block <= 0 {
 		errs = append(errs, fmt.Errorf("LEADFLOW_REPORTING_BLOCK: must be positive"))
+	}
+	if c.Linger < 0 || c.Linger > time.Second {
+		errs = append(errs, fmt.Errorf("LEADFLOW_REPORTING_LINGER: %s is not in 0..1s", c.Linger))
 	}
 	if c.ClaimMinIdle <= 0 {
 		errs = append(errs, fmt.Errorf("LEADFLOW_REPORTING_CLAIM_MIN_IDLE: must be positive"))

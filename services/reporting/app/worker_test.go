@@ -12,8 +12,11 @@ import (
 	eventsv1 "github.com/leadflow/leadflow/gen/go/leadflow/events/v1"
 	leadv1 "github.com/leadflow/leadflow/gen/go/leadflow/lead/v1"
 	reportingv1 "github.com/leadflow/leadflow/gen/go/leadflow/reporting/v1"
+	"github.com/leadflow/leadflow/services/platform/events"
 	"github.com/leadflow/leadflow/services/platform/platformtest"
+	"github.com/leadflow/leadflow/services/platform/redisx"
 	"github.com/leadflow/leadflow/services/reporting/app"
+	"github.com/leadflow/leadflow/services/reporting/consumer"
 	"github.com/leadflow/leadflow/services/reporting/store"
 )
 
@@ -164,4 +167,83 @@ func TestConsumerRecreatesADeletedGroup(t *testing.T) {
 
 func captured1(lead string) *eventsv1.LeadEvent {
 	return captured(lead, at(3, 9, 0), "google", "c", leadv1.Channel_CHANNEL_WEB_FORM)
+}
+
+// TestConsumerLingersSoATrickleIsAppliedTogether: after a read that was not
+// full the consumer waits Linger before reading again, so the entries that
+// arrived meanwhile cost one read and one acknowledgement together; the
+// first entry after a quiet spell is applied before the wait.
+func TestConsumerLingersSoATrickleIsAppliedTogether(t *testing.T) {
+	h := newHarness(t)
+	lingering := make(chan time.Duration)
+	release := make(chan struct{})
+	c, err := consumer.New(h.rt.Redis, h.store, consumer.Options{Name: "linger", Batch: 100, Block: 50 * time.Millisecond,
+		Linger: time.Second, ClaimInterval: time.Hour, Logger: h.rt.Logger,
+		Sleep: func(ctx context.Context, d time.Duration) {
+			select {
+			case lingering <- d:
+			case <-ctx.Done():
+				return
+			}
+			select {
+			case <-release:
+			case <-ctx.Done():
+			}
+		}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(h.ctx)
+	done := make(chan error, 1)
+	go func() { done <- c.Run(ctx) }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+	}()
+	waitLinger := func(what string) {
+		t.Helper()
+		select {
+		case d := <-lingering:
+			if d != time.Second {
+				t.Fatalf("lingered %s, want the configured 1s", d)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatalf("the consumer never lingered %s", what)
+		}
+	}
+	calls := func() map[string]int64 {
+		t.Helper()
+		m, err := redisx.CommandCalls(h.ctx, h.rdb)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return m
+	}
+
+	evs := script()
+	h.publish(evs[0])
+	waitLinger("after the first entry")
+	if p := h.pending(); p != 0 {
+		t.Fatalf("the first entry waits for the linger: %d pending", p)
+	}
+	before := calls()
+	h.publish(evs[1:]...)
+	release <- struct{}{}
+	waitLinger("after the trickle")
+	after := calls()
+	if n := after["xreadgroup"] - before["xreadgroup"]; n != 1 {
+		t.Errorf("%d entries that arrived during the linger took %d reads, want 1", len(evs)-1, n)
+	}
+	if n := after["xack"] - before["xack"]; n != 1 {
+		t.Errorf("%d entries that arrived during the linger took %d acknowledgements, want 1", len(evs)-1, n)
+	}
+	if p := h.pending(); p != 0 {
+		t.Fatalf("%d entries left pending", p)
+	}
+	g, err := h.rdb.XInfoGroups(h.ctx, events.StreamKey).Result()
+	if err != nil || len(g) != 1 || g[0].Lag != 0 {
+		t.Fatalf("group after the trickle: %+v %v (want lag 0: every entry read)", g, err)
+	}
 }

@@ -41,6 +41,12 @@ type Options struct {
 	Batch int64
 	// Block is how long a read waits for new entries; default 2s.
 	Block time.Duration
+	// Linger is how long Run waits after a read that was not full before it
+	// reads again, so that entries trickling in are applied together: one
+	// read, one apply and one acknowledgement per Linger instead of per
+	// entry. The first entry after a quiet spell is still applied at once.
+	// 0: read again at once.
+	Linger time.Duration
 	// ClaimMinIdle is how long an entry must sit pending (unacked by a
 	// crashed or stuck consumer) before it is claimed back; default 1m.
 	ClaimMinIdle time.Duration
@@ -56,7 +62,9 @@ type Options struct {
 	// TrimInterval is how often trimming runs; default 1m.
 	TrimInterval time.Duration
 	// Now is the clock (tests).
-	Now    func() time.Time
+	Now func() time.Time
+	// Sleep waits for d or ctx's end: the linger (tests control it).
+	Sleep  func(ctx context.Context, d time.Duration)
 	Meter  metric.Meter
 	Logger *slog.Logger
 	// Tracer makes one span per applied event in the lead's journey trace
@@ -88,6 +96,14 @@ func (o *Options) defaults() {
 	}
 	if o.Now == nil {
 		o.Now = time.Now
+	}
+	if o.Sleep == nil {
+		o.Sleep = func(ctx context.Context, d time.Duration) {
+			select {
+			case <-ctx.Done():
+			case <-time.After(d):
+			}
+		}
 	}
 	if o.Meter == nil {
 		o.Meter = noop.NewMeterProvider().Meter("reporting")
@@ -190,7 +206,10 @@ func (c *Consumer) Run(ctx context.Context) error {
 					return err
 				}
 			}
-			_, err := c.ReadOnce(ctx, c.opt.Block)
+			n, err := c.ReadOnce(ctx, c.opt.Block)
+			if err == nil && n > 0 && int64(n) < c.opt.Batch && c.opt.Linger > 0 {
+				c.opt.Sleep(ctx, c.opt.Linger)
+			}
 			return err
 		}()
 		if err == nil {
