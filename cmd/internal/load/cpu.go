@@ -21,12 +21,14 @@ import (
 // the suite's (and whatever else runs here).
 type CPU struct {
 	Machine, Redis, Self time.Duration
+	// At is when the clocks were read.
+	At time.Time
 }
 
 // ReadCPU reads the three clocks; ok is false when one of them cannot be
 // read (not Linux, or Redis does not answer).
 func ReadCPU(ctx context.Context, rdb *redis.Client) (CPU, bool) {
-	var c CPU
+	c := CPU{At: time.Now()}
 	stat, err := os.ReadFile("/proc/stat")
 	if err != nil {
 		return c, false
@@ -66,6 +68,9 @@ type CPUPerLead struct {
 	// journeys to reach 1/30 of the echo rate on this machine's cores.
 	Budget time.Duration
 	Cores  int
+	// Busy is how many of the cores were busy on average: a rate that
+	// keeps most of them busy leaves its tail to the machine's state.
+	Busy float64
 }
 
 func cpuPerLead(before, after CPU, leads int64, echoRate float64) CPUPerLead {
@@ -77,6 +82,9 @@ func cpuPerLead(before, after CPU, leads int64, echoRate float64) CPUPerLead {
 		Cores: runtime.NumCPU(),
 	}
 	p.Rest = max(p.Total-p.Redis-p.Load, 0)
+	if wall := after.At.Sub(before.At); wall > 0 {
+		p.Busy = float64(after.Machine-before.Machine) / float64(wall)
+	}
 	if echoRate > 0 {
 		p.Budget = time.Duration(float64(p.Cores) * 30 / echoRate * float64(time.Second))
 	}

@@ -99,6 +99,9 @@ func (r *Report) Print(w io.Writer) {
 		}
 		fmt.Fprintf(w, "CPU per lead answered OK (ms; the machine's busy time from /proc/stat, %d cores; Redis from INFO cpu; the load tool from getrusage): total %s = Redis %s + load tool %s + the rest (the suite) %s\n",
 			c.Cores, ms(c.Total), ms(c.Redis), ms(c.Load), ms(c.Rest))
+		if c.Busy > 0 {
+			fmt.Fprintf(w, "  cores busy on average: %.2f of %d\n", c.Busy, c.Cores)
+		}
 		if c.Budget > 0 {
 			fmt.Fprintf(w, "  at 1/30 of this run's echo rate a lead may cost %s ms of CPU, all processes together\n", ms(c.Budget))
 		}
