@@ -98,12 +98,7 @@ func (o *Options) defaults() {
 		o.Now = time.Now
 	}
 	if o.Sleep == nil {
-		o.Sleep = func(ctx context.Context, d time.Duration) {
-			select {
-			case <-ctx.Done():
-			case <-time.After(d):
-			}
-		}
+		o.Sleep = sleep
 	}
 	if o.Meter == nil {
 		o.Meter = noop.NewMeterProvider().Meter("reporting")
@@ -124,6 +119,14 @@ func DefaultName() string {
 		h = "reporting"
 	}
 	return h + "-" + strconv.Itoa(os.Getpid())
+}
+
+// sleep waits for d or ctx's end.
+func sleep(ctx context.Context, d time.Duration) {
+	select {
+	case <-ctx.Done():
+	case <-time.After(d):
+	}
 }
 
 // Consumer applies the stream to the aggregates.
@@ -228,10 +231,7 @@ func (c *Consumer) Run(ctx context.Context) error {
 			ensured = false // the stream or group was deleted: create it again
 		}
 		log.WarnContext(ctx, "event stream consumer", "error", err.Error(), "attempt", failures)
-		select {
-		case <-ctx.Done():
-		case <-time.After(backoff(failures)):
-		}
+		sleep(ctx, backoff(failures))
 	}
 	return nil
 }
