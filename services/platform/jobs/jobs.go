@@ -104,6 +104,8 @@ type Queue struct {
 	name string
 	o    Options
 	keys []string // due, data, dead, wake
+	// direct is the deliverer of born-claimed jobs (EnableDirect); nil when off.
+	direct *direct
 
 	delivered, retried, dead metric.Int64Counter
 }
@@ -303,6 +305,8 @@ return 1`)
 type claimed struct {
 	Job
 	token string
+	// direct: born claimed and delivered by the process that scheduled it.
+	direct bool
 }
 
 func (q *Queue) claim(ctx context.Context, n int) ([]claimed, error) {
@@ -401,6 +405,9 @@ func (q *Queue) start(ctx context.Context, c claimed) delivery {
 	if c.LeadID != "" {
 		attrs = append(attrs, attribute.String(leadtrace.AttrLeadID, c.LeadID))
 	}
+	if c.direct {
+		attrs = append(attrs, attribute.Bool("leadflow.jobs.direct", true))
+	}
 	jctx, span := q.o.Tracer.Start(jctx, "jobs "+q.name, trace.WithAttributes(attrs...))
 	return delivery{claimed: c, ctx: jctx, span: span}
 }
@@ -454,6 +461,13 @@ func (q *Queue) fail(ctx context.Context, d delivery, herr error) error {
 // runBatch delivers claimed jobs through one call of h, then acknowledges
 // the done ones in one round trip and retries or dead-letters the others.
 func (q *Queue) runBatch(ctx context.Context, h BatchHandler, cs []claimed) error {
+	_, err := q.runBatchFor(ctx, h, cs, q.o.Lease)
+	return err
+}
+
+// runBatchFor is runBatch with the handler's call bounded by timeout; it
+// returns each job's handler error and the error of settling them.
+func (q *Queue) runBatchFor(ctx context.Context, h BatchHandler, cs []claimed, timeout time.Duration) ([]error, error) {
 	ds := make([]delivery, len(cs))
 	js := make([]Job, len(cs))
 	for i, c := range cs {
@@ -462,9 +476,10 @@ func (q *Queue) runBatch(ctx context.Context, h BatchHandler, cs []claimed) erro
 		js[i] = c.Job
 		js[i].Traceparent = leadtrace.Traceparent(ds[i].ctx)
 	}
-	hctx, cancel := context.WithTimeout(ctx, q.o.Lease)
+	hctx, cancel := context.WithTimeout(ctx, timeout)
 	errs := safeRunBatch(hctx, h, js)
 	cancel()
+	herrs := make([]error, len(ds))
 	var done []delivery
 	var failed []error
 	for i, d := range ds {
@@ -472,6 +487,7 @@ func (q *Queue) runBatch(ctx context.Context, h BatchHandler, cs []claimed) erro
 		if i < len(errs) {
 			herr = errs[i]
 		}
+		herrs[i] = herr
 		if herr != nil {
 			if err := q.fail(ctx, d, herr); err != nil {
 				failed = append(failed, err)
@@ -485,7 +501,7 @@ func (q *Queue) runBatch(ctx context.Context, h BatchHandler, cs []claimed) erro
 			failed = append(failed, err)
 		}
 	}
-	return errors.Join(failed...)
+	return herrs, errors.Join(failed...)
 }
 
 // errNoAnswer fails a job its batch handler gave no answer for.
