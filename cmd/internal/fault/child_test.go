@@ -66,7 +66,13 @@ type child struct {
 func startChild(t *testing.T, redisURL string) *child {
 	t.Helper()
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), "LEADFLOW_FAULT_CHILD="+redisURL)
+	// Reporting takes back the entries a killed consumer read but did not
+	// acknowledge after 5 s idle, not the default minute: the tests that
+	// kill a process then wait seconds for it, not a minute or more (which
+	// outlasted the killed-between-read-and-ack test's deadline whenever
+	// the kill left such entries).
+	cmd.Env = append(os.Environ(), "LEADFLOW_FAULT_CHILD="+redisURL,
+		"LEADFLOW_REPORTING_CLAIM_MIN_IDLE=5s", "LEADFLOW_REPORTING_CLAIM_INTERVAL=1s")
 	cmd.Stderr = os.Stderr
 	out, err := cmd.StdoutPipe()
 	if err != nil {
