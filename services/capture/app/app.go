@@ -72,7 +72,7 @@ func Build(_ context.Context, rt *platform.Runtime, cfg Config, opts ...Option) 
 	q := jobs.New(rt.Redis, cfg.HandoffQueue, jobs.Options{
 		MaxAttempts: cfg.HandoffMaxAttempts, BaseBackoff: cfg.HandoffBaseBackoff, MaxBackoff: cfg.HandoffMaxBackoff,
 		Now: o.now, Meter: rt.Meter(), Tracer: rt.Tracer(), Logger: rt.Logger,
-	})
+	}).EnableDirect(jobs.DirectOptions{Timeout: cfg.DirectTimeout, Pause: cfg.DirectPause})
 	c := &Capture{
 		store: store.New(rt.Redis, q), queue: q, events: rt.Events, scoring: o.scoring,
 		tracer: rt.Tracer(), logger: rt.Logger, cfg: cfg, now: o.now,
@@ -100,6 +100,10 @@ func Build(_ context.Context, rt *platform.Runtime, cfg Config, opts ...Option) 
 	}
 	for i := 0; i < cfg.HandoffWorkers; i++ {
 		svc.Workers = append(svc.Workers, func(ctx context.Context) error { return q.RunBatch(ctx, c.DeliverBatch) })
+	}
+	if cfg.HandoffWorkers > 0 {
+		// The hand-offs this replica writes go straight to scoring.
+		svc.Workers = append(svc.Workers, func(ctx context.Context) error { return q.RunDirect(ctx, c.DeliverBatch) })
 	}
 	return &App{Capture: c, Queue: q, Service: svc}, nil
 }

@@ -33,6 +33,14 @@ type Config struct {
 	// HandoffWorkers: how many hand-off loops run in this replica (0 turns
 	// delivery off, e.g. for an ingest-only replica).
 	HandoffWorkers int `env:"LEADFLOW_CAPTURE_HANDOFF_WORKERS" envDefault:"1"`
+	// DirectTimeout bounds one direct hand-off to scoring: the replica that
+	// wrote a lead sends its hand-off itself, at once, and the job queue is
+	// the fallback (see jobs.ScheduleDirectOn); 0 leaves every hand-off to
+	// the workers.
+	DirectTimeout time.Duration `env:"LEADFLOW_CAPTURE_DIRECT_TIMEOUT" envDefault:"2s"`
+	// DirectPause: after a failed direct hand-off, how long hand-offs go to
+	// the workers instead.
+	DirectPause time.Duration `env:"LEADFLOW_CAPTURE_DIRECT_PAUSE" envDefault:"10s"`
 	// ImportMaxRecords caps the records of one ImportLeads stream.
 	ImportMaxRecords int `env:"LEADFLOW_CAPTURE_IMPORT_MAX_RECORDS" envDefault:"100000"`
 }
@@ -51,7 +59,8 @@ func DefaultConfig() Config {
 	return Config{
 		DefaultRegion: "US", IdempotencyTTL: 24 * time.Hour, VisitorTTL: 720 * time.Hour, ClaimTTL: time.Minute,
 		HandoffQueue: "capture-to-scoring", HandoffMaxAttempts: 10, HandoffBaseBackoff: 500 * time.Millisecond,
-		HandoffMaxBackoff: time.Minute, HandoffWorkers: 1, ImportMaxRecords: 100000,
+		HandoffMaxBackoff: time.Minute, HandoffWorkers: 1, DirectTimeout: 2 * time.Second, DirectPause: 10 * time.Second,
+		ImportMaxRecords: 100000,
 	}
 }
 
@@ -78,6 +87,12 @@ func (c Config) Validate() error {
 	}
 	if c.HandoffWorkers < 0 {
 		errs = append(errs, errors.New("LEADFLOW_CAPTURE_HANDOFF_WORKERS: must not be negative"))
+	}
+	if c.DirectTimeout < 0 || c.DirectTimeout > time.Minute {
+		errs = append(errs, errors.New("LEADFLOW_CAPTURE_DIRECT_TIMEOUT: must be between 0 (off) and 1m"))
+	}
+	if c.DirectTimeout > 0 && c.DirectPause <= 0 {
+		errs = append(errs, errors.New("LEADFLOW_CAPTURE_DIRECT_PAUSE: must be positive"))
 	}
 	if c.ImportMaxRecords < 1 {
 		errs = append(errs, errors.New("LEADFLOW_CAPTURE_IMPORT_MAX_RECORDS: must be at least 1"))

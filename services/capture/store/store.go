@@ -326,11 +326,14 @@ func (s *Redis) Release(ctx context.Context, leadID string, ids []domain.Identit
 	return nil
 }
 
-func (s *Redis) addWrites(ctx context.Context, pipe redis.Pipeliner, w domain.Writes) error {
+// addWrites queues w on pipe. Its hand-offs are born claimed for this
+// process's direct deliverer when that runs (see jobs.ScheduleDirectOn):
+// the caller gives the returned Borns to Hand once pipe has run.
+func (s *Redis) addWrites(ctx context.Context, pipe redis.Pipeliner, w domain.Writes) ([]*jobs.Born, error) {
 	if w.Idem != nil && w.IdemKeyHash != "" {
 		b, err := proto.Marshal(w.Idem)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		pipe.Set(ctx, IdemKey(w.IdemKeyHash), b, w.IdemTTL)
 	}
@@ -339,18 +342,21 @@ func (s *Redis) addWrites(ctx context.Context, pipe redis.Pipeliner, w domain.Wr
 	}
 	for _, ev := range w.Events {
 		if err := events.AddToPipe(pipe, ctx, ev); err != nil {
-			return err
+			return nil, err
 		}
 	}
+	var borns []*jobs.Born
 	for _, h := range w.Handoffs {
 		if s.handoffs == nil {
-			return errors.New("capture store: hand-offs written without a hand-off queue")
+			return nil, errors.New("capture store: hand-offs written without a hand-off queue")
 		}
-		if err := s.handoffs.ScheduleOn(ctx, pipe, jobs.Job{ID: h.ID, Payload: h.Payload, Traceparent: h.Traceparent, LeadID: h.LeadID}); err != nil {
-			return err
+		b, err := s.handoffs.ScheduleDirectOn(ctx, pipe, jobs.Job{ID: h.ID, Payload: h.Payload, Traceparent: h.Traceparent, LeadID: h.LeadID})
+		if err != nil {
+			return nil, err
 		}
+		borns = append(borns, b)
 	}
-	return nil
+	return borns, nil
 }
 
 // Create implements domain.Store: one MULTI on a single Redis (one per hash
@@ -360,13 +366,19 @@ func (s *Redis) Create(ctx context.Context, sl *domain.StoredLead, w domain.Writ
 	if err != nil {
 		return err
 	}
-	return txPerTag(ctx, s.rdb, func(pipe redis.Pipeliner) error {
+	var borns []*jobs.Born
+	err = txPerTag(ctx, s.rdb, func(pipe redis.Pipeliner) error {
 		pipe.HSet(ctx, LeadKey(sl.Lead.GetId()), m)
 		for _, id := range sl.Identities {
 			pipe.Persist(ctx, IdentityKey(id))
 		}
-		return s.addWrites(ctx, pipe, w)
+		borns, err = s.addWrites(ctx, pipe, w)
+		return err
 	})
+	if err == nil {
+		s.handoffs.Hand(ctx, borns...)
+	}
+	return err
 }
 
 // txPerTag runs the commands fn queues in one MULTI/EXEC on a single Redis.
@@ -428,14 +440,18 @@ func hashTag(key string) string {
 // Apply implements domain.Store.
 func (s *Redis) Apply(ctx context.Context, w domain.Writes) error {
 	pipe := s.rdb.Pipeline()
-	if err := s.addWrites(ctx, pipe, w); err != nil {
+	borns, err := s.addWrites(ctx, pipe, w)
+	if err != nil {
 		return err
 	}
 	if pipe.Len() == 0 {
 		return nil
 	}
-	_, err := pipe.Exec(ctx)
-	return err
+	if _, err := pipe.Exec(ctx); err != nil {
+		return err
+	}
+	s.handoffs.Hand(ctx, borns...)
+	return nil
 }
 
 // Update implements domain.Store with WATCH/MULTI on the lead's key.
