@@ -870,3 +870,38 @@ func TestRouteHandoffsFallBackToSingleCallsOnAnOlderRouting(t *testing.T) {
 		t.Fatalf("routing queue depth %d: hand-offs left", d)
 	}
 }
+
+// Hand-offs may arrive out of order (capture's direct hand-off sends a
+// profile without reading the lead back): a profile older than the one
+// applied last is ignored and answered OK with the current score; a newer
+// revision with the same content is no change; revision 0 (an older
+// capture) is always applied.
+func TestAnOlderProfileRevisionIsIgnored(t *testing.T) {
+	e := setup(t)
+	up := func(rev int64, s leadv1.Seniority) *scoringv1.UpsertLeadResponse {
+		t.Helper()
+		p := profile("l-rev")
+		p.Revision, p.Seniority = rev, s
+		return must[*scoringv1.UpsertLeadResponse](t)(e.c.UpsertLead(e.ctx, &scoringv1.UpsertLeadRequest{Profile: p}))
+	}
+	history := func() int {
+		t.Helper()
+		h := must[*scoringv1.ListScoreHistoryResponse](t)(e.c.ListScoreHistory(e.ctx, &scoringv1.ListScoreHistoryRequest{LeadId: "l-rev"}))
+		return len(h.GetEntries())
+	}
+	director := up(2, leadv1.Seniority_SENIORITY_DIRECTOR).GetScore().GetFit()
+	late := up(1, leadv1.Seniority_SENIORITY_MANAGER)
+	if late.GetScore().GetFit() != director || history() != 1 {
+		t.Fatalf("revision 1 after 2 was applied: fit %d (revision 2's %d), history %d", late.GetScore().GetFit(), director, history())
+	}
+	manager := up(3, leadv1.Seniority_SENIORITY_MANAGER).GetScore().GetFit()
+	if manager == director || history() != 2 {
+		t.Fatalf("revision 3 was not applied: fit %d, history %d", manager, history())
+	}
+	if up(4, leadv1.Seniority_SENIORITY_MANAGER); history() != 2 {
+		t.Fatalf("a new revision with the same content rescored: history %d", history())
+	}
+	if got := up(0, leadv1.Seniority_SENIORITY_DIRECTOR).GetScore().GetFit(); got != director || history() != 3 {
+		t.Fatalf("revision 0 (unknown) was not applied: fit %d, history %d", got, history())
+	}
+}

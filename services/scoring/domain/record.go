@@ -205,6 +205,9 @@ type Record struct {
 	CreatedAt      time.Time    `json:"created_at"`
 	UpdatedAt      time.Time    `json:"updated_at"`
 	Transitions    []Transition `json:"transitions,omitempty"`
+	// ProfileRevision is capture's revision of the profile applied last
+	// (0: none known); an older one is ignored.
+	ProfileRevision int64 `json:"profile_rev,omitempty"`
 	// Outbox holds effects not delivered yet, in the order they arose. The
 	// store keeps it beside the record (not in its JSON) so delivered
 	// effects are acknowledged without rewriting the record.

@@ -151,7 +151,12 @@ func (s *Scoring) UpsertLead(ctx context.Context, profile *leadv1.LeadProfile) (
 	if err != nil {
 		return res, err
 	}
+	// The revision is left out of the raw profile: a new revision with the
+	// same content is no change to score, and routing does not need it.
+	rev := profile.GetRevision()
+	profile.Revision = 0
 	raw, err := proto.MarshalOptions{Deterministic: true}.Marshal(profile)
+	profile.Revision = rev
 	if err != nil {
 		return res, err
 	}
@@ -159,16 +164,25 @@ func (s *Scoring) UpsertLead(ctx context.Context, profile *leadv1.LeadProfile) (
 	actor := platform.Caller(ctx)
 	var rec *domain.Record
 	var out domain.Outcome
+	stale := false
 	_, err = s.store.UpdateLead(ctx, id, func(cur *domain.Record, pending []domain.Signal) (*domain.LeadWrite, error) {
 		res.Created = cur == nil
+		out, stale = domain.Outcome{}, false
 		if cur == nil {
 			cur = domain.NewRecord(id, now)
 		}
 		rec = cur
+		if rev > 0 && rev < cur.ProfileRevision {
+			// Overtaken by a newer profile of the lead (hand-offs may
+			// arrive out of order): nothing to do, and OK.
+			stale = true
+			return nil, nil
+		}
 		out = cur.Ingest(&m, &p, raw, pending, time.Time{}, domain.CauseUpsert, "", actor, now)
 		if !out.Changed && len(pending) == 0 {
 			return nil, nil
 		}
+		cur.ProfileRevision = max(cur.ProfileRevision, rev)
 		cur.AssignKeys(newID)
 		return &domain.LeadWrite{Record: cur, History: out.History, ClearPending: len(pending) > 0, Flush: len(cur.Outbox) > 0}, nil
 	})
@@ -177,6 +191,8 @@ func (s *Scoring) UpsertLead(ctx context.Context, profile *leadv1.LeadProfile) (
 	}
 	res.Record, res.Handoff = rec, out.Handoff
 	switch {
+	case stale:
+		outcome = "stale"
 	case res.Created:
 		outcome = "created"
 	case out.Changed:

@@ -1321,7 +1321,12 @@ type LeadProfile struct {
 	// When the lead was captured.
 	CapturedAt *timestamppb.Timestamp `protobuf:"bytes,8,opt,name=captured_at,json=capturedAt,proto3" json:"captured_at,omitempty"`
 	// W3C traceparent of the lead's journey trace (DESIGN.md §5).
-	Traceparent   string `protobuf:"bytes,9,opt,name=traceparent,proto3" json:"traceparent,omitempty"`
+	Traceparent string `protobuf:"bytes,9,opt,name=traceparent,proto3" json:"traceparent,omitempty"`
+	// Capture's revision of the lead this profile was taken from (1 when
+	// created, +1 per change). Scoring ignores a profile older than the one it
+	// applied last, so hand-offs may arrive out of order. 0: unknown (a
+	// profile from an older capture, or from a test), always applied.
+	Revision      int64 `protobuf:"varint,10,opt,name=revision,proto3" json:"revision,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1417,6 +1422,13 @@ func (x *LeadProfile) GetTraceparent() string {
 		return x.Traceparent
 	}
 	return ""
+}
+
+func (x *LeadProfile) GetRevision() int64 {
+	if x != nil {
+		return x.Revision
+	}
+	return 0
 }
 
 // Lead is the whole lead as capture keeps it.
@@ -1687,7 +1699,7 @@ const file_leadflow_lead_v1_lead_proto_rawDesc = "" +
 	"\bcampaign\x18\a \x01(\tB\b\xbaH\x05r\x03\x18\xc8\x01R\bcampaign:\x1c\xbaH\x19\"\x17\n" +
 	"\alead_id\n" +
 	"\n" +
-	"visitor_id\x10\x01\"\xe8\x03\n" +
+	"visitor_id\x10\x01\"\x8d\x04\n" +
 	"\vLeadProfile\x12\"\n" +
 	"\alead_id\x18\x01 \x01(\tB\t\xbaH\x06r\x04\x10\x01\x18@R\x06leadId\x12B\n" +
 	"\forganisation\x18\x02 \x01(\v2\x1e.leadflow.lead.v1.OrganisationR\forganisation\x12%\n" +
@@ -1698,7 +1710,9 @@ const file_leadflow_lead_v1_lead_proto_rawDesc = "" +
 	"\vattribution\x18\a \x01(\v2\x1d.leadflow.lead.v1.AttributionR\vattribution\x12;\n" +
 	"\vcaptured_at\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\n" +
 	"capturedAt\x12*\n" +
-	"\vtraceparent\x18\t \x01(\tB\b\xbaH\x05r\x03\x18\x80\x01R\vtraceparent\"\xfd\x05\n" +
+	"\vtraceparent\x18\t \x01(\tB\b\xbaH\x05r\x03\x18\x80\x01R\vtraceparent\x12#\n" +
+	"\brevision\x18\n" +
+	" \x01(\x03B\a\xbaH\x04\"\x02(\x00R\brevision\"\xfd\x05\n" +
 	"\x04Lead\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x123\n" +
 	"\acontact\x18\x02 \x01(\v2\x19.leadflow.lead.v1.ContactR\acontact\x12B\n" +
