@@ -274,7 +274,7 @@ func (c *Capture) create(ctx context.Context, n *domain.Submission, ids []domain
 		return nil, nil, err
 	}
 	w.Events = []*eventsv1.LeadEvent{ev}
-	h, err := upsertHandoff(jobID, id, tp)
+	h, err := upsertHandoff(jobID, id, tp, sl.Profile())
 	if err != nil {
 		return nil, nil, err
 	}
@@ -422,7 +422,7 @@ func (c *Capture) merge(ctx context.Context, target, matched string, n *domain.S
 		return nil, err
 	}
 	w.Events = []*eventsv1.LeadEvent{ev}
-	h, err := upsertHandoff(domain.HandoffJobID(target, sl.Revision), target, tp)
+	h, err := upsertHandoff(domain.HandoffJobID(target, sl.Revision), target, tp, sl.Profile())
 	if err != nil {
 		return nil, err
 	}
@@ -473,14 +473,16 @@ func (c *Capture) replay(ctx context.Context, idem idemReq, rec *capturev1.Idemp
 	return resp, nil
 }
 
-// upsertHandoff is the job that sends the lead's profile to scoring.
-func upsertHandoff(jobID, leadID, tp string) (domain.Handoff, error) {
+// upsertHandoff is the job that sends the lead's profile to scoring; p,
+// when set, is the profile the write leaves (a direct hand-off sends it
+// without reading the lead back).
+func upsertHandoff(jobID, leadID, tp string, p *leadv1.LeadProfile) (domain.Handoff, error) {
 	b, err := proto.Marshal(&capturev1.Handoff{Kind: &capturev1.Handoff_UpsertLeadId{UpsertLeadId: leadID}})
-	return domain.Handoff{ID: jobID, LeadID: leadID, Traceparent: tp, Payload: b}, err
+	return domain.Handoff{ID: jobID, LeadID: leadID, Traceparent: tp, Payload: b, Profile: p}, err
 }
 
 func (c *Capture) scheduleUpsert(ctx context.Context, jobID, leadID, tp string) error {
-	h, err := upsertHandoff(jobID, leadID, tp)
+	h, err := upsertHandoff(jobID, leadID, tp, nil)
 	if err != nil {
 		return err
 	}

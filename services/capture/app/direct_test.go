@@ -9,6 +9,7 @@ import (
 
 	"github.com/leadflow/leadflow/services/capture/app"
 	"github.com/leadflow/leadflow/services/platform/platformtest"
+	"github.com/leadflow/leadflow/services/platform/redisx"
 )
 
 // withDirect runs the replica's hand-off workers and its direct deliverer.
@@ -32,35 +33,66 @@ func waitFor(t *testing.T, what string, fn func() bool) {
 	}
 }
 
-// The replica that wrote a lead hands it to scoring itself: the hand-off is
-// delivered once, by the direct deliverer (its delivery span says so, in the
-// lead's trace), and leaves nothing in the queue.
+// The replica that wrote a lead hands it to scoring itself: each revision's
+// hand-off is delivered once, by the direct deliverer (its delivery span
+// says so, in the lead's trace), with the profile the write left (never read
+// back) and its revision, and leaves nothing in the queue.
 func TestHandoffGoesStraightToScoring(t *testing.T) {
 	e := newEnv(t, envOpt{cfg: withDirect})
 	waitFor(t, "the direct deliverer", e.app.Queue.DirectUsable)
+	ctx := context.Background()
+	before, err := redisx.CommandCalls(ctx, e.redis.Client())
+	if err != nil {
+		t.Fatal(err)
+	}
 	r := submit(t, e, submission("direct@straight.io", ""), "")
 	waitFor(t, "the lead to reach scoring", func() bool { return e.upserts(r.GetLeadId()) > 0 })
-	waitFor(t, "the hand-off to be acknowledged", func() bool { d, _ := e.app.Queue.Depth(context.Background()); return d == 0 })
-	var direct int
-	for _, s := range e.spans.GetSpans() {
-		if s.Name != "jobs capture-to-scoring" || s.SpanContext.TraceID().String() != r.GetTraceId() {
-			continue
-		}
-		for _, a := range s.Attributes {
-			if a.Key == "leadflow.jobs.direct" && a.Value.AsBool() {
-				direct++
+	waitFor(t, "the hand-off to be acknowledged", func() bool { d, _ := e.app.Queue.Depth(ctx); return d == 0 })
+	after, err := redisx.CommandCalls(ctx, e.redis.Client())
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The profile the write left is sent as it is, with its revision.
+	if n := after["hgetall"] - before["hgetall"]; n != 0 {
+		t.Errorf("the lead was read back %d times for its direct hand-off, want 0", n)
+	}
+	e.scoring.mu.Lock()
+	got := e.scoring.profiles[r.GetLeadId()]
+	e.scoring.mu.Unlock()
+	if got.GetRevision() != 1 || got.GetJobTitle() != "Head of Data" || got.GetOrganisation().GetCountryCode() != "SE" {
+		t.Errorf("scoring got %v; want the new lead's profile at revision 1", got)
+	}
+	// A merge hands on revision 2, also directly.
+	submit(t, e, submission("direct@straight.io", "+46 8 123 456 78"), "")
+	waitFor(t, "the merge to reach scoring", func() bool { return e.upserts(r.GetLeadId()) == 2 })
+	e.scoring.mu.Lock()
+	got = e.scoring.profiles[r.GetLeadId()]
+	e.scoring.mu.Unlock()
+	if got.GetRevision() != 2 {
+		t.Errorf("the merge's profile has revision %d, want 2", got.GetRevision())
+	}
+	// Each delivery span ends after its acknowledgement.
+	directSpans := func() int {
+		n := 0
+		for _, s := range e.spans.GetSpans() {
+			if s.Name != "jobs capture-to-scoring" || s.SpanContext.TraceID().String() != r.GetTraceId() {
+				continue
+			}
+			for _, a := range s.Attributes {
+				if a.Key == "leadflow.jobs.direct" && a.Value.AsBool() {
+					n++
+				}
 			}
 		}
+		return n
 	}
-	if direct != 1 {
-		t.Errorf("direct delivery spans in the lead's trace: %d, want 1", direct)
-	}
+	waitFor(t, "two direct delivery spans in the lead's trace (the new lead and the merge)", func() bool { return directSpans() == 2 })
 	// The clock has not moved, so the workers could not have had it (a
 	// born-claimed job is due only after its lease); and it is not sent again.
 	e.clock.Advance(time.Minute)
 	e.deliverAll(t)
-	if n := e.upserts(r.GetLeadId()); n != 1 {
-		t.Fatalf("scoring got the lead %d times, want 1", n)
+	if n := e.upserts(r.GetLeadId()); n != 2 {
+		t.Fatalf("scoring got the lead %d times, want 2 (once per revision)", n)
 	}
 }
 

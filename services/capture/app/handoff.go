@@ -93,7 +93,7 @@ func (c *Capture) Deliver(ctx context.Context, j jobs.Job) error {
 		if err != nil {
 			break
 		}
-		err = c.scoring.UpsertLead(ctx, domain.Profile(sl.Lead, sl.FreeMail))
+		err = c.scoring.UpsertLead(ctx, sl.Profile())
 	case *capturev1.Handoff_Signal:
 		err = c.scoring.RecordEngagement(ctx, k.Signal)
 	default:
@@ -137,14 +137,26 @@ func (c *Capture) DeliverBatch(ctx context.Context, js []jobs.Job) []error {
 	return errs
 }
 
-// upsertBatch delivers the upsert jobs js[idx[n]] of leads ids[n].
+// upsertBatch delivers the upsert jobs js[idx[n]] of leads ids[n]. A direct
+// job carries the profile its write left (Job.Local), which is sent as it
+// is: its revision lets scoring ignore it should a newer one have arrived
+// first. The others are read now, in one round trip.
 func (c *Capture) upsertBatch(ctx context.Context, js []jobs.Job, idx []int, ids []string, errs []error) {
-	sls, err := c.store.GetMany(ctx, ids)
-	if err != nil {
-		for _, i := range idx {
-			errs[i] = err
+	var read []string
+	for n, i := range idx {
+		if _, ok := js[i].Local.(*leadv1.LeadProfile); !ok {
+			read = append(read, ids[n])
 		}
-		return
+	}
+	var sls []*domain.StoredLead
+	if len(read) > 0 {
+		var err error
+		if sls, err = c.store.GetMany(ctx, read); err != nil {
+			for _, i := range idx {
+				errs[i] = err
+			}
+			return
+		}
 	}
 	byID := make(map[string]*domain.StoredLead, len(sls))
 	for _, sl := range sls {
@@ -154,12 +166,16 @@ func (c *Capture) upsertBatch(ctx context.Context, js []jobs.Job, idx []int, ids
 	var tps []string
 	var sent []int
 	for n, i := range idx {
-		sl, ok := byID[ids[n]]
+		p, ok := js[i].Local.(*leadv1.LeadProfile)
 		if !ok {
-			errs[i] = jobs.Permanent(domain.ErrNotFound)
-			continue
+			sl, found := byID[ids[n]]
+			if !found {
+				errs[i] = jobs.Permanent(domain.ErrNotFound)
+				continue
+			}
+			p = sl.Profile()
 		}
-		ps, tps, sent = append(ps, domain.Profile(sl.Lead, sl.FreeMail)), append(tps, js[i].Traceparent), append(sent, i)
+		ps, tps, sent = append(ps, p), append(tps, js[i].Traceparent), append(sent, i)
 	}
 	if len(ps) == 0 {
 		return

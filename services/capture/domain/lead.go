@@ -367,7 +367,15 @@ func Erase(l *leadv1.Lead, now time.Time) bool {
 	return true
 }
 
-// Profile is what scoring gets: the lead without personal data.
+// Profile is what scoring gets of a stored lead: its profile at this
+// revision.
+func (sl *StoredLead) Profile() *leadv1.LeadProfile {
+	p := Profile(sl.Lead, sl.FreeMail)
+	p.Revision = sl.Revision
+	return p
+}
+
+// Profile is the lead without personal data.
 func Profile(l *leadv1.Lead, freeMail bool) *leadv1.LeadProfile {
 	p := &leadv1.LeadProfile{
 		LeadId:           l.GetId(),

@@ -97,6 +97,9 @@ type Writes struct {
 type Handoff struct {
 	ID, LeadID, Traceparent string
 	Payload                 []byte
+	// Profile is the lead's profile as this write leaves it, for a direct
+	// hand-off (jobs.Job.Local); nil for other hand-offs.
+	Profile *leadv1.LeadProfile
 }
 
 // Store is what capture needs from its storage (Redis in production).

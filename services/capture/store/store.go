@@ -350,7 +350,7 @@ func (s *Redis) addWrites(ctx context.Context, pipe redis.Pipeliner, w domain.Wr
 		if s.handoffs == nil {
 			return nil, errors.New("capture store: hand-offs written without a hand-off queue")
 		}
-		b, err := s.handoffs.ScheduleDirectOn(ctx, pipe, jobs.Job{ID: h.ID, Payload: h.Payload, Traceparent: h.Traceparent, LeadID: h.LeadID})
+		b, err := s.handoffs.ScheduleDirectOn(ctx, pipe, jobs.Job{ID: h.ID, Payload: h.Payload, Traceparent: h.Traceparent, LeadID: h.LeadID, Local: h.Profile})
 		if err != nil {
 			return nil, err
 		}

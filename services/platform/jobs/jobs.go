@@ -77,6 +77,10 @@ type Job struct {
 	LastError string
 	// DeadAt is when the job was dead-lettered (dead letters only).
 	DeadAt time.Time
+	// Local travels with a direct job in memory only, never stored: what
+	// its handler would otherwise read back (see ScheduleDirectOn). Nil for
+	// every job claimed from Redis.
+	Local any
 }
 
 // Handler does a job. nil acknowledges it; an error retries it later;
