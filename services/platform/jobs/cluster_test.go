@@ -81,6 +81,60 @@ func TestOnRedisCluster(t *testing.T) {
 		}
 	})
 
+	t.Run("direct", func(t *testing.T) {
+		// Born claimed, delivered by its own process, acknowledged with its
+		// token; then, with the deliverer stopped, released to the workers.
+		q := jobs.New(rt.Redis, "direct", jobs.Options{Now: clock.Now}).EnableDirect(jobs.DirectOptions{Timeout: time.Second})
+		got := make(chan string, 4)
+		dctx, stop := context.WithCancel(ctx)
+		done := make(chan error, 1)
+		go func() {
+			done <- q.RunDirect(dctx, func(_ context.Context, js []jobs.Job) []error {
+				for _, j := range js {
+					got <- j.ID
+				}
+				return make([]error, len(js))
+			})
+		}()
+		for end := time.Now().Add(5 * time.Second); !q.DirectUsable(); time.Sleep(10 * time.Millisecond) {
+			if time.Now().After(end) {
+				t.Fatal("the deliverer did not start")
+			}
+		}
+		schedule := func(id string) *jobs.Born {
+			pipe := rt.Redis.Pipeline()
+			b, err := q.ScheduleDirectOn(ctx, pipe, jobs.Job{ID: id})
+			if err != nil || b == nil {
+				t.Fatalf("schedule %s: %v %v", id, b, err)
+			}
+			if _, err := pipe.Exec(ctx); err != nil {
+				t.Fatal(err)
+			}
+			return b
+		}
+		q.Hand(ctx, schedule("a"))
+		select {
+		case id := <-got:
+			if id != "a" {
+				t.Fatalf("delivered %q", id)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatal("the direct job was not delivered")
+		}
+		late := schedule("late")
+		stop()
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+		q.Hand(ctx, late)
+		if n, err := q.ProcessDue(ctx, func(context.Context, jobs.Job) error { return nil }); err != nil || n != 1 {
+			t.Fatalf("the released job: n=%d err=%v", n, err)
+		}
+		if d, err := q.Depth(ctx); err != nil || d != 0 {
+			t.Fatalf("direct depth: %d %v", d, err)
+		}
+	})
+
 	t.Run("events", func(t *testing.T) {
 		for _, lead := range []string{"lead-1", "lead-2", "lead-3"} {
 			ev := &eventsv1.LeadEvent{LeadId: lead, Payload: &eventsv1.LeadEvent_LeadCaptured{LeadCaptured: &eventsv1.LeadCaptured{Source: "google"}}}
