@@ -2,8 +2,6 @@ package jobs
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"sync"
 	"sync/atomic"
@@ -67,6 +65,9 @@ type direct struct {
 	outcomes    metric.Int64Counter
 }
 
+// paused reports whether a failed delivery sends jobs to the workers at now.
+func (d *direct) paused(now time.Time) bool { return now.UnixNano() < d.pausedUntil.Load() }
+
 // bornJob is a born-claimed job waiting for the deliverer.
 type bornJob struct {
 	claimed
@@ -110,7 +111,7 @@ func (q *Queue) EnableDirect(o DirectOptions) *Queue {
 // direct delivery is on, its deliverer runs and it is not paused.
 func (q *Queue) DirectUsable() bool {
 	d := q.direct
-	if d == nil || q.o.Now().UnixNano() < d.pausedUntil.Load() {
+	if d == nil || d.paused(q.o.Now()) {
 		return false
 	}
 	d.mu.Lock()
@@ -124,12 +125,6 @@ func (q *Queue) countDirect(ctx context.Context, outcome string, n int) {
 	}
 }
 
-var scheduleClaimedScript = redis.NewScript(`
-if redis.call('HEXISTS', KEYS[2], ARGV[1]..':d') == 1 then return 0 end
-redis.call('HSET', KEYS[2], ARGV[1]..':p', ARGV[3], ARGV[1]..':t', ARGV[4], ARGV[1]..':l', ARGV[5], ARGV[1]..':a', 1, ARGV[1]..':d', ARGV[2], ARGV[1]..':c', ARGV[6])
-redis.call('ZADD', KEYS[1], ARGV[7], ARGV[1])
-return 1`)
-
 // ScheduleDirectOn is ScheduleOn for a job this process would deliver
 // itself: when DirectUsable, the job is written born claimed and the Born
 // returned is to be given to Hand after pipe has run; otherwise the job is
@@ -138,21 +133,14 @@ func (q *Queue) ScheduleDirectOn(ctx context.Context, pipe redis.Pipeliner, j Jo
 	if !q.DirectUsable() {
 		return nil, q.ScheduleOn(ctx, pipe, j)
 	}
-	if j.ID == "" {
-		return nil, errors.New("jobs: empty job id")
+	c := claimed{Job: j, token: "d" + newToken(), direct: true}
+	args, due, err := q.scheduleArgs(j, c.token)
+	if err != nil {
+		return nil, err
 	}
-	var tok [8]byte
-	_, _ = rand.Read(tok[:])
-	now := q.o.Now()
-	due := j.Due
-	if due.IsZero() {
-		due = now
-	}
-	c := claimed{Job: j, token: "d" + hex.EncodeToString(tok[:]), direct: true}
 	c.Due, c.Attempt = due, 1
 	// EVAL, not EVALSHA: see ScheduleOn.
-	cmd := scheduleClaimedScript.Eval(ctx, pipe, q.keys, j.ID, due.UnixMilli(), j.Payload, j.Traceparent, j.LeadID, c.token, now.Add(q.direct.Lease).UnixMilli())
-	return &Born{job: c, cmd: cmd}, nil
+	return &Born{job: c, cmd: scheduleScript.Eval(ctx, pipe, q.keys, args...)}, nil
 }
 
 // Hand gives the deliverer the jobs of bs that were written born claimed
@@ -311,7 +299,7 @@ func (q *Queue) DeliverDirect(ctx context.Context, h BatchHandler) int {
 			return n
 		}
 		n += len(cs)
-		if now.UnixNano() < d.pausedUntil.Load() {
+		if d.paused(now) {
 			bs := make([]bornJob, len(cs))
 			for i, c := range cs {
 				bs[i] = bornJob{claimed: c}

@@ -175,27 +175,51 @@ func (q *Queue) Name() string { return q.name }
 // A job due now also pushes a token on the wake list, so an idle worker
 // blocked on it (Run) starts at once instead of at its next poll. The list
 // holds at most 8 tokens (busy workers leave them there), checked with LLEN
-// rather than trimmed after every push.
+// rather than trimmed after every push. With a claim token (ARGV[7]) the job
+// is born claimed instead (see ScheduleDirectOn): attempt 1, in the due set
+// at the end of its lease (ARGV[8]), and no worker is woken.
 var scheduleScript = redis.NewScript(`
 if redis.call('HEXISTS', KEYS[2], ARGV[1]..':d') == 1 then return 0 end
-redis.call('HSET', KEYS[2], ARGV[1]..':p', ARGV[3], ARGV[1]..':t', ARGV[4], ARGV[1]..':l', ARGV[5], ARGV[1]..':a', 0, ARGV[1]..':d', ARGV[2])
+local born = ARGV[7] ~= nil
+redis.call('HSET', KEYS[2], ARGV[1]..':p', ARGV[3], ARGV[1]..':t', ARGV[4], ARGV[1]..':l', ARGV[5], ARGV[1]..':a', born and 1 or 0, ARGV[1]..':d', ARGV[2])
+if born then
+  redis.call('HSET', KEYS[2], ARGV[1]..':c', ARGV[7])
+  redis.call('ZADD', KEYS[1], ARGV[8], ARGV[1])
+  return 1
+end
 redis.call('ZADD', KEYS[1], ARGV[2], ARGV[1])
 if tonumber(ARGV[2]) <= tonumber(ARGV[6]) and redis.call('LLEN', KEYS[4]) < 8 then
   redis.call('RPUSH', KEYS[4], 1)
 end
 return 1`)
 
+// scheduleArgs are scheduleScript's arguments for j (due now when j.Due is
+// zero), and the time it is due. With token, the job is born claimed by it
+// until now + the direct lease.
+func (q *Queue) scheduleArgs(j Job, token string) ([]any, time.Time, error) {
+	if j.ID == "" {
+		return nil, time.Time{}, errors.New("jobs: empty job id")
+	}
+	now := q.o.Now()
+	due := j.Due
+	if due.IsZero() {
+		due = now
+	}
+	args := []any{j.ID, due.UnixMilli(), j.Payload, j.Traceparent, j.LeadID, now.UnixMilli()}
+	if token != "" {
+		args = append(args, token, now.Add(q.direct.Lease).UnixMilli())
+	}
+	return args, due, nil
+}
+
 // Schedule adds j unless a job with its id exists (waiting, in flight or
 // dead); it reports whether it added it.
 func (q *Queue) Schedule(ctx context.Context, j Job) (bool, error) {
-	if j.ID == "" {
-		return false, errors.New("jobs: empty job id")
+	args, _, err := q.scheduleArgs(j, "")
+	if err != nil {
+		return false, err
 	}
-	due := j.Due
-	if due.IsZero() {
-		due = q.o.Now()
-	}
-	n, err := scheduleScript.Run(ctx, q.rdb, q.keys, j.ID, due.UnixMilli(), j.Payload, j.Traceparent, j.LeadID, q.o.Now().UnixMilli()).Int()
+	n, err := scheduleScript.Run(ctx, q.rdb, q.keys, args...).Int()
 	return n == 1, err
 }
 
@@ -204,16 +228,13 @@ func (q *Queue) Schedule(ctx context.Context, j Job) (bool, error) {
 // node). The command's result is 1 when the job was added, 0 when one with
 // its id exists; pipe's Exec reports errors.
 func (q *Queue) ScheduleOn(ctx context.Context, pipe redis.Pipeliner, j Job) error {
-	if j.ID == "" {
-		return errors.New("jobs: empty job id")
-	}
-	due := j.Due
-	if due.IsZero() {
-		due = q.o.Now()
+	args, _, err := q.scheduleArgs(j, "")
+	if err != nil {
+		return err
 	}
 	// EVAL, not EVALSHA: a pipeline cannot fall back when the script cache
 	// is empty (a restarted Redis).
-	scheduleScript.Eval(ctx, pipe, q.keys, j.ID, due.UnixMilli(), j.Payload, j.Traceparent, j.LeadID, q.o.Now().UnixMilli())
+	scheduleScript.Eval(ctx, pipe, q.keys, args...)
 	return nil
 }
 
@@ -313,11 +334,16 @@ type claimed struct {
 	direct bool
 }
 
-func (q *Queue) claim(ctx context.Context, n int) ([]claimed, error) {
+// newToken is a random claim token.
+func newToken() string {
 	var tok [8]byte
 	_, _ = rand.Read(tok[:])
+	return hex.EncodeToString(tok[:])
+}
+
+func (q *Queue) claim(ctx context.Context, n int) ([]claimed, error) {
 	now := q.o.Now()
-	res, err := claimScript.Run(ctx, q.rdb, q.keys, now.UnixMilli(), q.o.Lease.Milliseconds(), n, hex.EncodeToString(tok[:])).Slice()
+	res, err := claimScript.Run(ctx, q.rdb, q.keys, now.UnixMilli(), q.o.Lease.Milliseconds(), n, newToken()).Slice()
 	if err != nil {
 		return nil, err
 	}
