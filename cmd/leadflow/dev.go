@@ -47,6 +47,7 @@ Ctrl-C (or SIGTERM) shuts all five down gracefully.`,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()
 			out := g.out
+			platform.TuneGC()
 			if redisURL == "" {
 				redisURL = os.Getenv("LEADFLOW_REDIS_URL")
 			}

@@ -1,6 +1,8 @@
 package platform
 
 import (
+	"os"
+	"runtime/debug"
 	"strings"
 	"testing"
 
@@ -73,5 +75,32 @@ func TestAuthPolicy(t *testing.T) {
 		if _, err := ParseAuthPolicy([]byte(bad)); err == nil {
 			t.Errorf("policy %s accepted", bad)
 		}
+	}
+}
+
+func TestTuneGCDefaultsUnlessGOGCIsSet(t *testing.T) {
+	was := debug.SetGCPercent(100)
+	t.Cleanup(func() { debug.SetGCPercent(was) })
+	gogc, had := os.LookupEnv("GOGC")
+	t.Cleanup(func() {
+		if had {
+			_ = os.Setenv("GOGC", gogc)
+		} else {
+			_ = os.Unsetenv("GOGC")
+		}
+	})
+
+	_ = os.Unsetenv("GOGC")
+	TuneGC()
+	if got := debug.SetGCPercent(100); got != DefaultGCPercent {
+		t.Fatalf("GOGC unset: GC percent %d, want %d", got, DefaultGCPercent)
+	}
+
+	// The runtime applied a set GOGC at start; TuneGC must not override it.
+	t.Setenv("GOGC", "50")
+	debug.SetGCPercent(50)
+	TuneGC()
+	if got := debug.SetGCPercent(100); got != 50 {
+		t.Fatalf("GOGC=50: GC percent %d, want 50 kept", got)
 	}
 }
