@@ -7,6 +7,7 @@ import (
 
 	"github.com/leadflow/leadflow/services/capture/domain"
 	"github.com/leadflow/leadflow/services/platform"
+	"github.com/leadflow/leadflow/services/platform/jobs"
 )
 
 // Config is capture's own configuration (LEADFLOW_CAPTURE_*); the shared one
@@ -88,11 +89,8 @@ func (c Config) Validate() error {
 	if c.HandoffWorkers < 0 {
 		errs = append(errs, errors.New("LEADFLOW_CAPTURE_HANDOFF_WORKERS: must not be negative"))
 	}
-	if c.DirectTimeout < 0 || c.DirectTimeout > time.Minute {
-		errs = append(errs, errors.New("LEADFLOW_CAPTURE_DIRECT_TIMEOUT: must be between 0 (off) and 1m"))
-	}
-	if c.DirectTimeout > 0 && c.DirectPause <= 0 {
-		errs = append(errs, errors.New("LEADFLOW_CAPTURE_DIRECT_PAUSE: must be positive"))
+	if err := jobs.CheckDirect("LEADFLOW_CAPTURE_DIRECT", jobs.DirectOptions{Timeout: c.DirectTimeout, Pause: c.DirectPause}); err != nil {
+		errs = append(errs, err)
 	}
 	if c.ImportMaxRecords < 1 {
 		errs = append(errs, errors.New("LEADFLOW_CAPTURE_IMPORT_MAX_RECORDS: must be at least 1"))

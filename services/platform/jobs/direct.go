@@ -3,6 +3,7 @@ package jobs
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -10,6 +11,8 @@ import (
 	"github.com/redis/go-redis/v9"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/metric"
+
+	"github.com/leadflow/leadflow/services/platform/leadtrace"
 )
 
 // Direct delivery: a job scheduled by the process that will deliver it is
@@ -79,6 +82,34 @@ type bornJob struct {
 type Born struct {
 	job claimed
 	cmd *redis.Cmd
+}
+
+// CheckDirect checks direct-delivery settings a service reads from the
+// variables prefix_TIMEOUT and prefix_PAUSE; errors name the variable.
+func CheckDirect(prefix string, o DirectOptions) error {
+	var errs []error
+	if o.Timeout < 0 || o.Timeout > time.Minute {
+		errs = append(errs, fmt.Errorf("%s_TIMEOUT: must be between 0 (off) and 1m", prefix))
+	}
+	if o.Timeout > 0 && o.Pause <= 0 {
+		errs = append(errs, fmt.Errorf("%s_PAUSE: must be positive", prefix))
+	}
+	return errors.Join(errs...)
+}
+
+// PerJob makes a one-job handler a BatchHandler for RunDirect: the jobs of
+// a batch run at once, each in its own delivery span's context, as Run
+// would run them.
+func PerJob(h Handler) BatchHandler {
+	return func(ctx context.Context, js []Job) []error {
+		errs := make([]error, len(js))
+		var wg sync.WaitGroup
+		for i, j := range js {
+			wg.Go(func() { errs[i] = safeRun(leadtrace.ContextWith(ctx, j.Traceparent), h, j) })
+		}
+		wg.Wait()
+		return errs
+	}
 }
 
 // EnableDirect turns on direct delivery for q with o (off when o.Timeout is

@@ -12,6 +12,7 @@ import (
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 
+	"github.com/leadflow/leadflow/services/platform/leadtrace"
 	"github.com/leadflow/leadflow/services/platform/redisx"
 )
 
@@ -310,5 +311,30 @@ func TestDirectOffSchedulesForTheWorkers(t *testing.T) {
 	}
 	if n, err := q.ProcessDue(context.Background(), func(context.Context, Job) error { return nil }); n != 1 || err != nil {
 		t.Fatalf("workers claimed %d, %v", n, err)
+	}
+}
+
+// PerJob answers each job of a batch with its own handler's error, in
+// order, and runs each in its job's trace context.
+func TestPerJobAnswersEachJobInItsTrace(t *testing.T) {
+	const tp = "00-7bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+	bad := errors.New("b failed")
+	var mu sync.Mutex
+	traces := map[string]string{}
+	h := PerJob(func(ctx context.Context, j Job) error {
+		mu.Lock()
+		traces[j.ID] = leadtrace.Traceparent(ctx)
+		mu.Unlock()
+		if j.ID == "b" {
+			return bad
+		}
+		return nil
+	})
+	errs := h(context.Background(), []Job{{ID: "a", Traceparent: tp}, {ID: "b"}, {ID: "c", Traceparent: tp}})
+	if len(errs) != 3 || errs[0] != nil || !errors.Is(errs[1], bad) || errs[2] != nil {
+		t.Fatalf("errors %v, want [nil, b failed, nil]", errs)
+	}
+	if traces["a"] != tp || traces["c"] != tp || traces["b"] != "" {
+		t.Fatalf("handler contexts' traceparents: %v", traces)
 	}
 }
