@@ -15,6 +15,7 @@ import (
 	routingv1 "github.com/leadflow/leadflow/gen/go/leadflow/routing/v1"
 	scoringv1 "github.com/leadflow/leadflow/gen/go/leadflow/scoring/v1"
 	"github.com/leadflow/leadflow/services/platform"
+	"github.com/leadflow/leadflow/services/platform/jobs"
 	"github.com/leadflow/leadflow/services/platform/jobs/jobsapi"
 	"github.com/leadflow/leadflow/services/routing/grpcapi"
 	"github.com/leadflow/leadflow/services/routing/router"
@@ -37,6 +38,14 @@ type Config struct {
 	// HealWindow: each sweep re-schedules the SLA timers of leads assigned
 	// this recently, in case a crash lost them (0 = off).
 	HealWindow time.Duration `env:"LEADFLOW_ROUTING_SLA_HEAL_WINDOW" envDefault:"30s"`
+	// DirectTimeout bounds one direct status hand-off: the replica whose
+	// write scheduled it sends it to scoring at once, and the job queue is
+	// the fallback (see jobs.ScheduleDirectOn); 0 leaves every hand-off to
+	// the workers.
+	DirectTimeout time.Duration `env:"LEADFLOW_ROUTING_DIRECT_TIMEOUT" envDefault:"2s"`
+	// DirectPause: after a failed direct hand-off, how long hand-offs go to
+	// the workers instead.
+	DirectPause time.Duration `env:"LEADFLOW_ROUTING_DIRECT_PAUSE" envDefault:"10s"`
 
 	// Now is the clock (tests inject one); nil = time.Now.
 	Now func() time.Time `env:"-"`
@@ -60,7 +69,11 @@ func LoadConfig() (Config, error) {
 	if c.HandoffAttempts <= 0 {
 		return c, errors.New("LEADFLOW_ROUTING_HANDOFF_ATTEMPTS must be > 0")
 	}
-	return c, nil
+	return c, jobs.CheckDirect("LEADFLOW_ROUTING_DIRECT", c.direct())
+}
+
+func (c Config) direct() jobs.DirectOptions {
+	return jobs.DirectOptions{Timeout: c.DirectTimeout, Pause: c.DirectPause}
 }
 
 // New builds the routing service on rt.
@@ -108,7 +121,7 @@ func NewRouter(rt *platform.Runtime, cfg Config) (*router.Router, error) {
 		d.Capture = captureClient{capturev1.NewCaptureServiceClient(conn)}
 	}
 	return router.New(d, router.Options{SweepInterval: cfg.SweepInterval, InboxBlock: cfg.InboxBlock, ContactTimeout: cfg.ContactTimeout,
-		SLAPoll: cfg.SLAPoll, HandoffAttempts: cfg.HandoffAttempts, HealWindow: cfg.HealWindow, Now: cfg.Now}), nil
+		SLAPoll: cfg.SLAPoll, HandoffAttempts: cfg.HandoffAttempts, HealWindow: cfg.HealWindow, Direct: cfg.direct(), Now: cfg.Now}), nil
 }
 
 type scoringClient struct {

@@ -25,17 +25,23 @@ import (
 	"github.com/leadflow/leadflow/services/platform/leadtrace"
 	"github.com/leadflow/leadflow/services/platform/platformtest"
 	"github.com/leadflow/leadflow/services/routing/app"
+	"github.com/leadflow/leadflow/services/routing/router"
 )
 
 type scoringFake struct {
 	scoringv1.UnimplementedScoringServiceServer
 	mu    sync.Mutex
 	calls []*scoringv1.SetStatusRequest
+	fail  int // the next fail calls answer Internal (Unavailable the client would retry itself)
 }
 
 func (f *scoringFake) SetStatus(_ context.Context, req *scoringv1.SetStatusRequest) (*scoringv1.SetStatusResponse, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	if f.fail > 0 {
+		f.fail--
+		return nil, status.Error(codes.Internal, "scoring failed")
+	}
 	f.calls = append(f.calls, req)
 	return &scoringv1.SetStatusResponse{}, nil
 }
@@ -87,6 +93,7 @@ func serveFake(t *testing.T, register func(*grpc.Server)) string {
 }
 
 type harness struct {
+	router  *router.Router
 	client  routingv1.RoutingServiceClient
 	scoring *scoringFake
 	capture *captureFake
@@ -113,7 +120,7 @@ func start(t *testing.T) *harness {
 		t.Fatal(err)
 	}
 	conn := platformtest.Serve(t, rt, app.Service(r))
-	return &harness{client: routingv1.NewRoutingServiceClient(conn), scoring: sc, capture: cp, spans: spans}
+	return &harness{router: r, client: routingv1.NewRoutingServiceClient(conn), scoring: sc, capture: cp, spans: spans}
 }
 
 func config() *routingv1.RoutingConfig {

@@ -55,6 +55,9 @@ type Options struct {
 	// leads assigned this recently (each lead is checked by the two or three
 	// sweeps after its assignment); 0 turns healing off.
 	HealWindow time.Duration
+	// Direct: status hand-offs go to scoring from the replica that wrote
+	// them, as born-claimed jobs (off when Direct.Timeout is zero).
+	Direct jobs.DirectOptions
 	// Now is the clock; nil = time.Now.
 	Now func() time.Time
 }
@@ -135,7 +138,7 @@ func New(d Deps, o Options) *Router {
 		scoring: d.Scoring, capture: d.Capture, opts: o,
 	}
 	r.sla = jobs.New(d.Redis, SLAQueue, jobs.Options{Now: o.Now, Meter: d.Meter, Tracer: d.Tracer, Logger: d.Logger, PollInterval: o.SLAPoll})
-	r.handoff = jobs.New(d.Redis, HandoffQueue, jobs.Options{Now: o.Now, Meter: d.Meter, Tracer: d.Tracer, Logger: d.Logger, MaxAttempts: o.HandoffAttempts})
+	r.handoff = jobs.New(d.Redis, HandoffQueue, jobs.Options{Now: o.Now, Meter: d.Meter, Tracer: d.Tracer, Logger: d.Logger, MaxAttempts: o.HandoffAttempts}).EnableDirect(o.Direct)
 	r.flusher = coalesce.New(flushBatch, r.flushAll)
 	r.routed, _ = d.Meter.Int64Counter("leadflow.routing.decisions", metric.WithDescription("routing decisions by kind and outcome"))
 	r.breaches, _ = d.Meter.Int64Counter("leadflow.routing.sla_breaches", metric.WithDescription("SLA breaches by kind and action"))
@@ -497,6 +500,7 @@ func (r *Router) flushAll(ctx context.Context, es []*effects) []coalesce.Result[
 
 func (r *Router) queueEffects(ctx context.Context, es []*effects) error {
 	pipe := r.rdb.Pipeline()
+	var borns []*jobs.Born
 	for _, e := range es {
 		if err := store.SaveDecisions(ctx, pipe, e.decisions...); err != nil {
 			return err
@@ -507,9 +511,11 @@ func (r *Router) queueEffects(ctx context.Context, es []*effects) error {
 			}
 		}
 		for _, j := range e.handoffs {
-			if err := r.handoff.ScheduleOn(ctx, pipe, j); err != nil {
+			b, err := r.handoff.ScheduleDirectOn(ctx, pipe, j)
+			if err != nil {
 				return err
 			}
+			borns = append(borns, b)
 		}
 		for _, j := range e.timers {
 			if err := r.sla.ScheduleOn(ctx, pipe, j); err != nil {
@@ -517,8 +523,11 @@ func (r *Router) queueEffects(ctx context.Context, es []*effects) error {
 			}
 		}
 	}
-	_, err := pipe.Exec(ctx)
-	return err
+	if _, err := pipe.Exec(ctx); err != nil {
+		return err
+	}
+	r.handoff.Hand(ctx, borns...)
+	return nil
 }
 
 type slaPayload struct {

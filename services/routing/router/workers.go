@@ -4,16 +4,19 @@ import (
 	"context"
 	"time"
 
+	"github.com/leadflow/leadflow/services/platform/jobs"
 	"github.com/leadflow/leadflow/services/routing/domain"
 	"github.com/leadflow/leadflow/services/routing/store"
 )
 
 // Workers are the Router's background loops: the SLA timers, the status
-// hand-offs to scoring and the sweep.
+// hand-offs to scoring (the queue's workers, and the deliverer of the
+// hand-offs this replica scheduled itself) and the sweep.
 func (r *Router) Workers() []func(ctx context.Context) error {
 	return []func(ctx context.Context) error{
 		func(ctx context.Context) error { return r.sla.Run(ctx, r.handleSLA) },
 		func(ctx context.Context) error { return r.handoff.Run(ctx, r.handleHandoff) },
+		func(ctx context.Context) error { return r.handoff.RunDirect(ctx, jobs.PerJob(r.handleHandoff)) },
 		r.sweep,
 	}
 }
