@@ -42,13 +42,25 @@ type Config struct {
 	// DirectRoutePause: after a failed direct call, how long route hand-offs
 	// go through the job queue instead.
 	DirectRoutePause time.Duration `env:"LEADFLOW_SCORING_DIRECT_ROUTE_PAUSE" envDefault:"10s"`
+	// DirectDealTimeout bounds one direct deal hand-off: the replica whose
+	// write scheduled a CreateDealFromLead job sends it to pipeline at once,
+	// and the job queue is the fallback (see jobs.ScheduleDirectOn); 0
+	// leaves every deal hand-off to the workers.
+	DirectDealTimeout time.Duration `env:"LEADFLOW_SCORING_DIRECT_DEAL_TIMEOUT" envDefault:"2s"`
+	// DirectDealPause: after a failed direct deal hand-off, how long deal
+	// hand-offs go to the workers instead.
+	DirectDealPause time.Duration `env:"LEADFLOW_SCORING_DIRECT_DEAL_PAUSE" envDefault:"10s"`
 }
 
 // LoadConfig reads Config from the environment.
 func LoadConfig() (Config, error) {
 	var c Config
-	err := platform.LoadEnv(&c)
-	return c, err
+	if err := platform.LoadEnv(&c); err != nil {
+		return c, err
+	}
+	return c, errors.Join(
+		jobs.CheckDirect("LEADFLOW_SCORING_DIRECT_ROUTE", jobs.DirectOptions{Timeout: c.DirectRouteTimeout, Pause: c.DirectRoutePause}),
+		jobs.CheckDirect("LEADFLOW_SCORING_DIRECT_DEAL", jobs.DirectOptions{Timeout: c.DirectDealTimeout, Pause: c.DirectDealPause}))
 }
 
 // Option tunes New (tests).
@@ -100,7 +112,8 @@ func New(ctx context.Context, rt *platform.Runtime, cfg Config, opts ...Option) 
 		MaxAttempts: cfg.HandoffMaxAttempts, MaxBackoff: cfg.HandoffMaxBackoff,
 		Now: o.jobNow, Meter: rt.Meter(), Tracer: rt.Tracer(), Logger: rt.Logger,
 	}
-	routingQ, dealQ := jobs.New(rt.Redis, service.RoutingQueue, qo), jobs.New(rt.Redis, service.PipelineQueue, qo)
+	routingQ := jobs.New(rt.Redis, service.RoutingQueue, qo)
+	dealQ := jobs.New(rt.Redis, service.PipelineQueue, qo).EnableDirect(jobs.DirectOptions{Timeout: cfg.DirectDealTimeout, Pause: cfg.DirectDealPause})
 	st := store.New(rt.Redis, store.Options{PendingTTL: cfg.PendingTTL, HistoryLimit: cfg.HistoryLimit})
 	sc := service.NewScoring(service.Deps{
 		Store: st, Tracer: rt.Tracer(), Meter: rt.Meter(), Logger: rt.Logger, Events: eventSink{rt: rt},
@@ -122,6 +135,7 @@ func New(ctx context.Context, rt *platform.Runtime, cfg Config, opts ...Option) 
 			func(ctx context.Context) error { return routingQ.RunBatch(ctx, sc.DeliverRoutingBatch) },
 			sc.RunDirectRoutes,
 			func(ctx context.Context) error { return dealQ.Run(ctx, sc.DeliverPipeline) },
+			func(ctx context.Context) error { return dealQ.RunDirect(ctx, jobs.PerJob(sc.DeliverPipeline)) },
 			func(ctx context.Context) error { return sc.RunSweeper(ctx, cfg.SweepInterval) },
 		},
 		Close: func() error {

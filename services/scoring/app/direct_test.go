@@ -2,14 +2,18 @@ package app_test
 
 import (
 	"context"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	leadv1 "github.com/leadflow/leadflow/gen/go/leadflow/lead/v1"
 	scoringv1 "github.com/leadflow/leadflow/gen/go/leadflow/scoring/v1"
+	"github.com/leadflow/leadflow/services/platform/jobs"
 	"github.com/leadflow/leadflow/services/platform/leadtrace"
 	"github.com/leadflow/leadflow/services/platform/platformtest"
 	"github.com/leadflow/leadflow/services/scoring/app"
+	"github.com/leadflow/leadflow/services/scoring/service"
 )
 
 // direct turns the direct route hand-off on, as the service's defaults do.
@@ -289,5 +293,65 @@ func TestDirectRouteOnAnOlderRoutingFallsBackToTheJobs(t *testing.T) {
 	}
 	if r := e.routed(); r["o1"] != 1 || r["o2"] != 1 {
 		t.Fatalf("routed %v, want each once", r)
+	}
+}
+
+// A QUALIFIED lead's deal hand-off goes to pipeline from the replica that
+// wrote it: once, as a direct attempt 1 in the lead's trace, with nothing
+// left for the workers (the clock is frozen, so they could not have taken
+// it: a born-claimed job is due only when its lease ends).
+func TestDealHandOffGoesStraightToPipeline(t *testing.T) {
+	e := setup(t, func(c *app.Config) { c.DirectDealTimeout, c.DirectDealPause = 5*time.Second, time.Minute })
+	_, q := e.sc.Queues()
+	ctx, cancel := context.WithCancel(e.ctx)
+	stopped := make(chan struct{})
+	go func() { _ = q.RunDirect(ctx, jobs.PerJob(e.sc.DeliverPipeline)); close(stopped) }()
+	t.Cleanup(func() { cancel(); <-stopped })
+	for end := time.Now().Add(10 * time.Second); !q.DirectUsable(); time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(end) {
+			t.Fatal("the direct deliverer did not start")
+		}
+	}
+	qualifyReady(t, e, "dd1")
+	setStatus(t, e, "dd1", leadv1.ProspectStatus_PROSPECT_STATUS_QUALIFIED, "", "qual-dd1")
+	for end := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		_, _, deals := e.peer.snapshot()
+		d, _ := q.Depth(e.ctx)
+		if deals["dd1"] == 1 && d == 0 {
+			break
+		}
+		if time.Now().After(end) {
+			t.Fatalf("deals %v, queue depth %d: want one deal for dd1 and an empty queue", deals, d)
+		}
+	}
+	if n := e.processPipeline(); n != 0 {
+		t.Fatalf("the workers claimed %d deal jobs, want 0", n)
+	}
+	var direct int
+	for _, s := range e.spans.GetSpans() {
+		if s.Name != "jobs "+service.PipelineQueue || s.SpanContext.TraceID().String() != leadtrace.TraceID(profile("dd1").GetTraceparent()) {
+			continue
+		}
+		for _, a := range s.Attributes {
+			if string(a.Key) == "leadflow.jobs.direct" && a.Value.AsBool() {
+				direct++
+			}
+		}
+	}
+	if direct != 1 {
+		t.Fatalf("%d direct deal deliveries in the lead's trace, want 1", direct)
+	}
+}
+
+func TestDirectSettingsAreValidated(t *testing.T) {
+	for name, value := range map[string]string{
+		"LEADFLOW_SCORING_DIRECT_ROUTE_TIMEOUT": "-1s", "LEADFLOW_SCORING_DIRECT_DEAL_TIMEOUT": "2m", "LEADFLOW_SCORING_DIRECT_DEAL_PAUSE": "0s",
+	} {
+		t.Run(name, func(t *testing.T) {
+			t.Setenv(name, value)
+			if _, err := app.LoadConfig(); err == nil || !strings.Contains(err.Error(), name) {
+				t.Fatalf("%s=%s: %v, want an error naming it", name, value, err)
+			}
+		})
 	}
 }

@@ -142,18 +142,24 @@ func (s *Scoring) flushAll(ctx context.Context, ps []*flushPlan) []coalesce.Resu
 	// Both are safe to repeat (events carry their ids, jobs are scheduled
 	// once per id), so when part of it fails, nothing is acknowledged and a
 	// retry sends it all again.
+	borns := map[*jobs.Queue][]*jobs.Born{}
 	err := s.events.PublishAll(ctx, evs, func(pipe redis.Pipeliner) error {
 		for _, p := range ps {
 			for _, j := range p.sched {
-				if err := j.q.ScheduleOn(ctx, pipe, j.job); err != nil {
+				b, err := j.q.ScheduleDirectOn(ctx, pipe, j.job)
+				if err != nil {
 					return err
 				}
+				borns[j.q] = append(borns[j.q], b)
 			}
 		}
 		return nil
 	})
 	if err != nil {
 		return fail(err)
+	}
+	for q, bs := range borns {
+		q.Hand(ctx, bs...)
 	}
 	acks := make([]domain.Ack, 0, len(ps))
 	var direct []directRoute
