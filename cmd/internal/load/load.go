@@ -377,20 +377,15 @@ func Run(ctx context.Context, cfg Config, logw io.Writer) (*Report, error) {
 		wg      sync.WaitGroup
 		sem     = make(chan struct{}, cfg.Concurrency)
 	)
-	var tick *time.Ticker
-	if cfg.Rate > 0 {
-		tick = time.NewTicker(time.Duration(float64(time.Second) / cfg.Rate))
-		defer tick.Stop()
-	}
 	t0 := time.Now()
+	var pace *pacer
+	if cfg.Rate > 0 {
+		pace = &pacer{start: t0, rate: cfg.Rate, now: time.Now, sleep: sleepCtx}
+	}
 loop:
 	for i := 0; cfg.Count <= 0 || i < cfg.Count; i++ {
-		if tick != nil {
-			select {
-			case <-runCtx.Done():
-				break loop
-			case <-tick.C:
-			}
+		if pace != nil && !pace.wait(runCtx, i) {
+			break loop
 		}
 		select {
 		case <-runCtx.Done():
@@ -514,6 +509,38 @@ loop:
 	}
 	r.mu.Unlock()
 	return rep, nil
+}
+
+// pacer starts journeys at a fixed rate by schedule: journey i is due at
+// start + i/rate, so a late wake-up (timer overshoot, a busy machine) is
+// made up by the next starts at once instead of lowering the rate, as a
+// ticker dropping its ticks did (--rate 1000 gave 813 journeys/s here).
+type pacer struct {
+	start time.Time
+	rate  float64 // journeys per second
+	now   func() time.Time
+	sleep func(ctx context.Context, d time.Duration) bool
+}
+
+// wait returns when journey i is due: true, or false when ctx ended first.
+func (p *pacer) wait(ctx context.Context, i int) bool {
+	due := p.start.Add(time.Duration(float64(i) / p.rate * float64(time.Second)))
+	if d := due.Sub(p.now()); d > 0 {
+		return p.sleep(ctx, d)
+	}
+	return ctx.Err() == nil
+}
+
+// sleepCtx sleeps for d: true, or false when ctx ended first.
+func sleepCtx(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
 }
 
 func rateText(r float64) string {
