@@ -184,7 +184,11 @@ func (r *Router) existing(ctx context.Context, rec *store.Record) (*routingv1.Ro
 		return nil, err
 	}
 	if (rec.State == "assigned" || rec.State == "accepted") && rec.FTA == 0 {
-		r.timers(e, rec.Team, &store.Assigned{Lead: rec.Lead, Seq: rec.Seq, FTD: rec.FTD, Pol: rec.Pol, TP: rec.TP})
+		a := store.Assigned{Lead: rec.Lead, Seq: rec.Seq, FTD: rec.FTD, Pol: rec.Pol, TP: rec.TP}
+		if rec.TouchesReq > 0 && rec.Touches < rec.TouchesReq {
+			a.TDue = rec.TDue
+		}
+		r.timers(e, rec.Team, &a)
 	}
 	return d, r.flush(ctx, e)
 }
@@ -478,6 +482,11 @@ func (r *Router) RecordTouch(ctx context.Context, lead, rep string, typ routingv
 			TeamId: rec.Team, RepId: rep, TouchType: tt, FirstTouch: res.First, WithinSla: res.Within}}})
 		if res.First {
 			e.cancel = append(e.cancel, slaJobID(rec.Team, lead, res.Seq, "first_touch"))
+			// The touches timer may wait behind the first-touch one (see
+			// timers): it is scheduled now, once by its id.
+			if res.TReq > 0 && res.Tch < res.TReq && res.TDue > 0 {
+				e.timers = append(e.timers, slaJob(slaPayload{Team: rec.Team, Lead: lead, Seq: res.Seq, Kind: "touches", Pol: rec.Pol}, rec.TP, res.TDue))
+			}
 		}
 		if res.TReq > 0 && res.Tch >= res.TReq {
 			e.cancel = append(e.cancel, slaJobID(rec.Team, lead, res.Seq, "touches"))
@@ -742,10 +751,14 @@ func (r *Router) handleSLA(ctx context.Context, j jobs.Job) error {
 		return err
 	}
 	e := &effects{}
+	if p.Next != "" && (res.St == "NOTIFIED" || res.St == "NOOP" && res.Held) {
+		// The assignment stands: its other timer is due next.
+		e.timers = append(e.timers, slaJob(slaPayload{Team: p.Team, Lead: p.Lead, Seq: p.Seq, Kind: p.Next, Pol: p.Pol}, j.Traceparent, p.NextDue))
+	}
 	switch res.St {
 	case "NOOP", "NOTFOUND":
 		leadtrace.SetOutcome(span, "sla_met")
-		return nil
+		return r.flush(ctx, e)
 	case "NOTIFIED":
 		lead := c.Teams[p.Team].LeadRep
 		if lr, ok := c.Reps[lead]; ok {

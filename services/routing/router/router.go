@@ -536,23 +536,48 @@ type slaPayload struct {
 	Seq  int64  `json:"seq"`
 	Kind string `json:"kind"`
 	Pol  string `json:"pol"`
+	// Next is the assignment's other timer kind, due at NextDue (unix ms):
+	// handleSLA schedules it when this one fires and the assignment stands.
+	Next    string `json:"next,omitempty"`
+	NextDue int64  `json:"next_due,omitempty"`
 }
 
 func slaJobID(team, lead string, seq int64, kind string) string {
 	return fmt.Sprintf("sla:%s:%s:%d:%s", team, lead, seq, kind)
 }
 
-// timers schedules the SLA timers of an assignment.
+// timers schedules the SLA timers of an assignment as one job, for the
+// kind due first, which schedules the other when it fires (handleSLA): one
+// timer written per assignment instead of two.
 func (r *Router) timers(e *effects, team string, a *store.Assigned) {
-	add := func(kind string, due int64) {
-		if due <= 0 {
-			return
-		}
-		b, _ := json.Marshal(slaPayload{Team: team, Lead: a.Lead, Seq: a.Seq, Kind: kind, Pol: a.Pol})
-		e.timers = append(e.timers, jobs.Job{ID: slaJobID(team, a.Lead, a.Seq, kind), Payload: b, Traceparent: a.TP, LeadID: a.Lead, Due: time.UnixMilli(due)})
+	type due struct {
+		kind string
+		at   int64
 	}
-	add("first_touch", a.FTD)
-	add("touches", a.TDue)
+	var ds []due
+	if a.FTD > 0 {
+		ds = append(ds, due{"first_touch", a.FTD})
+	}
+	if a.TDue > 0 {
+		ds = append(ds, due{"touches", a.TDue})
+	}
+	if len(ds) == 0 {
+		return
+	}
+	if len(ds) == 2 && ds[1].at < ds[0].at {
+		ds[0], ds[1] = ds[1], ds[0]
+	}
+	p := slaPayload{Team: team, Lead: a.Lead, Seq: a.Seq, Kind: ds[0].kind, Pol: a.Pol}
+	if len(ds) == 2 {
+		p.Next, p.NextDue = ds[1].kind, ds[1].at
+	}
+	e.timers = append(e.timers, slaJob(p, a.TP, ds[0].at))
+}
+
+// slaJob is the timer job of p, due at due (unix ms).
+func slaJob(p slaPayload, tp string, due int64) jobs.Job {
+	b, _ := json.Marshal(p)
+	return jobs.Job{ID: slaJobID(p.Team, p.Lead, p.Seq, p.Kind), Payload: b, Traceparent: tp, LeadID: p.Lead, Due: time.UnixMilli(due)}
 }
 
 func (r *Router) cancelTimers(e *effects, team, lead string, seq int64) {

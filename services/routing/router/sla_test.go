@@ -10,6 +10,7 @@ import (
 
 	leadv1 "github.com/leadflow/leadflow/gen/go/leadflow/lead/v1"
 	routingv1 "github.com/leadflow/leadflow/gen/go/leadflow/routing/v1"
+	"github.com/leadflow/leadflow/services/platform/jobs"
 	"github.com/leadflow/leadflow/services/platform/platformtest"
 	"github.com/leadflow/leadflow/services/routing/router"
 )
@@ -188,7 +189,7 @@ func TestRestartKeepsTimersAndQueue(t *testing.T) {
 	if depth, err := r2.Store().QueueDepth(ctx, "t"); err != nil || depth != 1 {
 		t.Fatalf("queue after restart: %d %v", depth, err)
 	}
-	if n, err := r2.SLA().Depth(ctx); err != nil || n != 4 { // first touch + touches, two holders
+	if n, err := r2.SLA().Depth(ctx); err != nil || n != 2 { // one timer per assignment (first touch, then touches), two holders
 		t.Fatalf("timers after restart: %d %v", n, err)
 	}
 	// The first holder breaches; the lead cannot go to the other (full) rep
@@ -235,15 +236,15 @@ func TestSweepHealsLostTimers(t *testing.T) {
 	if err := r.SweepOnce(ctx); err != nil {
 		t.Fatal(err)
 	}
-	// p1: first touch + touches; p2: touches only (its first touch happened).
-	if n, _ := r.SLA().Depth(ctx); n != 3 {
-		t.Fatalf("%d timers after the sweep, want 3", n)
+	// p1: first touch (touches after it); p2: touches (its first touch happened).
+	if n, _ := r.SLA().Depth(ctx); n != 2 {
+		t.Fatalf("%d timers after the sweep, want 2", n)
 	}
 	if err := r.SweepOnce(ctx); err != nil { // idempotent
 		t.Fatal(err)
 	}
-	if n, _ := r.SLA().Depth(ctx); n != 3 {
-		t.Fatalf("%d timers after a second sweep, want 3", n)
+	if n, _ := r.SLA().Depth(ctx); n != 2 {
+		t.Fatalf("%d timers after a second sweep, want 2", n)
 	}
 	e.clock.Advance(61 * time.Minute)
 	if _, err := r.ProcessSLA(ctx); err != nil {
@@ -285,8 +286,85 @@ func TestSweepHealsALeadAssignedBetweenSweeps(t *testing.T) {
 		if err := r.SweepOnce(ctx); err != nil {
 			t.Fatal(err)
 		}
-		if n, _ := r.SLA().Depth(ctx); n != int64(2*(round+1)) {
-			t.Fatalf("round %d: %d timers after the sweep, want %d", round, n, 2*(round+1))
+		if n, _ := r.SLA().Depth(ctx); n != int64(round+1) {
+			t.Fatalf("round %d: %d timers after the sweep, want %d", round, n, round+1)
 		}
+	}
+}
+
+// An assignment writes one SLA timer: the first-touch one, which schedules
+// the touches one when it fires and the assignment stands (met, or only
+// notified); a first touch schedules the touches timer at once. Either way
+// the touches SLA is enforced at its own due time, once.
+func TestTouchesTimerFollowsTheFirstTouchTimer(t *testing.T) {
+	e := newEnv(t)
+	r, _ := e.router()
+	apply(t, r, slaConfig(routingv1.BreachAction_BREACH_ACTION_NOTIFY_TEAM_LEAD, 0))
+	ctx := context.Background()
+	pending := func(id string, kind string) bool {
+		t.Helper()
+		missing, err := r.SLA().Missing(ctx, []jobs.Job{{ID: "sla:t:" + id + ":1:" + kind}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return len(missing) == 0
+	}
+	notices := func(id, kind string) int {
+		t.Helper()
+		items, err := r.Store().ReadInbox(ctx, "t", "lead", "", 1000, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		n := 0
+		for _, it := range items {
+			if it.Kind == "sla_breach" && it.Lead == id && it.Note == kind {
+				n++
+			}
+		}
+		return n
+	}
+	// idle: never touched; touched: touched once (of 3) within the hour.
+	pi, si := lead("DE", leadv1.Heat_HEAT_HOT, 80)
+	idle := route(t, r, pi, si)
+	pt, st := lead("DE", leadv1.Heat_HEAT_HOT, 80)
+	touched := route(t, r, pt, st)
+	for _, id := range []string{pi.GetLeadId(), pt.GetLeadId()} {
+		if !pending(id, "first_touch") || pending(id, "touches") {
+			t.Fatalf("%s: want only the first-touch timer after the assignment", id)
+		}
+	}
+	if _, _, _, _, err := r.RecordTouch(ctx, pt.GetLeadId(), touched.GetRepId(), routingv1.TouchType_TOUCH_TYPE_CALL, "c1"); err != nil {
+		t.Fatal(err)
+	}
+	if pending(pt.GetLeadId(), "first_touch") || !pending(pt.GetLeadId(), "touches") {
+		t.Fatal("after the first touch: want the touches timer instead of the first-touch one")
+	}
+
+	// The first hour: the idle lead breaches its first touch (the team lead
+	// is told), and its touches timer follows.
+	e.clock.Advance(61 * time.Minute)
+	if _, err := r.ProcessSLA(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if notices(pi.GetLeadId(), "first_touch") != 1 || !pending(pi.GetLeadId(), "touches") {
+		t.Fatalf("idle lead after an hour: %d first-touch notices, touches timer pending %v", notices(pi.GetLeadId(), "first_touch"), pending(pi.GetLeadId(), "touches"))
+	}
+	// 48 hours: both leads breach their touches SLA, once each.
+	e.clock.Advance(48 * time.Hour)
+	for range 2 {
+		if _, err := r.ProcessSLA(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, id := range []string{pi.GetLeadId(), pt.GetLeadId()} {
+		if n := notices(id, "touches"); n != 1 {
+			t.Fatalf("%s: %d touches notices, want 1", id, n)
+		}
+	}
+	if n, _ := r.SLA().Depth(ctx); n != 0 {
+		t.Fatalf("%d timers left after both SLAs", n)
+	}
+	if a, _ := r.GetAssignment(ctx, pi.GetLeadId()); a.GetRepId() != idle.GetRepId() {
+		t.Fatalf("notify moved the lead: %v", a)
 	}
 }

@@ -250,6 +250,7 @@ type Result struct {
 	Within  bool           `json:"within"`
 	Tch     int            `json:"tch"`
 	TReq    int            `json:"treq"`
+	Held    bool           `json:"held"` // a breach found the assignment still held
 	Drained []Assigned     `json:"drained"`
 	Loads   map[string]int `json:"loads"`
 }

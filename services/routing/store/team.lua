@@ -305,15 +305,16 @@ if a.op == 'move' then
     if (r.st ~= 'assigned' and r.st ~= 'accepted') or r.seq ~= tonumber(a.seq) then
       return cjson.encode({st = 'NOOP', state = r.st})
     end
+    -- held: the assignment stands, so its other SLA timer is still due
     if a.kind == 'first_touch' and r.fta ~= 0 then
-      return cjson.encode({st = 'NOOP', state = r.st})
+      return cjson.encode({st = 'NOOP', state = r.st, held = true})
     end
     if a.kind == 'touches' and r.tch >= r.treq then
-      return cjson.encode({st = 'NOOP', state = r.st})
+      return cjson.encode({st = 'NOOP', state = r.st, held = true})
     end
     -- once per assignment and kind, whatever the action
     if redis.call('HSETNX', L, 'br:' .. a.kind .. ':' .. r.seq, now) == 0 then
-      return cjson.encode({st = 'NOOP', state = r.st})
+      return cjson.encode({st = 'NOOP', state = r.st, held = true})
     end
     if a.action == 'notify' then
       return cjson.encode({st = 'NOTIFIED', rep = r.rep, seq = r.seq, tp = r.tp})
