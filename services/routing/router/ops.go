@@ -183,11 +183,8 @@ func (r *Router) existing(ctx context.Context, rec *store.Record) (*routingv1.Ro
 	} else if err != nil {
 		return nil, err
 	}
-	if (rec.State == "assigned" || rec.State == "accepted") && rec.FTA == 0 {
-		a := store.Assigned{Lead: rec.Lead, Seq: rec.Seq, FTD: rec.FTD, Pol: rec.Pol, TP: rec.TP}
-		if rec.TouchesReq > 0 && rec.Touches < rec.TouchesReq {
-			a.TDue = rec.TDue
-		}
+	if rec.State == "assigned" || rec.State == "accepted" {
+		a := openDeadlines(rec, 0)
 		r.timers(e, rec.Team, &a)
 	}
 	return d, r.flush(ctx, e)
@@ -484,8 +481,8 @@ func (r *Router) RecordTouch(ctx context.Context, lead, rep string, typ routingv
 			e.cancel = append(e.cancel, slaJobID(rec.Team, lead, res.Seq, "first_touch"))
 			// The touches timer may wait behind the first-touch one (see
 			// timers): it is scheduled now, once by its id.
-			if res.TReq > 0 && res.Tch < res.TReq && res.TDue > 0 {
-				e.timers = append(e.timers, slaJob(slaPayload{Team: rec.Team, Lead: lead, Seq: res.Seq, Kind: "touches", Pol: rec.Pol}, rec.TP, res.TDue))
+			if res.TReq > 0 && res.Tch < res.TReq {
+				r.timers(e, rec.Team, &store.Assigned{Lead: lead, Seq: res.Seq, TDue: res.TDue, Pol: rec.Pol, TP: rec.TP})
 			}
 		}
 		if res.TReq > 0 && res.Tch >= res.TReq {

@@ -574,6 +574,20 @@ func (r *Router) timers(e *effects, team string, a *store.Assigned) {
 	e.timers = append(e.timers, slaJob(p, a.TP, ds[0].at))
 }
 
+// openDeadlines is rec's assignment with the SLA deadlines still open and
+// due after the instant after (unix ms): the first touch until it happened,
+// the touches until enough were recorded.
+func openDeadlines(rec *store.Record, after int64) store.Assigned {
+	a := store.Assigned{Lead: rec.Lead, Seq: rec.Seq, Pol: rec.Pol, TP: rec.TP}
+	if rec.FTA == 0 && rec.FTD > after {
+		a.FTD = rec.FTD
+	}
+	if rec.TouchesReq > 0 && rec.Touches < rec.TouchesReq && rec.TDue > after {
+		a.TDue = rec.TDue
+	}
+	return a
+}
+
 // slaJob is the timer job of p, due at due (unix ms).
 func slaJob(p slaPayload, tp string, due int64) jobs.Job {
 	b, _ := json.Marshal(p)

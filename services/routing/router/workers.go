@@ -6,7 +6,6 @@ import (
 
 	"github.com/leadflow/leadflow/services/platform/jobs"
 	"github.com/leadflow/leadflow/services/routing/domain"
-	"github.com/leadflow/leadflow/services/routing/store"
 )
 
 // Workers are the Router's background loops: the SLA timers, the status
@@ -119,13 +118,7 @@ func (r *Router) healTimers(ctx context.Context, c *domain.Config) error {
 				if rec == nil || (rec.State != "assigned" && rec.State != "accepted") || rec.Rep != holders[start+i] {
 					continue
 				}
-				a := store.Assigned{Lead: rec.Lead, Seq: rec.Seq, Pol: rec.Pol, TP: rec.TP}
-				if rec.FTA == 0 && rec.FTD > ms(now) {
-					a.FTD = rec.FTD
-				}
-				if rec.TouchesReq > 0 && rec.Touches < rec.TouchesReq && rec.TDue > ms(now) {
-					a.TDue = rec.TDue
-				}
+				a := openDeadlines(rec, ms(now))
 				r.timers(e, t, &a)
 			}
 		}
