@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"os"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -14,9 +15,10 @@ import (
 
 func loadCmd(g *globals) *cobra.Command {
 	var (
-		cfg   load.Config
-		setup bool
-		fail  bool
+		cfg     load.Config
+		setup   bool
+		fail    bool
+		profile string
 	)
 	cmd := &cobra.Command{
 		Use:   "load",
@@ -53,6 +55,14 @@ read through the services' APIs (JobsService, reporting ListDeadLetters). Traffi
 					return err
 				}
 			}
+			if profile != "" {
+				f, err := os.Create(profile)
+				if err != nil {
+					return err
+				}
+				defer f.Close()
+				cfg.CPUProfile = f
+			}
 			rep, err := load.Run(ctx, cfg, g.errOut)
 			if err != nil {
 				return err
@@ -81,6 +91,7 @@ read through the services' APIs (JobsService, reporting ListDeadLetters). Traffi
 	f.StringVar(&cfg.OTLPSink, "otlp-sink", "", "serve an in-process OTLP/gRPC trace collector on this address during the run (counts and discards spans; make bench points the suite at it)")
 	f.BoolVar(&cfg.AllowRemote, "allow-remote", false, "allow non-loopback addresses")
 	f.BoolVar(&setup, "setup", false, "apply the load configuration (one team of 20 reps) first: CHANGES the suite's routing config")
+	f.StringVar(&profile, "cpuprofile", "", "write a CPU profile of the load tool itself over the journeys to this file (go tool pprof)")
 	f.BoolVar(&fail, "fail", true, "exit non-zero when the conservation check fails")
 	return cmd
 }

@@ -14,6 +14,7 @@ import (
 	"io"
 	"math"
 	"net"
+	"runtime/pprof"
 	"sort"
 	"strconv"
 	"strings"
@@ -88,6 +89,10 @@ type Config struct {
 	OTLPSink string
 	// RunID makes the run's leads unique (e-mails, idempotency keys).
 	RunID string
+	// CPUProfile, when set, receives a CPU profile of this process over
+	// the journeys (not the baselines or the read-back): where the load
+	// tool's own share of the machine goes.
+	CPUProfile io.Writer
 }
 
 // Report is a run's figures.
@@ -377,6 +382,11 @@ func Run(ctx context.Context, cfg Config, logw io.Writer) (*Report, error) {
 		wg      sync.WaitGroup
 		sem     = make(chan struct{}, cfg.Concurrency)
 	)
+	if cfg.CPUProfile != nil {
+		if err := pprof.StartCPUProfile(cfg.CPUProfile); err != nil {
+			return nil, fmt.Errorf("cpu profile: %w", err)
+		}
+	}
 	t0 := time.Now()
 	var pace *pacer
 	if cfg.Rate > 0 {
@@ -436,6 +446,9 @@ loop:
 	submitEnd := time.Since(t0)
 	wg.Wait()
 	rep.Elapsed = time.Since(t0)
+	if cfg.CPUProfile != nil {
+		pprof.StopCPUProfile()
+	}
 	if r.inbox != nil {
 		r.inbox.stop()
 		rep.InboxReconnects, rep.InboxItems, rep.InboxLag = r.inbox.reconnects.Load(), r.inbox.items.Load(), &r.inbox.lag

@@ -3,6 +3,7 @@ package load_test
 import (
 	"bytes"
 	"context"
+	"flag"
 	"strings"
 	"testing"
 	"time"
@@ -27,12 +28,22 @@ func TestRunAgainstSuite(t *testing.T) {
 	if testing.Short() {
 		d = time.Second
 	}
-	rep, err := load.Run(context.Background(), load.Config{
+	cfg := load.Config{
 		Addrs: client.FromPeers(s.Peers()), Token: platform.DevToken, RedisURL: r.URL(),
 		Concurrency: 16, Duration: d, Further: 0.1, CloseDeals: true, Baseline: 500 * time.Millisecond,
-	}, &log)
+	}
+	// The tool's own profile (--cpuprofile), unless go test is profiling:
+	// a process has one CPU profile at a time.
+	var prof bytes.Buffer
+	if f := flag.Lookup("test.cpuprofile"); f == nil || f.Value.String() == "" {
+		cfg.CPUProfile = &prof
+	}
+	rep, err := load.Run(context.Background(), cfg, &log)
 	if err != nil {
 		t.Fatalf("%v\n%s", err, log.String())
+	}
+	if cfg.CPUProfile != nil && !bytes.HasPrefix(prof.Bytes(), []byte{0x1f, 0x8b}) {
+		t.Errorf("--cpuprofile wrote %d bytes, not a gzipped profile", prof.Len())
 	}
 	var out bytes.Buffer
 	rep.Print(&out)
