@@ -9,8 +9,11 @@ import (
 	"sync"
 	"sync/atomic"
 
-	collectortracev1 "go.opentelemetry.io/proto/otlp/collector/trace/v1"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/mem"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/encoding/protowire"
 
 	"github.com/leadflow/leadflow/services/platform/redisx"
 )
@@ -18,21 +21,29 @@ import (
 // Sink is an in-process OTLP/gRPC trace collector that counts and discards
 // spans: the suite exports its traces to it (batch exporter, as in
 // production) so a benchmark runs with tracing fully on and no collector.
+//
+// It runs on the machine it measures, so it reads the export requests'
+// wire format for the few fields it counts instead of decoding whole
+// spans: a full decode cost about a third of the load tool's CPU.
 type Sink struct {
-	collectortracev1.UnimplementedTraceServiceServer
 	srv   *grpc.Server
 	spans atomic.Int64
 	redis atomic.Int64
 
 	mu      sync.Mutex
-	byOwner map[string]int64 // go-redis spans per service.name
-	byName  map[string]int64 // spans per "service.name span-name"
-	// durations (ms) per "service.name span-name", for the steps' latency
-	durations map[string][]float32
+	byOwner map[string]int64      // go-redis spans per service.name
+	byName  map[string]*spanStats // per "service.name span-name"
+	key     []byte                // scratch for byName's keys
+}
+
+// spanStats are the spans of one "service.name span-name".
+type spanStats struct {
+	n         int64
+	durations []float32 // ms, for the steps' latency
 }
 
 func newSink() *Sink {
-	return &Sink{srv: grpc.NewServer(), byOwner: map[string]int64{}, byName: map[string]int64{}, durations: map[string][]float32{}}
+	return &Sink{srv: grpc.NewServer(grpc.ForceServerCodecV2(rawCodec{})), byOwner: map[string]int64{}, byName: map[string]*spanStats{}}
 }
 
 // redisScopes are the instrumentation scopes of the Redis spans: go-redis's
@@ -47,41 +58,208 @@ func StartSink(addr string) (*Sink, error) {
 		return nil, err
 	}
 	s := newSink()
-	collectortracev1.RegisterTraceServiceServer(s.srv, s)
-	go func() { _ = s.srv.Serve(lis) }()
+	s.serve(lis)
 	return s, nil
 }
 
-// Export counts the request's spans.
-func (s *Sink) Export(_ context.Context, req *collectortracev1.ExportTraceServiceRequest) (*collectortracev1.ExportTraceServiceResponse, error) {
-	var n, r int64
-	for _, rs := range req.GetResourceSpans() {
-		service := "?"
-		for _, a := range rs.GetResource().GetAttributes() {
-			if a.GetKey() == "service.name" {
-				service = a.GetValue().GetStringValue()
+func (s *Sink) serve(lis net.Listener) {
+	s.srv.RegisterService(&traceServiceDesc, s)
+	go func() { _ = s.srv.Serve(lis) }()
+}
+
+// traceServiceDesc serves OTLP's TraceService/Export with the request
+// left in wire format (rawMessage), for Sink.count.
+var traceServiceDesc = grpc.ServiceDesc{
+	ServiceName: "opentelemetry.proto.collector.trace.v1.TraceService",
+	HandlerType: (*any)(nil),
+	Methods: []grpc.MethodDesc{{
+		MethodName: "Export",
+		Handler: func(srv any, _ context.Context, dec func(any) error, _ grpc.UnaryServerInterceptor) (any, error) {
+			var req rawMessage
+			if err := dec(&req); err != nil {
+				return nil, err
 			}
-		}
-		s.mu.Lock()
-		for _, ss := range rs.GetScopeSpans() {
-			n += int64(len(ss.GetSpans()))
-			if redisScopes[ss.GetScope().GetName()] {
-				r += int64(len(ss.GetSpans()))
-				s.byOwner[service] += int64(len(ss.GetSpans()))
+			if err := srv.(*Sink).count(req); err != nil {
+				return nil, status.Errorf(codes.InvalidArgument, "export request: %v", err)
 			}
-			for _, sp := range ss.GetSpans() {
-				k := service + " " + sp.GetName()
-				s.byName[k]++
-				if end, start := sp.GetEndTimeUnixNano(), sp.GetStartTimeUnixNano(); end >= start {
-					s.durations[k] = append(s.durations[k], float32(end-start)/1e6)
-				}
-			}
-		}
-		s.mu.Unlock()
+			// An empty message is an empty ExportTraceServiceResponse.
+			return &rawMessage{}, nil
+		},
+	}},
+	Metadata: "opentelemetry/proto/collector/trace/v1/trace_service.proto",
+}
+
+// rawMessage is a message in wire format.
+type rawMessage []byte
+
+// rawCodec hands the sink's handler the request's bytes; it serves only
+// rawMessage, which is all the sink's server carries.
+type rawCodec struct{}
+
+func (rawCodec) Name() string { return "proto" }
+
+func (rawCodec) Marshal(v any) (mem.BufferSlice, error) {
+	m, ok := v.(*rawMessage)
+	if !ok {
+		return nil, fmt.Errorf("sink codec: cannot marshal %T", v)
 	}
+	return mem.BufferSlice{mem.SliceBuffer(*m)}, nil
+}
+
+func (rawCodec) Unmarshal(data mem.BufferSlice, v any) error {
+	m, ok := v.(*rawMessage)
+	if !ok {
+		return fmt.Errorf("sink codec: cannot unmarshal into %T", v)
+	}
+	*m = data.Materialize()
+	return nil
+}
+
+// OTLP field numbers the sink reads (opentelemetry/proto/trace/v1 and
+// common/v1).
+const (
+	exportResourceSpans = 1 // ExportTraceServiceRequest.resource_spans
+	rsResource          = 1 // ResourceSpans.resource
+	rsScopeSpans        = 2 // ResourceSpans.scope_spans
+	resourceAttributes  = 1 // Resource.attributes
+	kvKey, kvValue      = 1, 2
+	anyStringValue      = 1 // AnyValue.string_value
+	ssScope, ssSpans    = 1, 2
+	scopeName           = 1 // InstrumentationScope.name
+	spanName            = 5
+	spanStart, spanEnd  = 7, 8 // fixed64 unix nanoseconds
+)
+
+// count counts an ExportTraceServiceRequest's spans from its wire format.
+func (s *Sink) count(req []byte) error {
+	var n, r int64
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	err := eachField(req, func(num protowire.Number, rs []byte, _ uint64) error {
+		if num != exportResourceSpans {
+			return nil
+		}
+		service := []byte("?")
+		if err := eachField(rs, func(num protowire.Number, res []byte, _ uint64) error {
+			if num != rsResource {
+				return nil
+			}
+			return eachField(res, func(num protowire.Number, kv []byte, _ uint64) error {
+				if num != resourceAttributes {
+					return nil
+				}
+				key, value := fieldBytes(kv, kvKey), fieldBytes(kv, kvValue)
+				if string(key) == "service.name" {
+					service = fieldBytes(value, anyStringValue)
+				}
+				return nil
+			})
+		}); err != nil {
+			return err
+		}
+		return eachField(rs, func(num protowire.Number, ss []byte, _ uint64) error {
+			if num != rsScopeSpans {
+				return nil
+			}
+			redisScope := redisScopes[string(fieldBytes(fieldBytes(ss, ssScope), scopeName))]
+			var spans int64
+			err := eachField(ss, func(num protowire.Number, span []byte, _ uint64) error {
+				if num != ssSpans {
+					return nil
+				}
+				spans++
+				return s.countSpan(service, span)
+			})
+			n += spans
+			if redisScope && spans > 0 {
+				r += spans
+				s.byOwner[string(service)] += spans
+			}
+			return err
+		})
+	})
 	s.spans.Add(n)
 	s.redis.Add(r)
-	return &collectortracev1.ExportTraceServiceResponse{}, nil
+	return err
+}
+
+// countSpan adds one span of service to byName; s.mu is held.
+func (s *Sink) countSpan(service, span []byte) error {
+	var name []byte
+	var start, end uint64
+	if err := eachField(span, func(num protowire.Number, b []byte, u uint64) error {
+		switch num {
+		case spanName:
+			name = b
+		case spanStart:
+			start = u
+		case spanEnd:
+			end = u
+		}
+		return nil
+	}); err != nil {
+		return err
+	}
+	s.key = append(append(append(s.key[:0], service...), ' '), name...)
+	st := s.byName[string(s.key)] // no allocation for the lookup
+	if st == nil {
+		st = &spanStats{}
+		s.byName[string(s.key)] = st
+	}
+	st.n++
+	if end >= start {
+		st.durations = append(st.durations, float32(end-start)/1e6)
+	}
+	return nil
+}
+
+// eachField calls f with each field of the message b: a length-delimited
+// field's bytes, or a varint or fixed field's value.
+func eachField(b []byte, f func(num protowire.Number, v []byte, u uint64) error) error {
+	for len(b) > 0 {
+		num, typ, n := protowire.ConsumeTag(b)
+		if n < 0 {
+			return protowire.ParseError(n)
+		}
+		b = b[n:]
+		var v []byte
+		var u uint64
+		switch typ {
+		case protowire.BytesType:
+			v, n = protowire.ConsumeBytes(b)
+		case protowire.VarintType:
+			u, n = protowire.ConsumeVarint(b)
+		case protowire.Fixed64Type:
+			u, n = protowire.ConsumeFixed64(b)
+		case protowire.Fixed32Type:
+			var u32 uint32
+			u32, n = protowire.ConsumeFixed32(b)
+			u = uint64(u32)
+		default:
+			n = protowire.ConsumeFieldValue(num, typ, b)
+		}
+		if n < 0 {
+			return protowire.ParseError(n)
+		}
+		b = b[n:]
+		if err := f(num, v, u); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// fieldBytes is the last length-delimited field num of the message b, or
+// nil (malformed input reads as absent; eachField reports it).
+func fieldBytes(b []byte, num protowire.Number) []byte {
+	var out []byte
+	_ = eachField(b, func(n protowire.Number, v []byte, _ uint64) error {
+		if n == num {
+			out = v
+		}
+		return nil
+	})
+	return out
 }
 
 // Spans is the number of spans received.
@@ -106,7 +284,11 @@ func (s *Sink) RedisSpansByService(leads int64) []string {
 func (s *Sink) SpansByName(leads int64, top int) []string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return perLead(s.byName, leads, top)
+	counts := make(map[string]int64, len(s.byName))
+	for k, st := range s.byName {
+		counts[k] = st.n
+	}
+	return perLead(counts, leads, top)
 }
 
 // perLead formats the top counts of m as "key per-lead" strings, largest first.
@@ -140,7 +322,8 @@ func (s *Sink) SlowestSteps(leads int64, top int) []string {
 		p50, p99 float32
 	}
 	var steps []step
-	for k, ds := range s.durations {
+	for k, st := range s.byName {
+		ds := st.durations
 		if int64(len(ds))*2 < leads || len(ds) == 0 {
 			continue
 		}
