@@ -45,6 +45,9 @@ func (rt *Runtime) Serve(ctx context.Context, svc Service) error {
 	return rt.ServeListener(ctx, lis, svc)
 }
 
+// streamWorkers is the size of each server's pool of call goroutines.
+const streamWorkers = 128
+
 // NewServer builds the gRPC server with the platform's interceptors, health
 // and reflection, and registers svc on it.
 func (rt *Runtime) NewServer(svc Service) (*grpc.Server, *health.Server, error) {
@@ -62,6 +65,11 @@ func (rt *Runtime) NewServer(svc Service) (*grpc.Server, *health.Server, error) 
 		grpc.ChainUnaryInterceptor(recoveryUnary(rt.Logger), deadlineCap(rt.Config.MaxDeadline), rt.Auth.unary, v.unary, loggingUnary(rt.Logger)),
 		grpc.ChainStreamInterceptor(recoveryStream(rt.Logger), rt.Auth.stream, v.stream, loggingStream(rt.Logger)),
 		grpc.MaxRecvMsgSize(rt.Config.MaxMessageBytes),
+		// Calls run on reused goroutines, whose stacks have grown already:
+		// a new goroutine per call grew its stack on most calls (about 4 %
+		// of the suite's CPU at the maximum rate). Past the pool, calls
+		// get a goroutine of their own, as without it.
+		grpc.NumStreamWorkers(streamWorkers),
 		// MaxConnectionAge makes clients reconnect now and then, so calls spread
 		// over replicas that were added after the client connected.
 		grpc.KeepaliveParams(keepalive.ServerParameters{
