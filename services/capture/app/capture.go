@@ -24,6 +24,7 @@ import (
 	"github.com/leadflow/leadflow/services/platform/events"
 	"github.com/leadflow/leadflow/services/platform/jobs"
 	"github.com/leadflow/leadflow/services/platform/leadtrace"
+	"github.com/leadflow/leadflow/services/platform/telemetry"
 )
 
 // errLostClaim: another submission claimed the e-mail (or the only
@@ -59,8 +60,10 @@ type idemReq struct {
 	reqHash   []byte
 }
 
+var outcomeAttrs = telemetry.NewAttrs("outcome")
+
 func (c *Capture) count(ctx context.Context, ctr metric.Int64Counter, outcome string) {
-	ctr.Add(ctx, 1, metric.WithAttributes(attribute.String("outcome", outcome)))
+	ctr.Add(ctx, 1, outcomeAttrs.Of(outcome))
 }
 
 // Submit captures one submission. defaultChannel replaces an unspecified

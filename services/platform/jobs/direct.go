@@ -9,10 +9,10 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
-	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/metric"
 
 	"github.com/leadflow/leadflow/services/platform/leadtrace"
+	"github.com/leadflow/leadflow/services/platform/telemetry"
 )
 
 // Direct delivery: a job scheduled by the process that will deliver it is
@@ -150,9 +150,11 @@ func (q *Queue) DirectUsable() bool {
 	return d.running
 }
 
+var directAttrs = telemetry.NewAttrs("queue", "outcome")
+
 func (q *Queue) countDirect(ctx context.Context, outcome string, n int) {
 	if n > 0 {
-		q.direct.outcomes.Add(ctx, int64(n), metric.WithAttributes(attribute.String("queue", q.name), attribute.String("outcome", outcome)))
+		q.direct.outcomes.Add(ctx, int64(n), directAttrs.Of(q.name, outcome))
 	}
 }
 

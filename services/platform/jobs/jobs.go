@@ -112,6 +112,7 @@ type Queue struct {
 	direct *direct
 
 	delivered, retried, dead metric.Int64Counter
+	queueAttr                metric.MeasurementOption // queue=name, built once
 }
 
 // New returns the queue name on rdb.
@@ -155,6 +156,7 @@ func New(rdb redis.UniversalClient, name string, o Options) *Queue {
 	tag := "lf:{jobs:" + name + "}:"
 	q := &Queue{rdb: rdb, name: name, o: o, keys: []string{tag + "due", tag + "data", tag + "dead", tag + "wake"}}
 	attrs := metric.WithAttributes(attribute.String("queue", name))
+	q.queueAttr = attrs
 	q.delivered, _ = o.Meter.Int64Counter("leadflow.jobs.delivered", metric.WithDescription("jobs done"))
 	q.retried, _ = o.Meter.Int64Counter("leadflow.jobs.retries", metric.WithDescription("failed attempts that will be retried (hand-off retries)"))
 	q.dead, _ = o.Meter.Int64Counter("leadflow.jobs.dead_letters", metric.WithDescription("jobs moved to the dead letters"))
@@ -451,7 +453,7 @@ func (q *Queue) ack(ctx context.Context, ds []delivery) error {
 	if _, err := ackScript.Run(ctx, q.rdb, q.keys, args...).Int64Slice(); err != nil {
 		return err
 	}
-	q.delivered.Add(ctx, int64(len(ds)), metric.WithAttributes(attribute.String("queue", q.name)))
+	q.delivered.Add(ctx, int64(len(ds)), q.queueAttr)
 	for _, d := range ds {
 		leadtrace.SetOutcome(d.span, "delivered")
 	}
@@ -473,7 +475,7 @@ func (q *Queue) fail(ctx context.Context, d delivery, herr error) error {
 	}
 	span := d.span
 	span.RecordError(herr)
-	attr := metric.WithAttributes(attribute.String("queue", q.name))
+	attr := q.queueAttr
 	switch n {
 	case 2:
 		span.SetStatus(codes.Error, "dead letter")

@@ -17,7 +17,6 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
-	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/metric"
 	"go.opentelemetry.io/otel/metric/noop"
 	"go.opentelemetry.io/otel/trace"
@@ -423,7 +422,7 @@ func (c *Consumer) process(ctx context.Context, msgs []redis.XMessage, deliverie
 		spans[i].End()
 		switch {
 		case r.Err != nil:
-			c.m.processed.Add(ctx, 1, metric.WithAttributes(attribute.String("outcome", "failed")))
+			c.m.processed.Add(ctx, 1, outcomeAttrs.Of("failed"))
 			if n := deliveries[p.msg.ID]; n >= c.opt.MaxDeliveries {
 				if err := c.deadLetter(ctx, p.msg, fmt.Sprintf("deliveries: %d, last error: %v", n, r.Err), n); err != nil {
 					return err
@@ -432,10 +431,10 @@ func (c *Consumer) process(ctx context.Context, msgs []redis.XMessage, deliverie
 				firstErr = fmt.Errorf("apply event %s: %w", p.ev.GetId(), r.Err)
 			}
 		case r.Status == store.Duplicate:
-			c.m.processed.Add(ctx, 1, metric.WithAttributes(attribute.String("outcome", "duplicate")))
+			c.m.processed.Add(ctx, 1, outcomeAttrs.Of("duplicate"))
 			ack = append(ack, p.msg.ID)
 		default:
-			c.m.processed.Add(ctx, 1, metric.WithAttributes(attribute.String("outcome", "applied")))
+			c.m.processed.Add(ctx, 1, outcomeAttrs.Of("applied"))
 			c.m.headline(ctx, p.ev, r.FirstGroups)
 			ack = append(ack, p.msg.ID)
 		}
@@ -517,7 +516,7 @@ func (c *Consumer) deadLetter(ctx context.Context, m redis.XMessage, reason stri
 	if err != nil {
 		return fmt.Errorf("dead-letter %s: %w", m.ID, err)
 	}
-	c.m.processed.Add(ctx, 1, metric.WithAttributes(attribute.String("outcome", "dead_letter")))
+	c.m.processed.Add(ctx, 1, outcomeAttrs.Of("dead_letter"))
 	c.opt.Logger.WarnContext(ctx, "event dead-lettered", "stream_id", m.ID, "reason", reason, "deliveries", deliveries)
 	return nil
 }

@@ -4,11 +4,11 @@ import (
 	"context"
 	"time"
 
-	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/metric"
 
 	eventsv1 "github.com/leadflow/leadflow/gen/go/leadflow/events/v1"
 	"github.com/leadflow/leadflow/services/platform/events"
+	"github.com/leadflow/leadflow/services/platform/telemetry"
 	"github.com/leadflow/leadflow/services/reporting/domain"
 )
 
@@ -99,6 +99,14 @@ func newMetrics(m metric.Meter, c *Consumer) (*metrics, error) {
 	return &out, nil
 }
 
+// The consumer's metrics' attribute sets (currency codes are validated
+// ISO 4217 codes, a closed set).
+var (
+	outcomeAttrs  = telemetry.NewAttrs("outcome")
+	stepAttrs     = telemetry.NewAttrs("step")
+	currencyAttrs = telemetry.NewAttrs("currency")
+)
+
 // headline counts the steps an applied event reached for the first time.
 func (m *metrics) headline(ctx context.Context, ev *eventsv1.LeadEvent, groups []string) {
 	for _, g := range groups {
@@ -106,10 +114,10 @@ func (m *metrics) headline(ctx context.Context, ev *eventsv1.LeadEvent, groups [
 		if !ok {
 			continue
 		}
-		m.funnel.Add(ctx, 1, metric.WithAttributes(attribute.String("step", step)))
+		m.funnel.Add(ctx, 1, stepAttrs.Of(step))
 		if g == domain.GroupWon {
 			amt := ev.GetDealWon().GetAmount()
-			m.revenue.Add(ctx, amt.GetAmountMinor(), metric.WithAttributes(attribute.String("currency", amt.GetCurrencyCode())))
+			m.revenue.Add(ctx, amt.GetAmountMinor(), currencyAttrs.Of(amt.GetCurrencyCode()))
 		}
 	}
 }

@@ -152,7 +152,7 @@ func (r *Router) routed1(ctx context.Context, c *domain.Config, tgt domain.Targe
 	leadtrace.SetOutcome(span, strings.ToLower(strings.TrimPrefix(d.Outcome.String(), "DECISION_OUTCOME_")))
 	span.SetAttributes(attribute.String("leadflow.routing.team", d.TeamId), attribute.String("leadflow.routing.rep", d.RepId),
 		attribute.String("leadflow.routing.rule", d.RuleId), attribute.String("leadflow.routing.decision", d.Id))
-	r.routed.Add(ctx, 1, metric.WithAttributes(attribute.String("kind", "route"), attribute.String("outcome", d.Outcome.String())))
+	r.routed.Add(ctx, 1, routedAttrs.Of("route", d.Outcome.String()))
 	return d, r.flush(ctx, e)
 }
 
@@ -543,7 +543,7 @@ func (r *Router) moved(ctx context.Context, e *effects, c *domain.Config, team s
 	}
 	e.decisions = append(e.decisions, d)
 	r.handedOut(ctx, e, c, team, static, res.Drained, now)
-	r.routed.Add(ctx, 1, metric.WithAttributes(attribute.String("kind", kind.String()), attribute.String("outcome", d.Outcome.String())))
+	r.routed.Add(ctx, 1, routedAttrs.Of(kind.String(), d.Outcome.String()))
 	return d
 }
 

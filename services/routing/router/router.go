@@ -34,6 +34,7 @@ import (
 	"github.com/leadflow/leadflow/services/platform/events"
 	"github.com/leadflow/leadflow/services/platform/jobs"
 	"github.com/leadflow/leadflow/services/platform/leadtrace"
+	"github.com/leadflow/leadflow/services/platform/telemetry"
 	"github.com/leadflow/leadflow/services/routing/domain"
 	"github.com/leadflow/leadflow/services/routing/store"
 )
@@ -120,6 +121,9 @@ type Deps struct {
 }
 
 // NewRouter builds a Router.
+// routedAttrs are the decision counter's attribute sets (kind, outcome).
+var routedAttrs = telemetry.NewAttrs("kind", "outcome")
+
 func New(d Deps, o Options) *Router {
 	if o.Now == nil {
 		o.Now = time.Now
@@ -618,7 +622,7 @@ func (r *Router) handedOut(ctx context.Context, e *effects, c *domain.Config, te
 		r.event(sctx, e, &eventsv1.LeadEvent{LeadId: a.Lead, OrganisationId: a.Org, Payload: &eventsv1.LeadEvent_LeadAssigned{LeadAssigned: &eventsv1.LeadAssigned{
 			TeamId: team, RepId: a.Rep, DecisionId: a.Dec, FirstTouchDue: tsms(a.FTD), FromQueue: true}}})
 		r.timers(e, team, a)
-		r.routed.Add(sctx, 1, metric.WithAttributes(attribute.String("kind", "queue_handout"), attribute.String("outcome", "assigned")))
+		r.routed.Add(sctx, 1, routedAttrs.Of("queue_handout", "assigned"))
 		span.End()
 	}
 }

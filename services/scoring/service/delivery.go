@@ -10,8 +10,6 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
-	"go.opentelemetry.io/otel/attribute"
-	"go.opentelemetry.io/otel/metric"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -166,7 +164,7 @@ func (s *Scoring) flushAll(ctx context.Context, ps []*flushPlan) []coalesce.Resu
 	for _, p := range ps {
 		if s.handoffs != nil {
 			for _, kind := range p.handoffs {
-				s.handoffs.Add(ctx, 1, metric.WithAttributes(attribute.String("kind", kind)))
+				s.handoffs.Add(ctx, 1, kindAttrs.Of(kind))
 			}
 		}
 		// With everything delivered, the flush mark of this revision goes

@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
-	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/metric"
 	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/grpc/codes"
@@ -133,7 +132,7 @@ func (d *directRouter) close() []directRoute {
 
 func (d *directRouter) count(ctx context.Context, outcome string, n int) {
 	if d.outcomes != nil && n > 0 {
-		d.outcomes.Add(ctx, int64(n), metric.WithAttributes(attribute.String("outcome", outcome)))
+		d.outcomes.Add(ctx, int64(n), outcomeAttrs.Of(outcome))
 	}
 }
 

@@ -27,6 +27,7 @@ import (
 	"github.com/leadflow/leadflow/services/platform/coalesce"
 	"github.com/leadflow/leadflow/services/platform/jobs"
 	"github.com/leadflow/leadflow/services/platform/leadtrace"
+	"github.com/leadflow/leadflow/services/platform/telemetry"
 	"github.com/leadflow/leadflow/services/scoring/domain"
 	"github.com/leadflow/leadflow/services/scoring/pbconv"
 )
@@ -206,12 +207,15 @@ func (s *Scoring) UpsertLead(ctx context.Context, profile *leadv1.LeadProfile) (
 	return res, s.flush(ctx, rec)
 }
 
+// kindAttrs and outcomeAttrs are the hand-off metrics' attribute sets.
+var kindAttrs, outcomeAttrs = telemetry.NewAttrs("kind"), telemetry.NewAttrs("outcome")
+
 func (s *Scoring) count(ctx context.Context, out domain.Outcome) {
 	if s.scored != nil && out.Scored {
 		s.scored.Add(ctx, 1)
 	}
 	if s.handoffs != nil && out.Handoff {
-		s.handoffs.Add(ctx, 1, metric.WithAttributes(attribute.String("kind", "route_lead")))
+		s.handoffs.Add(ctx, 1, kindAttrs.Of("route_lead"))
 	}
 }
 
