@@ -23,21 +23,28 @@ func ServeBatch(ctx context.Context, logger *slog.Logger, n int, traceparent fun
 	method, _ := grpc.Method(ctx)
 	errs := make([]error, n)
 	var wg sync.WaitGroup
-	for i := range n {
-		wg.Go(func() {
-			ictx := ctx
-			if tp := traceparent(i); tp != "" {
-				ictx = leadtrace.ContextWith(ctx, tp)
+	one := func(i int) {
+		ictx := ctx
+		if tp := traceparent(i); tp != "" {
+			ictx = leadtrace.ContextWith(ctx, tp)
+		}
+		defer func() {
+			// The recovery interceptor guards the call's goroutine only.
+			if r := recover(); r != nil {
+				logger.ErrorContext(ictx, "panic serving a batch item", "method", method, "panic", fmt.Sprint(r))
+				errs[i] = status.Error(codes.Internal, "internal error")
 			}
-			defer func() {
-				// The recovery interceptor guards the call's goroutine only.
-				if r := recover(); r != nil {
-					logger.ErrorContext(ictx, "panic serving a batch item", "method", method, "panic", fmt.Sprint(r))
-					errs[i] = status.Error(codes.Internal, "internal error")
-				}
-			}()
-			errs[i] = ToStatus(ictx, logger, method, serve(ictx, i))
-		})
+		}()
+		errs[i] = ToStatus(ictx, logger, method, serve(ictx, i))
+	}
+	// The last item runs on the call's own goroutine, whose stack has
+	// grown already: a batch of one (most batches at low rates) starts no
+	// goroutine.
+	for i := range n - 1 {
+		wg.Go(func() { one(i) })
+	}
+	if n > 0 {
+		one(n - 1)
 	}
 	wg.Wait()
 	return errs

@@ -1,11 +1,15 @@
 package platform
 
 import (
+	"context"
 	"errors"
+	"log/slog"
 	"testing"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+
+	"github.com/leadflow/leadflow/services/platform/leadtrace"
 )
 
 type result struct {
@@ -45,5 +49,42 @@ func TestSendAlone(t *testing.T) {
 		if got := SendAlone(c.err); got != c.want {
 			t.Errorf("SendAlone(%v) = %v, want %v", c.err, got, c.want)
 		}
+	}
+}
+
+// ServeBatch answers each item with its own status, in its own lead's
+// trace, and a panicking item (the last one runs on the call's goroutine)
+// answers Internal without taking the batch down.
+func TestServeBatchAnswersEachItem(t *testing.T) {
+	tps := []string{
+		"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+		"00-5bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+		"",
+		"00-7bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+	}
+	seen := make([]string, len(tps))
+	errs := ServeBatch(context.Background(), slog.New(slog.DiscardHandler), len(tps), func(i int) string { return tps[i] }, func(ctx context.Context, i int) error {
+		seen[i] = leadtrace.Traceparent(ctx)
+		switch i {
+		case 1:
+			return InvalidArgument("bad item", FieldViolation{Field: "leads[1].email", Description: "required"})
+		case 3:
+			panic("boom")
+		}
+		return nil
+	})
+	if len(errs) != 4 || errs[0] != nil || errs[2] != nil {
+		t.Fatalf("errs = %v, want OK for items 0 and 2", errs)
+	}
+	if status.Code(errs[1]) != codes.InvalidArgument || status.Code(errs[3]) != codes.Internal {
+		t.Errorf("errs[1] = %v, errs[3] = %v; want InvalidArgument, Internal", errs[1], errs[3])
+	}
+	for i, tp := range tps {
+		if seen[i] != tp {
+			t.Errorf("item %d ran in trace %q, want %q", i, seen[i], tp)
+		}
+	}
+	if errs := ServeBatch(context.Background(), slog.New(slog.DiscardHandler), 0, nil, nil); len(errs) != 0 {
+		t.Errorf("empty batch = %v", errs)
 	}
 }
