@@ -60,9 +60,28 @@ func SpanContext(traceparent string) trace.SpanContext {
 	if traceparent == "" {
 		return trace.SpanContext{}
 	}
-	carrier := propagation.MapCarrier{"traceparent": traceparent}
-	return trace.SpanContextFromContext(tc.Extract(context.Background(), carrier))
+	return trace.SpanContextFromContext(tc.Extract(context.Background(), &traceparentCarrier{traceparent}))
 }
+
+// traceparentCarrier carries the traceparent header alone, which is all a
+// lead's stored context is: a map carrier cost an allocation per parse
+// and per format, several times per lead in every service.
+type traceparentCarrier struct{ traceparent string }
+
+func (c *traceparentCarrier) Get(key string) string {
+	if key == "traceparent" {
+		return c.traceparent
+	}
+	return ""
+}
+
+func (c *traceparentCarrier) Set(key, value string) {
+	if key == "traceparent" {
+		c.traceparent = value
+	}
+}
+
+func (c *traceparentCarrier) Keys() []string { return []string{"traceparent"} }
 
 // ContextWith returns ctx carrying the remote span context of traceparent, so
 // spans and outgoing calls made with it join the lead's trace.
@@ -75,9 +94,9 @@ func ContextWith(ctx context.Context, traceparent string) context.Context {
 
 // Traceparent is the W3C traceparent of ctx's span ("" when there is none).
 func Traceparent(ctx context.Context) string {
-	carrier := propagation.MapCarrier{}
-	tc.Inject(ctx, carrier)
-	return carrier["traceparent"]
+	var carrier traceparentCarrier
+	tc.Inject(ctx, &carrier)
+	return carrier.traceparent
 }
 
 // TraceID is the trace id (32 hex digits) of a traceparent, or "".
