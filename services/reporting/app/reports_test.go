@@ -2,6 +2,8 @@ package app_test
 
 import (
 	"context"
+	"fmt"
+	"slices"
 	"testing"
 	"time"
 
@@ -12,11 +14,13 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	eventsv1 "github.com/leadflow/leadflow/gen/go/leadflow/events/v1"
 	leadv1 "github.com/leadflow/leadflow/gen/go/leadflow/lead/v1"
 	reportingv1 "github.com/leadflow/leadflow/gen/go/leadflow/reporting/v1"
 	"github.com/leadflow/leadflow/services/platform"
 	"github.com/leadflow/leadflow/services/platform/leadtrace"
 	"github.com/leadflow/leadflow/services/platform/platformtest"
+	"github.com/leadflow/leadflow/services/reporting/consumer"
 )
 
 func TestCostReportDividesSpendByTheCampaignsLeads(t *testing.T) {
@@ -205,35 +209,49 @@ func TestHeadlineMetricsShowTheFunnel(t *testing.T) {
 	}
 }
 
+// Reporting's step in a lead's journey trace: one reporting.apply span per
+// step that published events (their traceparent), a child of that step's
+// span, naming the events' kinds and whether they were applied or were
+// duplicates.
 func TestAppliedEventsAreStepsOfTheLeadsTrace(t *testing.T) {
 	exp := platformtest.Spans()
 	h := newHarness(t, platform.WithSpanExporter(exp))
-	// The producer's step span: the event carries its traceparent.
 	const traceID = "4bf92f3577b34da6a3ce929d0e0e4736"
-	e := captured("T1", at(2, 9, 0), "google", "c", leadv1.Channel_CHANNEL_WEB_FORM)
-	e.Traceparent = "00-" + traceID + "-00f067aa0ba902b7-01"
-	e.TraceId = traceID
-	h.publish(e, e) // the second is a duplicate delivery
+	const captureStep, scoringStep = "00f067aa0ba902b7", "b7ad6b7169203331"
+	step := func(e *eventsv1.LeadEvent, span string) *eventsv1.LeadEvent {
+		e.Traceparent, e.TraceId = "00-"+traceID+"-"+span+"-01", traceID
+		return e
+	}
+	c := step(captured("T1", at(2, 9, 0), "google", "c", leadv1.Channel_CHANNEL_WEB_FORM), captureStep)
+	// Scoring publishes lead_scored and mql_reached from one step.
+	h.publish(c, step(scored("T1", at(2, 9, 1), 80, leadv1.Grade_GRADE_A), scoringStep), step(mql("T1", at(2, 9, 1), 80, leadv1.Grade_GRADE_A), scoringStep))
+	h.drain(h.consumer("c1", time.Minute))
+	h.publish(c) // a duplicate delivery
 	h.drain(h.consumer("c1", time.Minute))
 
-	var outcomes []string
+	var got []string
 	for _, s := range exp.GetSpans() {
-		if s.Name != "reporting.apply lead_captured" {
+		if s.Name != "reporting.apply" {
 			continue
 		}
-		if s.SpanContext.TraceID().String() != traceID || s.Parent.SpanID().String() != "00f067aa0ba902b7" {
-			t.Errorf("span %s in trace %s under %s, want under the producer's span", s.Name, s.SpanContext.TraceID(), s.Parent.SpanID())
+		if s.SpanContext.TraceID().String() != traceID {
+			t.Errorf("span in trace %s, want the lead's %s", s.SpanContext.TraceID(), traceID)
 		}
-		attrs := map[attribute.Key]string{}
+		attrs := map[attribute.Key]attribute.Value{}
 		for _, a := range s.Attributes {
-			attrs[a.Key] = a.Value.AsString()
+			attrs[a.Key] = a.Value
 		}
-		if attrs[leadtrace.AttrLeadID] != "T1" {
-			t.Errorf("span lead id = %q", attrs[leadtrace.AttrLeadID])
+		if attrs[leadtrace.AttrLeadID].AsString() != "T1" {
+			t.Errorf("span lead id = %q", attrs[leadtrace.AttrLeadID].AsString())
 		}
-		outcomes = append(outcomes, attrs[leadtrace.AttrOutcome])
+		got = append(got, fmt.Sprintf("%s %v %s", s.Parent.SpanID(), attrs[consumer.AttrEvents].AsStringSlice(), attrs[leadtrace.AttrOutcome].AsString()))
 	}
-	if len(outcomes) != 2 || outcomes[0] != "applied" || outcomes[1] != "duplicate" {
-		t.Fatalf("apply spans' outcomes = %v, want [applied duplicate]", outcomes)
+	want := []string{
+		captureStep + " [lead_captured] applied",
+		scoringStep + " [lead_scored mql_reached] applied",
+		captureStep + " [lead_captured] duplicate",
+	}
+	if !slices.Equal(got, want) {
+		t.Fatalf("apply spans (parent, events, outcome) = %q, want %q", got, want)
 	}
 }

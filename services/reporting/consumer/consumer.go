@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/metric"
 	"go.opentelemetry.io/otel/metric/noop"
 	"go.opentelemetry.io/otel/trace"
@@ -394,32 +395,22 @@ func (c *Consumer) process(ctx context.Context, msgs []redis.XMessage, deliverie
 		batch = append(batch, pendingApply{msg: m, ev: ev, se: store.Event{
 			ID: ev.GetId(), LeadID: ev.GetLeadId(), Raw: rawOf(m.Values), StreamID: m.ID, Ops: ops}})
 	}
-	// One journey step per event: reporting saw it.
-	spans := make([]trace.Span, len(batch))
-	for i, p := range batch {
-		_, spans[i] = leadtrace.Start(ctx, c.opt.Tracer, p.ev.GetTraceparent(), "reporting.apply "+domain.Kind(p.ev), p.ev.GetLeadId())
-	}
+	steps := c.startSteps(ctx, batch)
 	results, err := c.apply(ctx, batch)
 	if err != nil {
-		for _, sp := range spans {
-			leadtrace.Fail(sp, err)
-			sp.End()
+		for _, st := range steps {
+			leadtrace.Fail(st.span, err)
+			st.span.End()
 		}
 		return err
+	}
+	for _, st := range steps {
+		st.end(results)
 	}
 	var ack []string
 	var firstErr error
 	for i, r := range results {
 		p := batch[i]
-		switch {
-		case r.Err != nil:
-			leadtrace.Fail(spans[i], r.Err)
-		case r.Status == store.Duplicate:
-			leadtrace.SetOutcome(spans[i], "duplicate")
-		default:
-			leadtrace.SetOutcome(spans[i], "applied")
-		}
-		spans[i].End()
 		switch {
 		case r.Err != nil:
 			c.m.processed.Add(ctx, 1, outcomeAttrs.Of("failed"))
@@ -445,6 +436,62 @@ func (c *Consumer) process(ctx context.Context, msgs []redis.XMessage, deliverie
 		}
 	}
 	return firstErr
+}
+
+// AttrEvents lists the kinds of the events a reporting.apply span covers.
+const AttrEvents = "leadflow.reporting.events"
+
+// applyStep is the reporting.apply span of the events of a batch that one
+// step of a lead's journey published (the same traceparent: e.g. scoring's
+// lead_scored and mql_reached, routing's lead_routed and lead_assigned).
+type applyStep struct {
+	span  trace.Span
+	items []int // indexes into the batch
+}
+
+// startSteps starts one journey step per publishing step in the batch:
+// reporting saw its events. One span per step instead of one per event
+// keeps the lead's trace as informative at a quarter fewer spans.
+func (c *Consumer) startSteps(ctx context.Context, batch []pendingApply) []*applyStep {
+	var steps []*applyStep
+	byParent := map[string]*applyStep{}
+	for i, p := range batch {
+		key := p.ev.GetLeadId() + " " + p.ev.GetTraceparent()
+		st := byParent[key]
+		if st == nil || p.ev.GetTraceparent() == "" {
+			st = &applyStep{}
+			steps = append(steps, st)
+			byParent[key] = st
+		}
+		st.items = append(st.items, i)
+	}
+	for _, st := range steps {
+		p := batch[st.items[0]]
+		kinds := make([]string, len(st.items))
+		for j, i := range st.items {
+			kinds[j] = domain.Kind(batch[i].ev)
+		}
+		_, st.span = leadtrace.Start(ctx, c.opt.Tracer, p.ev.GetTraceparent(), "reporting.apply", p.ev.GetLeadId())
+		st.span.SetAttributes(attribute.StringSlice(AttrEvents, kinds))
+	}
+	return steps
+}
+
+// end ends the step's span with its events' outcome: failed when one
+// failed, applied when one was applied, else duplicate.
+func (st *applyStep) end(results []store.Result) {
+	outcome := "duplicate"
+	for _, i := range st.items {
+		if r := results[i]; r.Err != nil {
+			leadtrace.Fail(st.span, r.Err)
+			st.span.End()
+			return
+		} else if r.Status != store.Duplicate {
+			outcome = "applied"
+		}
+	}
+	leadtrace.SetOutcome(st.span, outcome)
+	st.span.End()
 }
 
 // apply applies a batch to the serving generation, following a swap.
