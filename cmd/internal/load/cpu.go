@@ -86,7 +86,7 @@ func cpuPerLead(before, after CPU, leads int64, echoRate float64) CPUPerLead {
 		p.Busy = float64(after.Machine-before.Machine) / float64(wall)
 	}
 	if echoRate > 0 {
-		p.Budget = time.Duration(float64(p.Cores) * 30 / echoRate * float64(time.Second))
+		p.Budget = time.Duration(float64(p.Cores) / EchoShare / echoRate * float64(time.Second))
 	}
 	return p
 }

@@ -126,6 +126,8 @@ type Report struct {
 	// further lead.
 	Closed     int64
 	CloseDeals bool
+	// Rate is the run's --rate (0 = as fast as possible).
+	Rate float64
 	// Baselines.
 	EchoRate, EchoP50, EchoP99    float64 // calls/s, ms
 	RedisRate, RedisP50, RedisP99 float64
@@ -307,7 +309,7 @@ func Run(ctx context.Context, cfg Config, logw io.Writer) (*Report, error) {
 		return nil, err
 	}
 	defer c.Close()
-	rep := &Report{RPC: map[string]*Hist{}, EndToEnd: &Hist{}, Errors: map[string]int64{}, Spans: -1, RedisSpans: -1, InboxStreams: -1}
+	rep := &Report{RPC: map[string]*Hist{}, EndToEnd: &Hist{}, Errors: map[string]int64{}, Spans: -1, RedisSpans: -1, InboxStreams: -1, Rate: cfg.Rate}
 	var sink *Sink
 	if cfg.OTLPSink != "" {
 		if sink, err = StartSink(cfg.OTLPSink); err != nil {

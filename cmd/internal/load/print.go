@@ -109,11 +109,55 @@ func (r *Report) Print(w io.Writer) {
 	if len(r.Errors) > 0 {
 		fmt.Fprintf(w, "non-OK answers (NotFound of GetAssignment = polls before the lead is routed; FailedPrecondition of SetStatus = before WORKING, retried): %v\n", r.Errors)
 	}
+	r.printTargets(w)
 	if r.OK() {
 		fmt.Fprintln(w, "conservation: OK")
 	} else {
 		fmt.Fprintln(w, "conservation: FAILED")
 	}
+}
+
+// The performance targets (issue #9), on this 2-core class of machine:
+// capture→assigned journeys at the maximum rate at least EchoShare of the
+// run's echo rate, and SubmitLead's p99 under SubmitP99 at half that rate.
+const (
+	EchoShare = 1.0 / 30
+	SubmitP99 = 25.0 // ms
+)
+
+// printTargets judges the targets that this run alone can: throughput on an
+// unpaced run, SubmitLead's p99 on a paced one (the target's rate is half
+// the maximum, which a paced run does not know).
+func (r *Report) printTargets(w io.Writer) {
+	if r.EchoRate <= 0 || r.Throughput <= 0 {
+		return
+	}
+	fmt.Fprintf(w, "Targets, judged on this run alone:\n")
+	need := r.EchoRate * EchoShare
+	sub := r.RPC["capture.SubmitLead"]
+	if r.Rate > 0 {
+		fmt.Fprintf(w, "  throughput ≥ 1/30 of the echo: not judged; the run was paced at --rate %.0f (run without --rate for the maximum)\n", r.Rate)
+		if sub != nil && sub.N() > 0 {
+			p99 := sub.Quantile(0.99)
+			fmt.Fprintf(w, "  SubmitLead p99 < %.0f ms: %.1f ms at %.0f/s: %s (the target is at half the maximum rate: a run without --rate gives the maximum)\n",
+				SubmitP99, p99, r.Rate, verdict(p99 < SubmitP99))
+		}
+		return
+	}
+	state := verdict(r.Throughput >= need)
+	if r.Throughput < need {
+		state += fmt.Sprintf(", %.2f× short", need/r.Throughput)
+	}
+	fmt.Fprintf(w, "  throughput ≥ 1/30 of the echo: %.1f journeys/s = 1/%.1f of %.0f calls/s; 1/30 is %.1f/s: %s\n",
+		r.Throughput, r.EchoRate/r.Throughput, r.EchoRate, need, state)
+	fmt.Fprintf(w, "  SubmitLead p99 < %.0f ms at half the maximum rate: not judged at the maximum; run again with --rate %.0f\n", SubmitP99, r.Throughput/2)
+}
+
+func verdict(met bool) string {
+	if met {
+		return "MET"
+	}
+	return "NOT MET"
 }
 
 // OK reports whether the conservation check holds.

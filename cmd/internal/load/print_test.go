@@ -1,0 +1,49 @@
+package load
+
+import (
+	"bytes"
+	"strings"
+	"testing"
+	"time"
+)
+
+func submitHist(ms ...int) *Hist {
+	h := &Hist{}
+	for _, v := range ms {
+		h.Add(time.Duration(v) * time.Millisecond)
+	}
+	return h
+}
+
+// The report judges the targets this run can: throughput against 1/30 of
+// its own echo on an unpaced run, SubmitLead's p99 against 25 ms on a
+// paced one, and says how to measure the other.
+func TestReportJudgesTheTargetsOfItsRun(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		r    Report
+		want []string
+	}{
+		{"maximum rate, short", Report{EchoRate: 66000, Throughput: 1100, RPC: map[string]*Hist{"capture.SubmitLead": submitHist(5, 40)}},
+			[]string{"1100.0 journeys/s = 1/60.0 of 66000 calls/s; 1/30 is 2200.0/s: NOT MET, 2.00× short", "run again with --rate 550"}},
+		{"maximum rate, met", Report{EchoRate: 30000, Throughput: 1200, RPC: map[string]*Hist{}},
+			[]string{"1/25.0 of 30000 calls/s; 1/30 is 1000.0/s: MET\n"}},
+		{"paced, under 25 ms", Report{EchoRate: 66000, Throughput: 650, Rate: 650, RPC: map[string]*Hist{"capture.SubmitLead": submitHist(3, 4, 15)}},
+			[]string{"not judged; the run was paced at --rate 650", "SubmitLead p99 < 25 ms: 15.0 ms at 650/s: MET"}},
+		{"paced, over 25 ms", Report{EchoRate: 66000, Throughput: 1000, Rate: 1000, RPC: map[string]*Hist{"capture.SubmitLead": submitHist(10, 32)}},
+			[]string{"SubmitLead p99 < 25 ms: 32.0 ms at 1000/s: NOT MET"}},
+	} {
+		var b bytes.Buffer
+		tc.r.printTargets(&b)
+		for _, w := range tc.want {
+			if !strings.Contains(b.String(), w) {
+				t.Errorf("%s: report\n%s\nlacks %q", tc.name, b.String(), w)
+			}
+		}
+	}
+	var b bytes.Buffer
+	(&Report{Throughput: 100}).printTargets(&b)
+	if b.Len() != 0 {
+		t.Errorf("without an echo baseline the targets are not judged, got %q", b.String())
+	}
+}
