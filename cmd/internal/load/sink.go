@@ -135,43 +135,19 @@ func (s *Sink) count(req []byte) error {
 	var n, r int64
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	err := eachField(req, func(num protowire.Number, rs []byte, _ uint64) error {
-		if num != exportResourceSpans {
-			return nil
-		}
-		service := []byte("?")
-		if err := eachField(rs, func(num protowire.Number, res []byte, _ uint64) error {
-			if num != rsResource {
-				return nil
-			}
-			return eachField(res, func(num protowire.Number, kv []byte, _ uint64) error {
-				if num != resourceAttributes {
-					return nil
-				}
-				key, value := fieldBytes(kv, kvKey), fieldBytes(kv, kvValue)
-				if string(key) == "service.name" {
-					service = fieldBytes(value, anyStringValue)
-				}
-				return nil
-			})
-		}); err != nil {
+	err := eachOf(req, exportResourceSpans, func(rs []byte) error {
+		service, err := serviceName(rs)
+		if err != nil {
 			return err
 		}
-		return eachField(rs, func(num protowire.Number, ss []byte, _ uint64) error {
-			if num != rsScopeSpans {
-				return nil
-			}
-			redisScope := redisScopes[string(fieldBytes(fieldBytes(ss, ssScope), scopeName))]
+		return eachOf(rs, rsScopeSpans, func(ss []byte) error {
 			var spans int64
-			err := eachField(ss, func(num protowire.Number, span []byte, _ uint64) error {
-				if num != ssSpans {
-					return nil
-				}
+			err := eachOf(ss, ssSpans, func(span []byte) error {
 				spans++
 				return s.countSpan(service, span)
 			})
 			n += spans
-			if redisScope && spans > 0 {
+			if redisScopes[string(fieldBytes(fieldBytes(ss, ssScope), scopeName))] && spans > 0 {
 				r += spans
 				s.byOwner[string(service)] += spans
 			}
@@ -181,6 +157,21 @@ func (s *Sink) count(req []byte) error {
 	s.spans.Add(n)
 	s.redis.Add(r)
 	return err
+}
+
+// serviceName is the service.name attribute of a ResourceSpans' resource,
+// or "?".
+func serviceName(rs []byte) ([]byte, error) {
+	service := []byte("?")
+	err := eachOf(rs, rsResource, func(res []byte) error {
+		return eachOf(res, resourceAttributes, func(kv []byte) error {
+			if string(fieldBytes(kv, kvKey)) == "service.name" {
+				service = fieldBytes(fieldBytes(kv, kvValue), anyStringValue)
+			}
+			return nil
+		})
+	})
+	return service, err
 }
 
 // countSpan adds one span of service to byName; s.mu is held.
@@ -249,14 +240,22 @@ func eachField(b []byte, f func(num protowire.Number, v []byte, u uint64) error)
 	return nil
 }
 
+// eachOf calls f with each length-delimited field num of the message b.
+func eachOf(b []byte, num protowire.Number, f func(v []byte) error) error {
+	return eachField(b, func(n protowire.Number, v []byte, _ uint64) error {
+		if n != num {
+			return nil
+		}
+		return f(v)
+	})
+}
+
 // fieldBytes is the last length-delimited field num of the message b, or
 // nil (malformed input reads as absent; eachField reports it).
 func fieldBytes(b []byte, num protowire.Number) []byte {
 	var out []byte
-	_ = eachField(b, func(n protowire.Number, v []byte, _ uint64) error {
-		if n == num {
-			out = v
-		}
+	_ = eachOf(b, num, func(v []byte) error {
+		out = v
 		return nil
 	})
 	return out
