@@ -155,8 +155,7 @@ func New(rdb redis.UniversalClient, name string, o Options) *Queue {
 	}
 	tag := "lf:{jobs:" + name + "}:"
 	q := &Queue{rdb: rdb, name: name, o: o, keys: []string{tag + "due", tag + "data", tag + "dead", tag + "wake"}}
-	attrs := metric.WithAttributes(attribute.String("queue", name))
-	q.queueAttr = attrs
+	q.queueAttr = metric.WithAttributes(attribute.String("queue", name))
 	q.delivered, _ = o.Meter.Int64Counter("leadflow.jobs.delivered", metric.WithDescription("jobs done"))
 	q.retried, _ = o.Meter.Int64Counter("leadflow.jobs.retries", metric.WithDescription("failed attempts that will be retried (hand-off retries)"))
 	q.dead, _ = o.Meter.Int64Counter("leadflow.jobs.dead_letters", metric.WithDescription("jobs moved to the dead letters"))
@@ -164,7 +163,7 @@ func New(rdb redis.UniversalClient, name string, o Options) *Queue {
 		metric.WithInt64Callback(func(ctx context.Context, obs metric.Int64Observer) error {
 			n, err := q.Depth(ctx)
 			if err == nil {
-				obs.Observe(n, attrs)
+				obs.Observe(n, q.queueAttr)
 			}
 			return nil
 		}))
@@ -475,16 +474,15 @@ func (q *Queue) fail(ctx context.Context, d delivery, herr error) error {
 	}
 	span := d.span
 	span.RecordError(herr)
-	attr := q.queueAttr
 	switch n {
 	case 2:
 		span.SetStatus(codes.Error, "dead letter")
 		leadtrace.SetOutcome(span, "dead_letter")
-		q.dead.Add(ctx, 1, attr)
+		q.dead.Add(ctx, 1, q.queueAttr)
 		q.o.Logger.ErrorContext(d.ctx, "job dead-lettered", "queue", q.name, "job", d.ID, "attempt", d.Attempt, "error", herr.Error())
 	case 1:
 		leadtrace.SetOutcome(span, "retry")
-		q.retried.Add(ctx, 1, attr)
+		q.retried.Add(ctx, 1, q.queueAttr)
 		q.o.Logger.WarnContext(d.ctx, "job failed; will retry", "queue", q.name, "job", d.ID, "attempt", d.Attempt, "retry_at", next, "error", herr.Error())
 	}
 	return nil

@@ -120,10 +120,10 @@ type Deps struct {
 	Capture ContactFetcher
 }
 
-// NewRouter builds a Router.
 // routedAttrs are the decision counter's attribute sets (kind, outcome).
 var routedAttrs = telemetry.NewAttrs("kind", "outcome")
 
+// New builds a Router.
 func New(d Deps, o Options) *Router {
 	if o.Now == nil {
 		o.Now = time.Now
