@@ -128,6 +128,9 @@ type Report struct {
 	CloseDeals bool
 	// Rate is the run's --rate (0 = as fast as possible).
 	Rate float64
+	// FurtherShare is the run's --further: its leads' later steps share the
+	// machine with the capture→assigned journeys the targets count.
+	FurtherShare float64
 	// Baselines.
 	EchoRate, EchoP50, EchoP99    float64 // calls/s, ms
 	RedisRate, RedisP50, RedisP99 float64
@@ -309,7 +312,7 @@ func Run(ctx context.Context, cfg Config, logw io.Writer) (*Report, error) {
 		return nil, err
 	}
 	defer c.Close()
-	rep := &Report{RPC: map[string]*Hist{}, EndToEnd: &Hist{}, Errors: map[string]int64{}, Spans: -1, RedisSpans: -1, InboxStreams: -1, Rate: cfg.Rate}
+	rep := &Report{RPC: map[string]*Hist{}, EndToEnd: &Hist{}, Errors: map[string]int64{}, Spans: -1, RedisSpans: -1, InboxStreams: -1, Rate: cfg.Rate, FurtherShare: cfg.Further}
 	var sink *Sink
 	if cfg.OTLPSink != "" {
 		if sink, err = StartSink(cfg.OTLPSink); err != nil {

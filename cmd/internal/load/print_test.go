@@ -32,6 +32,10 @@ func TestReportJudgesTheTargetsOfItsRun(t *testing.T) {
 			[]string{"not judged; the run was paced at --rate 650", "SubmitLead p99 < 25 ms: 15.0 ms at 650/s: MET"}},
 		{"paced, over 25 ms", Report{EchoRate: 66000, Throughput: 1000, Rate: 1000, RPC: map[string]*Hist{"capture.SubmitLead": submitHist(10, 32)}},
 			[]string{"SubmitLead p99 < 25 ms: 32.0 ms at 1000/s: NOT MET"}},
+		{"maximum rate with leads taken further", Report{EchoRate: 66000, Throughput: 1300, FurtherShare: 0.1, RPC: map[string]*Hist{}},
+			[]string{"NOT MET, 1.69× short", "with --further 0.1: 10% of the assigned leads also went on", "--further 0 measures capture→assigned alone"}},
+		{"paced with leads taken further", Report{EchoRate: 66000, Throughput: 650, Rate: 650, FurtherShare: 0.25, RPC: map[string]*Hist{"capture.SubmitLead": submitHist(3, 15)}},
+			[]string{"15.0 ms at 650/s: MET", "with --further 0.25: 25% of the assigned leads"}},
 	} {
 		var b bytes.Buffer
 		tc.r.printTargets(&b)
@@ -39,6 +43,9 @@ func TestReportJudgesTheTargetsOfItsRun(t *testing.T) {
 			if !strings.Contains(b.String(), w) {
 				t.Errorf("%s: report\n%s\nlacks %q", tc.name, b.String(), w)
 			}
+		}
+		if tc.r.FurtherShare == 0 && strings.Contains(b.String(), "--further") {
+			t.Errorf("%s: a run that took no lead further mentions --further:\n%s", tc.name, b.String())
 		}
 	}
 	var b bytes.Buffer
