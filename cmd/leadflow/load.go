@@ -18,6 +18,7 @@ func loadCmd(g *globals) *cobra.Command {
 		cfg     load.Config
 		setup   bool
 		fail    bool
+		targets bool
 		profile string
 	)
 	cmd := &cobra.Command{
@@ -40,9 +41,14 @@ Baselines in the same run: a plain gRPC echo (grpc.health.v1 Check served in thi
 loopback) and, with --redis, Redis PING round trips, at the same concurrency; every figure is
 also printed as a ratio to them. With --redis the Redis commands per lead (INFO commandstats)
 are reported; with --otlp-sink the spans and the Redis round trips per lead. Dead letters are
-read through the services' APIs (JobsService, reporting ListDeadLetters). Traffic goes only to the given addresses, and only to loopback unless --allow-remote.`,
+read through the services' APIs (JobsService, reporting ListDeadLetters). Traffic goes only to the given addresses, and only to loopback unless --allow-remote.
+
+--targets runs twice, first at the maximum rate and then paced at half the journeys/s that
+run reached, and judges both targets on the pair: throughput at least 1/30 of the first run's
+echo, SubmitLead p99 under 25 ms in the second.`,
 		Example: `  leadflow load --duration 20s --redis redis://127.0.0.1:6379/0 --setup
-  leadflow load --count 1000 --rate 200`,
+  leadflow load --count 1000 --rate 200
+  leadflow load --targets --further 0 --concurrency 256 --duration 20s`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()
@@ -62,6 +68,21 @@ read through the services' APIs (JobsService, reporting ListDeadLetters). Traffi
 				}
 				defer f.Close()
 				cfg.CPUProfile = f
+			}
+			if targets {
+				maximum, half, err := load.RunTargets(ctx, cfg, g.errOut)
+				if maximum != nil {
+					maximum.Print(g.out)
+				}
+				if err != nil {
+					return err
+				}
+				half.Print(g.out)
+				load.PrintTargets(g.out, maximum, half)
+				if fail && (!maximum.OK() || !half.OK()) {
+					return fmt.Errorf("conservation check failed")
+				}
+				return nil
 			}
 			rep, err := load.Run(ctx, cfg, g.errOut)
 			if err != nil {
@@ -93,6 +114,7 @@ read through the services' APIs (JobsService, reporting ListDeadLetters). Traffi
 	f.BoolVar(&setup, "setup", false, "apply the load configuration (one team of 20 reps) first: CHANGES the suite's routing config")
 	f.StringVar(&profile, "cpuprofile", "", "write a CPU profile of the load tool itself over the journeys to this file (go tool pprof)")
 	f.BoolVar(&fail, "fail", true, "exit non-zero when the conservation check fails")
+	f.BoolVar(&targets, "targets", false, "run twice, at the maximum rate and then paced at half of it, and judge both targets (throughput, SubmitLead p99) on the pair")
 	return cmd
 }
 

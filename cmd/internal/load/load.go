@@ -281,6 +281,34 @@ func Submission(runID string, i int) *capturev1.LeadSubmission {
 	}
 }
 
+// RunTargets runs cfg twice, as the targets are defined: at the maximum
+// rate (cfg.Rate must be 0), then paced at half the journeys/s that run
+// reached, so that SubmitLead's p99 is judged at half the maximum measured
+// in the same machine state. PrintTargets judges the pair.
+func RunTargets(ctx context.Context, cfg Config, logw io.Writer) (maximum, half *Report, err error) {
+	if cfg.Rate != 0 {
+		return nil, nil, errors.New("load: the targets run first at the maximum rate: leave --rate out")
+	}
+	if maximum, err = Run(ctx, cfg, logw); err != nil {
+		return nil, nil, err
+	}
+	if maximum.Throughput <= 0 {
+		return maximum, nil, errors.New("load: no journey was routed at the maximum rate, so there is no half of it to run at")
+	}
+	cfg.Rate = maximum.Throughput / 2
+	// New leads (a run's id is in its e-mails and idempotency keys), and
+	// the tool's profile, if asked for, is of the first run only.
+	if cfg.RunID != "" {
+		cfg.RunID += "h"
+	}
+	cfg.CPUProfile = nil
+	fmt.Fprintf(logw, "targets: the second run is paced at half the maximum, --rate %.0f\n", cfg.Rate)
+	if half, err = Run(ctx, cfg, logw); err != nil {
+		return maximum, nil, err
+	}
+	return maximum, half, nil
+}
+
 // Run drives the load and returns the report. Progress lines go to logw.
 func Run(ctx context.Context, cfg Config, logw io.Writer) (*Report, error) {
 	if cfg.Duration <= 0 && cfg.Count <= 0 {

@@ -96,6 +96,39 @@ func TestRunAgainstSuite(t *testing.T) {
 	}
 }
 
+// --targets: the second run is paced at half the journeys/s the first
+// reached, with leads of its own, and both keep the conservation check.
+func TestRunTargetsPacesTheSecondRunAtHalfTheFirst(t *testing.T) {
+	r := platformtest.StartRedis(t)
+	s, _ := suitetest.Boot(t, r.URL(), suitetest.Options{})
+	cfg := load.Config{
+		Addrs: client.FromPeers(s.Peers()), Token: platform.DevToken, RedisURL: r.URL(), RunID: "targets",
+		Concurrency: 8, Duration: time.Second, Baseline: 200 * time.Millisecond,
+	}
+	ctx := context.Background()
+	var log bytes.Buffer
+	paced := cfg
+	paced.Rate = 50
+	if _, _, err := load.RunTargets(ctx, paced, &log); err == nil || !strings.Contains(err.Error(), "leave --rate out") {
+		t.Fatalf("a paced config was taken for the targets' maximum run: %v", err)
+	}
+	maximum, half, err := load.RunTargets(ctx, cfg, &log)
+	if err != nil {
+		t.Fatalf("%v\n%s", err, log.String())
+	}
+	if maximum.Rate != 0 || maximum.Throughput <= 0 || half.Rate != maximum.Throughput/2 {
+		t.Fatalf("runs at --rate %v (%.1f journeys/s) then --rate %v, want 0 then half", maximum.Rate, maximum.Throughput, half.Rate)
+	}
+	if !maximum.OK() || !half.OK() || half.Accepted == 0 || half.Duplicates != 0 {
+		t.Errorf("conservation: maximum run OK %v, half run OK %v with %d accepted, %d duplicates", maximum.OK(), half.OK(), half.Accepted, half.Duplicates)
+	}
+	var out bytes.Buffer
+	load.PrintTargets(&out, maximum, half)
+	if !strings.Contains(out.String(), "SubmitLead p99 < 25 ms") || !strings.Contains(out.String(), "throughput ≥ 1/30 of the echo") {
+		t.Errorf("the pair's verdict lacks a target:\n%s", out.String())
+	}
+}
+
 func TestCheckAddrsRefusesRemote(t *testing.T) {
 	for _, tc := range []struct {
 		addr  string

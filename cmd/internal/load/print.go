@@ -127,32 +127,67 @@ const (
 
 // printTargets judges the targets that this run alone can: throughput on an
 // unpaced run, SubmitLead's p99 on a paced one (the target's rate is half
-// the maximum, which a paced run does not know).
+// the maximum, which a paced run does not know; RunTargets knows it).
 func (r *Report) printTargets(w io.Writer) {
 	if r.EchoRate <= 0 || r.Throughput <= 0 {
 		return
 	}
 	fmt.Fprintf(w, "Targets, judged on this run alone:\n")
-	need := r.EchoRate * EchoShare
-	sub := r.RPC["capture.SubmitLead"]
 	if r.Rate > 0 {
 		fmt.Fprintf(w, "  throughput ≥ 1/30 of the echo: not judged; the run was paced at --rate %.0f (run without --rate for the maximum)\n", r.Rate)
-		if sub != nil && sub.N() > 0 {
-			p99 := sub.Quantile(0.99)
-			fmt.Fprintf(w, "  SubmitLead p99 < %.0f ms: %.1f ms at %.0f/s: %s (the target is at half the maximum rate: a run without --rate gives the maximum)\n",
-				SubmitP99, p99, r.Rate, verdict(p99 < SubmitP99))
+		if line := r.submitTarget(); line != "" {
+			fmt.Fprintf(w, "  %s (the target is at half the maximum rate: a run without --rate gives the maximum)\n", line)
 		}
 	} else {
-		state := verdict(r.Throughput >= need)
-		if r.Throughput < need {
-			state += fmt.Sprintf(", %.2f× short", need/r.Throughput)
-		}
-		fmt.Fprintf(w, "  throughput ≥ 1/30 of the echo: %.1f journeys/s = 1/%.1f of %.0f calls/s; 1/30 is %.1f/s: %s\n",
-			r.Throughput, r.EchoRate/r.Throughput, r.EchoRate, need, state)
-		fmt.Fprintf(w, "  SubmitLead p99 < %.0f ms at half the maximum rate: not judged at the maximum; run again with --rate %.0f\n", SubmitP99, r.Throughput/2)
+		fmt.Fprintf(w, "  %s\n", r.throughputTarget())
+		fmt.Fprintf(w, "  SubmitLead p99 < %.0f ms at half the maximum rate: not judged at the maximum; run again with --rate %.0f, or use --targets\n", SubmitP99, r.Throughput/2)
 	}
-	// A further lead's steps (accept, touch, BANT, QUALIFIED, the deal) cost
-	// several times its capture→assigned journey, on the same cores.
+	r.printFurther(w)
+}
+
+// PrintTargets judges both targets on RunTargets' two runs: the throughput
+// of the unpaced one, SubmitLead's p99 of the one paced at half of it.
+func PrintTargets(w io.Writer, maximum, half *Report) {
+	fmt.Fprintf(w, "Targets, judged on the two runs above (the maximum, then half of it):\n")
+	if maximum.EchoRate <= 0 || maximum.Throughput <= 0 {
+		fmt.Fprintf(w, "  not judged: the first run measured no echo baseline or no journey\n")
+		return
+	}
+	fmt.Fprintf(w, "  %s\n", maximum.throughputTarget())
+	if line := half.submitTarget(); line != "" {
+		fmt.Fprintf(w, "  %s, half of the maximum %.1f/s\n", line, maximum.Throughput)
+	} else {
+		fmt.Fprintf(w, "  SubmitLead p99 < %.0f ms: not judged, the second run answered no SubmitLead\n", SubmitP99)
+	}
+	maximum.printFurther(w)
+}
+
+// throughputTarget is the verdict on an unpaced run's journeys/s.
+func (r *Report) throughputTarget() string {
+	need := r.EchoRate * EchoShare
+	state := verdict(r.Throughput >= need)
+	if r.Throughput < need {
+		state += fmt.Sprintf(", %.2f× short", need/r.Throughput)
+	}
+	return fmt.Sprintf("throughput ≥ 1/30 of the echo: %.1f journeys/s = 1/%.1f of %.0f calls/s; 1/30 is %.1f/s: %s",
+		r.Throughput, r.EchoRate/r.Throughput, r.EchoRate, need, state)
+}
+
+// submitTarget is the verdict on a paced run's SubmitLead p99 ("" when it
+// answered none).
+func (r *Report) submitTarget() string {
+	sub := r.RPC["capture.SubmitLead"]
+	if sub == nil || sub.N() == 0 {
+		return ""
+	}
+	p99 := sub.Quantile(0.99)
+	return fmt.Sprintf("SubmitLead p99 < %.0f ms: %.1f ms at %.0f/s: %s", SubmitP99, p99, r.Rate, verdict(p99 < SubmitP99))
+}
+
+// printFurther says when leads also went further: a further lead's steps
+// (accept, touch, BANT, QUALIFIED, the deal) cost several times its
+// capture→assigned journey, on the same cores.
+func (r *Report) printFurther(w io.Writer) {
 	if r.FurtherShare > 0 {
 		fmt.Fprintf(w, "  with --further %g: %.0f%% of the assigned leads also went on to accept, touch, BANT, QUALIFIED and a won deal, on the same cores; --further 0 measures capture→assigned alone\n",
 			r.FurtherShare, 100*r.FurtherShare)

@@ -54,3 +54,39 @@ func TestReportJudgesTheTargetsOfItsRun(t *testing.T) {
 		t.Errorf("without an echo baseline the targets are not judged, got %q", b.String())
 	}
 }
+
+// The pair of runs is judged as the targets are defined: the first run's
+// throughput against its echo, the second's SubmitLead p99 at half of it.
+func TestPrintTargetsJudgesThePairOfRuns(t *testing.T) {
+	maximum := &Report{EchoRate: 66000, Throughput: 1800, RPC: map[string]*Hist{"capture.SubmitLead": submitHist(15, 41)}}
+	half := &Report{EchoRate: 65000, Throughput: 900, Rate: 900, RPC: map[string]*Hist{"capture.SubmitLead": submitHist(4, 18)}}
+	var b bytes.Buffer
+	PrintTargets(&b, maximum, half)
+	for _, w := range []string{
+		"1800.0 journeys/s = 1/36.7 of 66000 calls/s; 1/30 is 2200.0/s: NOT MET, 1.22× short",
+		"SubmitLead p99 < 25 ms: 18.0 ms at 900/s: MET, half of the maximum 1800.0/s",
+	} {
+		if !strings.Contains(b.String(), w) {
+			t.Errorf("verdict\n%s\nlacks %q", b.String(), w)
+		}
+	}
+	if strings.Contains(b.String(), "41.0") || strings.Contains(b.String(), "--further") {
+		t.Errorf("judged the maximum run's p99 or mentioned --further:\n%s", b.String())
+	}
+
+	half.RPC["capture.SubmitLead"] = submitHist(10, 30)
+	maximum.FurtherShare = 0.1
+	b.Reset()
+	PrintTargets(&b, maximum, half)
+	for _, w := range []string{"30.0 ms at 900/s: NOT MET", "with --further 0.1"} {
+		if !strings.Contains(b.String(), w) {
+			t.Errorf("verdict\n%s\nlacks %q", b.String(), w)
+		}
+	}
+
+	b.Reset()
+	PrintTargets(&b, &Report{Throughput: 10}, half)
+	if !strings.Contains(b.String(), "not judged") || strings.Contains(b.String(), "MET") {
+		t.Errorf("without an echo baseline nothing is judged, got\n%s", b.String())
+	}
+}
