@@ -14,6 +14,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/fieldmaskpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	capturev1 "github.com/leadflow/leadflow/gen/go/leadflow/capture/v1"
@@ -771,6 +772,47 @@ func TestBatchGetLeads(t *testing.T) {
 				t.Fatalf("violations on %v, want %s", fields, c.field)
 			}
 		})
+	}
+}
+
+// BatchGetLeads with a read mask answers only the fields named, with id and
+// erased; a name that is not a field of Lead is refused, naming its path.
+func TestBatchGetLeadsReadMask(t *testing.T) {
+	e := newEnv(t, envOpt{})
+	ctx := ctxT(t)
+	a := submit(t, e, submission("mask.a@acme.io", ""), "").GetLeadId()
+	b := submit(t, e, submission("mask.b@acme.io", ""), "").GetLeadId()
+	if _, err := e.client.EraseLead(ctx, &capturev1.EraseLeadRequest{LeadId: b, Reason: "gdpr-art-17"}); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := e.client.BatchGetLeads(ctx, &capturev1.BatchGetLeadsRequest{LeadIds: []string{a, b, "0193-unknown"},
+		ReadMask: &fieldmaskpb.FieldMask{Paths: []string{"contact", "organisation"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(resp.GetLeads()) != 2 || !slices.Equal(resp.GetNotFoundLeadIds(), []string{"0193-unknown"}) {
+		t.Fatalf("leads %v, not found %v", resp.GetLeads(), resp.GetNotFoundLeadIds())
+	}
+	full := getLead(t, e, a)
+	want := &leadv1.Lead{Id: a, Contact: full.GetContact(), Organisation: full.GetOrganisation()}
+	if got := resp.GetLeads()[0]; !proto.Equal(got, want) || got.GetContact().GetEmail() != "mask.a@acme.io" {
+		t.Fatalf("masked lead:\n%v\nwant\n%v", got, want)
+	}
+	if got := resp.GetLeads()[1]; got.GetId() != b || !got.GetErased() || got.GetContact().GetEmail() != "" || got.GetCreatedAt() != nil {
+		t.Fatalf("masked erased lead: %v", got)
+	}
+
+	_, err = e.client.BatchGetLeads(ctx, &capturev1.BatchGetLeadsRequest{LeadIds: []string{a},
+		ReadMask: &fieldmaskpb.FieldMask{Paths: []string{"contact", "contact.email", "salary"}}})
+	if status.Code(err) != codes.InvalidArgument {
+		t.Fatalf("err = %v, want InvalidArgument", err)
+	}
+	var fields []string
+	for _, v := range platform.FieldViolations(err) {
+		fields = append(fields, v.Field)
+	}
+	if !slices.Equal(fields, []string{"read_mask.paths[1]", "read_mask.paths[2]"}) {
+		t.Fatalf("violations on %v, want read_mask.paths[1] and [2]", fields)
 	}
 }
 

@@ -8,12 +8,15 @@ package grpcapi
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"strings"
 
 	"buf.build/go/protovalidate"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/reflect/protoreflect"
+	"google.golang.org/protobuf/types/known/fieldmaskpb"
 
 	capturev1 "github.com/leadflow/leadflow/gen/go/leadflow/capture/v1"
 	leadv1 "github.com/leadflow/leadflow/gen/go/leadflow/lead/v1"
@@ -188,11 +191,55 @@ func (s *Server) GetLead(ctx context.Context, req *capturev1.GetLeadRequest) (*c
 // BatchGetLeads implements CaptureService.BatchGetLeads (the interceptor
 // has checked the ids: 1–100, each like GetLead's, no repeats).
 func (s *Server) BatchGetLeads(ctx context.Context, req *capturev1.BatchGetLeadsRequest) (*capturev1.BatchGetLeadsResponse, error) {
+	keep, err := leadFields(req.GetReadMask())
+	if err != nil {
+		return nil, err
+	}
 	leads, missing, err := s.uc.GetBatch(ctx, req.GetLeadIds())
 	if err != nil {
 		return nil, toStatus(err)
 	}
+	if keep != nil {
+		for i, l := range leads {
+			leads[i] = trimLead(l, keep)
+		}
+	}
 	return &capturev1.BatchGetLeadsResponse{Leads: leads, NotFoundLeadIds: missing}, nil
+}
+
+// leadFields checks a read mask (names of Lead's fields) and returns the
+// fields it keeps, with id and erased; nil when the mask is empty.
+func leadFields(m *fieldmaskpb.FieldMask) ([]protoreflect.FieldDescriptor, error) {
+	if len(m.GetPaths()) == 0 {
+		return nil, nil
+	}
+	fields := (&leadv1.Lead{}).ProtoReflect().Descriptor().Fields()
+	keep := []protoreflect.FieldDescriptor{fields.ByName("id"), fields.ByName("erased")}
+	var bad []platform.FieldViolation
+	for i, p := range m.GetPaths() {
+		fd := fields.ByName(protoreflect.Name(p))
+		if fd == nil {
+			bad = append(bad, platform.FieldViolation{Field: fmt.Sprintf("read_mask.paths[%d]", i), Description: "not a field of Lead (nested paths are not supported)"})
+			continue
+		}
+		keep = append(keep, fd)
+	}
+	if len(bad) > 0 {
+		return nil, platform.InvalidArgument("invalid read_mask", bad...)
+	}
+	return keep, nil
+}
+
+// trimLead is l with only the fields keep names.
+func trimLead(l *leadv1.Lead, keep []protoreflect.FieldDescriptor) *leadv1.Lead {
+	out := &leadv1.Lead{}
+	src, dst := l.ProtoReflect(), out.ProtoReflect()
+	for _, fd := range keep {
+		if src.Has(fd) {
+			dst.Set(fd, src.Get(fd))
+		}
+	}
+	return out
 }
 
 // FindLeads implements CaptureService.FindLeads.

@@ -21,6 +21,7 @@ import (
 	v1 "github.com/leadflow/leadflow/gen/go/leadflow/lead/v1"
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
+	fieldmaskpb "google.golang.org/protobuf/types/known/fieldmaskpb"
 	timestamppb "google.golang.org/protobuf/types/known/timestamppb"
 	reflect "reflect"
 	sync "sync"
@@ -1124,7 +1125,13 @@ type BatchGetLeadsRequest struct {
 	// The lead ids (1–100), each constrained like GetLeadRequest.lead_id. A
 	// repeated id is refused (InvalidArgument), so that every id is answered
 	// exactly once, in leads or in not_found_lead_ids.
-	LeadIds       []string `protobuf:"bytes,1,rep,name=lead_ids,json=leadIds,proto3" json:"lead_ids,omitempty"`
+	LeadIds []string `protobuf:"bytes,1,rep,name=lead_ids,json=leadIds,proto3" json:"lead_ids,omitempty"`
+	// The lead fields to return (a partial response, AIP-157), as names of
+	// Lead's fields, e.g. ["contact"] or ["contact", "organisation"]; id and
+	// erased always come back. Unset or empty returns whole leads. A name
+	// that is not a field of Lead, or a nested path, is refused
+	// (InvalidArgument naming read_mask.paths[i]).
+	ReadMask      *fieldmaskpb.FieldMask `protobuf:"bytes,2,opt,name=read_mask,json=readMask,proto3" json:"read_mask,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1162,6 +1169,13 @@ func (*BatchGetLeadsRequest) Descriptor() ([]byte, []int) {
 func (x *BatchGetLeadsRequest) GetLeadIds() []string {
 	if x != nil {
 		return x.LeadIds
+	}
+	return nil
+}
+
+func (x *BatchGetLeadsRequest) GetReadMask() *fieldmaskpb.FieldMask {
+	if x != nil {
+		return x.ReadMask
 	}
 	return nil
 }
@@ -1687,7 +1701,7 @@ var File_leadflow_capture_v1_capture_proto protoreflect.FileDescriptor
 
 const file_leadflow_capture_v1_capture_proto_rawDesc = "" +
 	"\n" +
-	"!leadflow/capture/v1/capture.proto\x12\x13leadflow.capture.v1\x1a\x1bbuf/validate/validate.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1bleadflow/lead/v1/lead.proto\"\xcb\x02\n" +
+	"!leadflow/capture/v1/capture.proto\x12\x13leadflow.capture.v1\x1a\x1bbuf/validate/validate.proto\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1bleadflow/lead/v1/lead.proto\"\xcb\x02\n" +
 	"\aCompany\x12\x1c\n" +
 	"\x04name\x18\x01 \x01(\tB\b\xbaH\x05r\x03\x18\xac\x02R\x04name\x12\"\n" +
 	"\awebsite\x18\x02 \x01(\tB\b\xbaH\x05r\x03\x18\x80\x10R\awebsite\x12 \n" +
@@ -1765,9 +1779,10 @@ const file_leadflow_capture_v1_capture_proto_rawDesc = "" +
 	"\x0eGetLeadRequest\x12\"\n" +
 	"\alead_id\x18\x01 \x01(\tB\t\xbaH\x06r\x04\x10\x01\x18@R\x06leadId\"=\n" +
 	"\x0fGetLeadResponse\x12*\n" +
-	"\x04lead\x18\x01 \x01(\v2\x16.leadflow.lead.v1.LeadR\x04lead\"G\n" +
+	"\x04lead\x18\x01 \x01(\v2\x16.leadflow.lead.v1.LeadR\x04lead\"\x80\x01\n" +
 	"\x14BatchGetLeadsRequest\x12/\n" +
-	"\blead_ids\x18\x01 \x03(\tB\x14\xbaH\x11\x92\x01\x0e\b\x01\x10d\x18\x01\"\x06r\x04\x10\x01\x18@R\aleadIds\"r\n" +
+	"\blead_ids\x18\x01 \x03(\tB\x14\xbaH\x11\x92\x01\x0e\b\x01\x10d\x18\x01\"\x06r\x04\x10\x01\x18@R\aleadIds\x127\n" +
+	"\tread_mask\x18\x02 \x01(\v2\x1a.google.protobuf.FieldMaskR\breadMask\"r\n" +
 	"\x15BatchGetLeadsResponse\x12,\n" +
 	"\x05leads\x18\x01 \x03(\v2\x16.leadflow.lead.v1.LeadR\x05leads\x12+\n" +
 	"\x12not_found_lead_ids\x18\x02 \x03(\tR\x0fnotFoundLeadIds\"\xda\x01\n" +
@@ -1866,7 +1881,8 @@ var file_leadflow_capture_v1_capture_proto_goTypes = []any{
 	(*v1.Consent)(nil),               // 27: leadflow.lead.v1.Consent
 	(*v1.EngagementSignal)(nil),      // 28: leadflow.lead.v1.EngagementSignal
 	(*v1.Lead)(nil),                  // 29: leadflow.lead.v1.Lead
-	(*timestamppb.Timestamp)(nil),    // 30: google.protobuf.Timestamp
+	(*fieldmaskpb.FieldMask)(nil),    // 30: google.protobuf.FieldMask
+	(*timestamppb.Timestamp)(nil),    // 31: google.protobuf.Timestamp
 }
 var file_leadflow_capture_v1_capture_proto_depIdxs = []int32{
 	24, // 0: leadflow.capture.v1.Company.annual_revenue:type_name -> leadflow.lead.v1.Money
@@ -1884,32 +1900,33 @@ var file_leadflow_capture_v1_capture_proto_depIdxs = []int32{
 	9,  // 12: leadflow.capture.v1.ImportLeadsResponse.summary:type_name -> leadflow.capture.v1.ImportSummary
 	28, // 13: leadflow.capture.v1.RecordEngagementRequest.signal:type_name -> leadflow.lead.v1.EngagementSignal
 	29, // 14: leadflow.capture.v1.GetLeadResponse.lead:type_name -> leadflow.lead.v1.Lead
-	29, // 15: leadflow.capture.v1.BatchGetLeadsResponse.leads:type_name -> leadflow.lead.v1.Lead
-	29, // 16: leadflow.capture.v1.FindLeadsResponse.leads:type_name -> leadflow.lead.v1.Lead
-	29, // 17: leadflow.capture.v1.EraseLeadResponse.lead:type_name -> leadflow.lead.v1.Lead
-	30, // 18: leadflow.capture.v1.EraseLeadResponse.erased_at:type_name -> google.protobuf.Timestamp
-	28, // 19: leadflow.capture.v1.Handoff.signal:type_name -> leadflow.lead.v1.EngagementSignal
-	5,  // 20: leadflow.capture.v1.IdempotencyRecord.response:type_name -> leadflow.capture.v1.SubmitLeadResponse
-	30, // 21: leadflow.capture.v1.IdempotencyRecord.created_at:type_name -> google.protobuf.Timestamp
-	4,  // 22: leadflow.capture.v1.CaptureService.SubmitLead:input_type -> leadflow.capture.v1.SubmitLeadRequest
-	6,  // 23: leadflow.capture.v1.CaptureService.ImportLeads:input_type -> leadflow.capture.v1.ImportLeadsRequest
-	11, // 24: leadflow.capture.v1.CaptureService.RecordEngagement:input_type -> leadflow.capture.v1.RecordEngagementRequest
-	13, // 25: leadflow.capture.v1.CaptureService.GetLead:input_type -> leadflow.capture.v1.GetLeadRequest
-	15, // 26: leadflow.capture.v1.CaptureService.BatchGetLeads:input_type -> leadflow.capture.v1.BatchGetLeadsRequest
-	17, // 27: leadflow.capture.v1.CaptureService.FindLeads:input_type -> leadflow.capture.v1.FindLeadsRequest
-	19, // 28: leadflow.capture.v1.CaptureService.EraseLead:input_type -> leadflow.capture.v1.EraseLeadRequest
-	5,  // 29: leadflow.capture.v1.CaptureService.SubmitLead:output_type -> leadflow.capture.v1.SubmitLeadResponse
-	10, // 30: leadflow.capture.v1.CaptureService.ImportLeads:output_type -> leadflow.capture.v1.ImportLeadsResponse
-	12, // 31: leadflow.capture.v1.CaptureService.RecordEngagement:output_type -> leadflow.capture.v1.RecordEngagementResponse
-	14, // 32: leadflow.capture.v1.CaptureService.GetLead:output_type -> leadflow.capture.v1.GetLeadResponse
-	16, // 33: leadflow.capture.v1.CaptureService.BatchGetLeads:output_type -> leadflow.capture.v1.BatchGetLeadsResponse
-	18, // 34: leadflow.capture.v1.CaptureService.FindLeads:output_type -> leadflow.capture.v1.FindLeadsResponse
-	20, // 35: leadflow.capture.v1.CaptureService.EraseLead:output_type -> leadflow.capture.v1.EraseLeadResponse
-	29, // [29:36] is the sub-list for method output_type
-	22, // [22:29] is the sub-list for method input_type
-	22, // [22:22] is the sub-list for extension type_name
-	22, // [22:22] is the sub-list for extension extendee
-	0,  // [0:22] is the sub-list for field type_name
+	30, // 15: leadflow.capture.v1.BatchGetLeadsRequest.read_mask:type_name -> google.protobuf.FieldMask
+	29, // 16: leadflow.capture.v1.BatchGetLeadsResponse.leads:type_name -> leadflow.lead.v1.Lead
+	29, // 17: leadflow.capture.v1.FindLeadsResponse.leads:type_name -> leadflow.lead.v1.Lead
+	29, // 18: leadflow.capture.v1.EraseLeadResponse.lead:type_name -> leadflow.lead.v1.Lead
+	31, // 19: leadflow.capture.v1.EraseLeadResponse.erased_at:type_name -> google.protobuf.Timestamp
+	28, // 20: leadflow.capture.v1.Handoff.signal:type_name -> leadflow.lead.v1.EngagementSignal
+	5,  // 21: leadflow.capture.v1.IdempotencyRecord.response:type_name -> leadflow.capture.v1.SubmitLeadResponse
+	31, // 22: leadflow.capture.v1.IdempotencyRecord.created_at:type_name -> google.protobuf.Timestamp
+	4,  // 23: leadflow.capture.v1.CaptureService.SubmitLead:input_type -> leadflow.capture.v1.SubmitLeadRequest
+	6,  // 24: leadflow.capture.v1.CaptureService.ImportLeads:input_type -> leadflow.capture.v1.ImportLeadsRequest
+	11, // 25: leadflow.capture.v1.CaptureService.RecordEngagement:input_type -> leadflow.capture.v1.RecordEngagementRequest
+	13, // 26: leadflow.capture.v1.CaptureService.GetLead:input_type -> leadflow.capture.v1.GetLeadRequest
+	15, // 27: leadflow.capture.v1.CaptureService.BatchGetLeads:input_type -> leadflow.capture.v1.BatchGetLeadsRequest
+	17, // 28: leadflow.capture.v1.CaptureService.FindLeads:input_type -> leadflow.capture.v1.FindLeadsRequest
+	19, // 29: leadflow.capture.v1.CaptureService.EraseLead:input_type -> leadflow.capture.v1.EraseLeadRequest
+	5,  // 30: leadflow.capture.v1.CaptureService.SubmitLead:output_type -> leadflow.capture.v1.SubmitLeadResponse
+	10, // 31: leadflow.capture.v1.CaptureService.ImportLeads:output_type -> leadflow.capture.v1.ImportLeadsResponse
+	12, // 32: leadflow.capture.v1.CaptureService.RecordEngagement:output_type -> leadflow.capture.v1.RecordEngagementResponse
+	14, // 33: leadflow.capture.v1.CaptureService.GetLead:output_type -> leadflow.capture.v1.GetLeadResponse
+	16, // 34: leadflow.capture.v1.CaptureService.BatchGetLeads:output_type -> leadflow.capture.v1.BatchGetLeadsResponse
+	18, // 35: leadflow.capture.v1.CaptureService.FindLeads:output_type -> leadflow.capture.v1.FindLeadsResponse
+	20, // 36: leadflow.capture.v1.CaptureService.EraseLead:output_type -> leadflow.capture.v1.EraseLeadResponse
+	30, // [30:37] is the sub-list for method output_type
+	23, // [23:30] is the sub-list for method input_type
+	23, // [23:23] is the sub-list for extension type_name
+	23, // [23:23] is the sub-list for extension extendee
+	0,  // [0:23] is the sub-list for field type_name
 }
 
 func init() { file_leadflow_capture_v1_capture_proto_init() }
