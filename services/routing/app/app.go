@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/protobuf/types/known/fieldmaskpb"
 
 	capturev1 "github.com/leadflow/leadflow/gen/go/leadflow/capture/v1"
 	leadv1 "github.com/leadflow/leadflow/gen/go/leadflow/lead/v1"
@@ -137,10 +138,15 @@ type captureClient struct {
 	c capturev1.CaptureServiceClient
 }
 
+// contactOnly asks capture for the contact alone: the rest of a lead is
+// not shown in an inbox item, and whole leads cost both sides their
+// encoding.
+var contactOnly = &fieldmaskpb.FieldMask{Paths: []string{"contact"}}
+
 // Contacts reads the contacts of 1–100 distinct leads with one
 // BatchGetLeads; erased leads are left out, as unknown ones are.
 func (c captureClient) Contacts(ctx context.Context, leads []string) (map[string]*leadv1.Contact, error) {
-	resp, err := c.c.BatchGetLeads(ctx, &capturev1.BatchGetLeadsRequest{LeadIds: leads})
+	resp, err := c.c.BatchGetLeads(ctx, &capturev1.BatchGetLeadsRequest{LeadIds: leads, ReadMask: contactOnly})
 	if err != nil {
 		return nil, err
 	}

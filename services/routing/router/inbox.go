@@ -12,6 +12,7 @@ import (
 
 	leadv1 "github.com/leadflow/leadflow/gen/go/leadflow/lead/v1"
 	routingv1 "github.com/leadflow/leadflow/gen/go/leadflow/routing/v1"
+	"github.com/leadflow/leadflow/services/platform/coalesce"
 	"github.com/leadflow/leadflow/services/routing/store"
 )
 
@@ -58,6 +59,9 @@ const (
 	contactBatch = 100
 	// capDownFor is how long capture is skipped after it failed to answer.
 	capDownFor = 5 * time.Second
+	// contactLookupStreams is how many streams' lookups one merged lookup
+	// takes at most.
+	contactLookupStreams = 64
 )
 
 // Notes of an assigned item that comes without its contact.
@@ -69,8 +73,9 @@ const (
 
 // inboxItems fills in a read of inbox entries, in their order. The assigned
 // items of the whole read share one pipelined read of their lead records
-// and one capture call per 100 leads: under load, one Redis round trip and
-// one capture call per item would make a rep's inbox lag behind.
+// and one contact lookup, which lookupContacts merges with other streams'
+// into capture calls of up to 100 leads: under load, one Redis round trip
+// and one capture call per item would make a rep's inbox lag behind.
 func (r *Router) inboxItems(ctx context.Context, team string, entries []store.InboxEntry, capDownUntil *time.Time) []*routingv1.InboxItem {
 	items := make([]*routingv1.InboxItem, len(entries))
 	var leads []string // distinct leads of the assigned items
@@ -160,19 +165,84 @@ func (r *Router) fetchContacts(ctx context.Context, leads []string, found map[st
 	if time.Now().Before(*capDownUntil) {
 		return noteCaptureDown
 	}
-	cctx, cancel := context.WithTimeout(ctx, r.opts.ContactTimeout)
-	defer cancel()
-	cs, err := r.capture.Contacts(cctx, leads)
+	cs, err := r.contactLookups.Do(ctx, leads)
 	switch {
 	case err == nil:
 		for id, c := range cs {
 			found[id] = c
 		}
 		return noteNoContact
-	case errors.Is(err, context.DeadlineExceeded), status.Code(err) == codes.DeadlineExceeded, status.Code(err) == codes.Unavailable:
+	case captureDown(err):
 		*capDownUntil = time.Now().Add(capDownFor)
 		return noteCaptureDown
 	default:
 		return "contact could not be fetched: " + status.Code(err).String()
 	}
+}
+
+// captureDown reports whether err means capture did not answer in time.
+func captureDown(err error) bool {
+	return errors.Is(err, context.DeadlineExceeded) || status.Code(err) == codes.DeadlineExceeded || status.Code(err) == codes.Unavailable
+}
+
+// lookupContacts answers the contact lookups of several inbox streams
+// (each a list of distinct leads) with one capture call per 100 distinct
+// leads of them all, each bounded by ContactTimeout. Under load every
+// rep's stream reads a few items at a time; a call per stream and read
+// would cost a capture round trip, its spans and its encoding for each.
+// A lookup with a lead whose call failed gets that call's error; once
+// capture did not answer, the calls left are not made.
+func (r *Router) lookupContacts(ctx context.Context, lookups [][]string) []coalesce.Result[map[string]*leadv1.Contact] {
+	var leads []string
+	seen := map[string]bool{}
+	for _, l := range lookups {
+		for _, id := range l {
+			if !seen[id] {
+				seen[id] = true
+				leads = append(leads, id)
+			}
+		}
+	}
+	found := make(map[string]*leadv1.Contact, len(leads))
+	failed := map[string]error{}
+	var down error
+	for len(leads) > 0 {
+		call := leads[:min(len(leads), contactBatch)]
+		leads = leads[len(call):]
+		err := down
+		if err == nil {
+			cctx, cancel := context.WithTimeout(ctx, r.opts.ContactTimeout)
+			var cs map[string]*leadv1.Contact
+			cs, err = r.capture.Contacts(cctx, call)
+			cancel()
+			for id, c := range cs {
+				found[id] = c
+			}
+			if err != nil && captureDown(err) {
+				down = err
+			}
+		}
+		if err != nil {
+			for _, id := range call {
+				failed[id] = err
+			}
+		}
+	}
+	out := make([]coalesce.Result[map[string]*leadv1.Contact], len(lookups))
+	for i, l := range lookups {
+		m := make(map[string]*leadv1.Contact, len(l))
+		for _, id := range l {
+			if err := failed[id]; err != nil {
+				out[i].Err = err
+				break
+			}
+			if c, ok := found[id]; ok {
+				m[id] = c
+			}
+		}
+		if out[i].Err == nil {
+			out[i].Val = m
+		}
+	}
+	return out
 }

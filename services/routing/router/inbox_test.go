@@ -2,12 +2,15 @@ package router_test
 
 import (
 	"context"
+	"fmt"
 	"slices"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/redis/go-redis/v9"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	leadv1 "github.com/leadflow/leadflow/gen/go/leadflow/lead/v1"
 	routingv1 "github.com/leadflow/leadflow/gen/go/leadflow/routing/v1"
@@ -117,6 +120,68 @@ func TestInboxFillsABatchWithOneCaptureCall(t *testing.T) {
 	}
 	if n := len(e.capture.Calls()); n != 2 {
 		t.Fatalf("%d capture calls, want none during the back-off", n)
+	}
+}
+
+// The inbox streams' contact lookups, merged: each distinct lead is asked
+// for once, in calls of at most 100, and each stream gets the contacts of
+// its own leads. When capture does not answer, every lookup gets the error
+// after one call, not one per 100 leads.
+func TestMergedContactLookupsShareCaptureCalls(t *testing.T) {
+	e := newEnv(t)
+	r, _ := e.router()
+	ctx := context.Background()
+	e.capture.set(false, "x")
+	res := router.LookupContacts(r, ctx, [][]string{{"a", "b"}, {"b", "c"}, {"x"}})
+	if calls := e.capture.Calls(); len(calls) != 1 || !slices.Equal(calls[0], []string{"a", "b", "c", "x"}) {
+		t.Fatalf("capture calls %v, want one with a b c x", calls)
+	}
+	emails := func(i int) []string {
+		if res[i].Err != nil {
+			t.Fatalf("lookup %d: %v", i, res[i].Err)
+		}
+		var out []string
+		for id, c := range res[i].Val {
+			if c.GetEmail() != id+"@example.com" {
+				t.Fatalf("lookup %d: lead %s has %s's contact", i, id, c.GetEmail())
+			}
+			out = append(out, id)
+		}
+		slices.Sort(out)
+		return out
+	}
+	if a, b, c := emails(0), emails(1), emails(2); !slices.Equal(a, []string{"a", "b"}) || !slices.Equal(b, []string{"b", "c"}) || len(c) != 0 {
+		t.Fatalf("contacts per lookup: %v %v %v", a, b, c)
+	}
+
+	var big [][]string
+	for i := range 3 {
+		var l []string
+		for j := range 50 {
+			l = append(l, fmt.Sprintf("lead-%d-%d", i, j))
+		}
+		big = append(big, l)
+	}
+	res = router.LookupContacts(r, ctx, big)
+	calls := e.capture.Calls()[1:]
+	if len(calls) != 2 || len(calls[0]) != 100 || len(calls[1]) != 50 {
+		t.Fatalf("150 leads went in calls of %d, want 100 and 50", len(calls))
+	}
+	for i := range big {
+		if got := emails(i); len(got) != 50 {
+			t.Fatalf("lookup %d: %d contacts, want 50", i, len(got))
+		}
+	}
+
+	e.capture.set(true)
+	res = router.LookupContacts(r, ctx, big)
+	if n := len(e.capture.Calls()); n != 4 {
+		t.Fatalf("%d capture calls in all, want one more while capture is down", n)
+	}
+	for i := range res {
+		if status.Code(res[i].Err) != codes.Unavailable || res[i].Val != nil {
+			t.Fatalf("lookup %d while capture is down: %v %v", i, res[i].Val, res[i].Err)
+		}
 	}
 }
 

@@ -107,6 +107,9 @@ type Router struct {
 	// healedFrom is when the last heal pass began (ms; 0 = none yet).
 	healedFrom atomic.Int64
 	flusher    *coalesce.Group[*effects, struct{}]
+	// contactLookups merges the inbox streams' contact lookups (see
+	// lookupContacts).
+	contactLookups *coalesce.Group[[]string, map[string]*leadv1.Contact]
 }
 
 // Deps are the Router's collaborators.
@@ -144,6 +147,7 @@ func New(d Deps, o Options) *Router {
 	r.sla = jobs.New(d.Redis, SLAQueue, jobs.Options{Now: o.Now, Meter: d.Meter, Tracer: d.Tracer, Logger: d.Logger, PollInterval: o.SLAPoll})
 	r.handoff = jobs.New(d.Redis, HandoffQueue, jobs.Options{Now: o.Now, Meter: d.Meter, Tracer: d.Tracer, Logger: d.Logger, MaxAttempts: o.HandoffAttempts}).EnableDirect(o.Direct)
 	r.flusher = coalesce.New(flushBatch, r.flushAll)
+	r.contactLookups = coalesce.NewFlights(contactLookupStreams, 2, r.lookupContacts)
 	r.routed, _ = d.Meter.Int64Counter("leadflow.routing.decisions", metric.WithDescription("routing decisions by kind and outcome"))
 	r.breaches, _ = d.Meter.Int64Counter("leadflow.routing.sla_breaches", metric.WithDescription("SLA breaches by kind and action"))
 	_, _ = d.Meter.Int64ObservableGauge("leadflow.routing.queue_depth", metric.WithDescription("leads waiting in team queues"),
