@@ -18,6 +18,7 @@ import (
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/fieldmaskpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/leadflow/leadflow/cmd/internal/apply"
@@ -836,9 +837,44 @@ func (r *runner) quote(ctx context.Context, l *lead, list *leadv1.Money) *leadv1
 
 // ------------------------------------------------------------------ 9. reporting
 
+// firstCaptured is the earliest created_at of this run's new leads, read
+// back from capture (only that field).
+func (r *runner) firstCaptured(ctx context.Context) (time.Time, error) {
+	var first time.Time
+	for lo := 0; lo < len(r.leads); lo += 100 {
+		ids := make([]string, 0, 100)
+		for _, l := range r.leads[lo:min(lo+100, len(r.leads))] {
+			ids = append(ids, l.id)
+		}
+		cctx, cancel := r.callCtx(ctx)
+		resp, err := r.c.Capture.BatchGetLeads(cctx, &capturev1.BatchGetLeadsRequest{LeadIds: ids, ReadMask: &fieldmaskpb.FieldMask{Paths: []string{"created_at"}}})
+		cancel()
+		if err != nil {
+			return time.Time{}, err
+		}
+		for _, l := range resp.GetLeads() {
+			if t := l.GetCreatedAt().AsTime(); l.GetCreatedAt() != nil && (first.IsZero() || t.Before(first)) {
+				first = t
+			}
+		}
+	}
+	if first.IsZero() {
+		return first, errors.New("no lead of this run was found")
+	}
+	return first, nil
+}
+
 func (r *runner) report(ctx context.Context) error {
 	t0 := time.Now()
-	period := &reportingv1.Period{From: timestamppb.New(r.start.Add(-time.Second)), To: timestamppb.New(time.Now().Add(time.Minute))}
+	// The funnel takes leads by capture time, so the period starts at this
+	// run's first lead as capture timed it. The demo's clock may differ from
+	// the suite's; a second earlier it would take in the leads of a run that
+	// ended less than a second before this one began.
+	from, err := r.firstCaptured(ctx)
+	if err != nil {
+		from = r.start.Add(-time.Second)
+	}
+	period := &reportingv1.Period{From: timestamppb.New(from), To: timestamppb.New(time.Now().Add(time.Minute))}
 	// Campaign spend for the month, so the cost report has numbers.
 	monthStart := time.Date(r.start.Year(), r.start.Month(), 1, 0, 0, 0, 0, time.UTC)
 	for i, c := range []string{"search-q4", "abm-fintech", "events-2026", "webinar-2026-11", "nurture-nov"} {
