@@ -135,48 +135,41 @@ func (r *Router) inboxItems(ctx context.Context, team string, entries []store.In
 	return items
 }
 
-// contacts asks capture for the contacts of leads, 100 per call, each call
-// bounded by ContactTimeout. It returns the contacts found and, for every
-// other lead, the note its items carry. After capture failed to answer
-// (Unavailable, deadline), capture is skipped until *capDownUntil so that a
-// backlog does not wait one timeout per call while capture is down.
+// contacts looks up the contacts of leads (one read's distinct leads; the
+// lookup is merged with other streams', see lookupContacts). It returns the
+// contacts found and, for every other lead, the note its items carry.
+// After capture failed to answer (Unavailable, deadline), capture is
+// skipped until *capDownUntil so that a backlog does not wait one timeout
+// per read while capture is down.
 func (r *Router) contacts(ctx context.Context, leads []string, capDownUntil *time.Time) (map[string]*leadv1.Contact, map[string]string) {
-	found := make(map[string]*leadv1.Contact, len(leads))
+	found, note := r.fetchContacts(ctx, leads, capDownUntil)
 	notes := map[string]string{}
-	for len(leads) > 0 {
-		chunk := leads[:min(len(leads), contactBatch)]
-		leads = leads[len(chunk):]
-		note := noteNoCapture
-		if r.capture != nil {
-			note = r.fetchContacts(ctx, chunk, found, capDownUntil)
-		}
-		for _, id := range chunk {
-			if _, ok := found[id]; !ok {
-				notes[id] = note
-			}
+	for _, id := range leads {
+		if _, ok := found[id]; !ok {
+			notes[id] = note
 		}
 	}
 	return found, notes
 }
 
-// fetchContacts adds the contacts capture has of leads to found and returns
-// the note of the others.
-func (r *Router) fetchContacts(ctx context.Context, leads []string, found map[string]*leadv1.Contact, capDownUntil *time.Time) string {
-	if time.Now().Before(*capDownUntil) {
-		return noteCaptureDown
+// fetchContacts returns the contacts capture has of leads and the note of
+// the others.
+func (r *Router) fetchContacts(ctx context.Context, leads []string, capDownUntil *time.Time) (map[string]*leadv1.Contact, string) {
+	switch {
+	case r.capture == nil:
+		return nil, noteNoCapture
+	case time.Now().Before(*capDownUntil):
+		return nil, noteCaptureDown
 	}
 	cs, err := r.contactLookups.Do(ctx, leads)
 	switch {
 	case err == nil:
-		for id, c := range cs {
-			found[id] = c
-		}
-		return noteNoContact
+		return cs, noteNoContact
 	case captureDown(err):
 		*capDownUntil = time.Now().Add(capDownFor)
-		return noteCaptureDown
+		return nil, noteCaptureDown
 	default:
-		return "contact could not be fetched: " + status.Code(err).String()
+		return nil, "contact could not be fetched: " + status.Code(err).String()
 	}
 }
 
