@@ -27,6 +27,7 @@ import (
 	_ "embed"
 	"errors"
 	"fmt"
+	"maps"
 	"strconv"
 	"strings"
 	"time"
@@ -36,6 +37,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	routingv1 "github.com/leadflow/leadflow/gen/go/leadflow/routing/v1"
+	"github.com/leadflow/leadflow/services/platform/coalesce"
 	"github.com/leadflow/leadflow/services/platform/redisx"
 )
 
@@ -56,12 +58,22 @@ type Store struct {
 	// shared sends the team claims, team-script calls and record reads of
 	// concurrent callers in one round trip.
 	shared *redisx.Coalesced
+	// routes sends the "route" calls of concurrent callers to a team as
+	// one call of the script's "routes" op (routeBatch).
+	routes *coalesce.Group[routeCall, *Result]
 }
 
 // New returns a store on rdb.
 func New(rdb redis.UniversalClient) *Store {
-	return &Store{rdb: rdb, shared: redisx.NewCoalesced(rdb, 256)}
+	s := &Store{rdb: rdb, shared: redisx.NewCoalesced(rdb, 256)}
+	s.routes = coalesce.NewFlights(routeBatch, 2, s.runRoutes)
+	return s
 }
+
+// routeBatch is the most "route" calls one script call takes: the script
+// holds Redis for each lead's few commands (about 40 µs), so a batch stays
+// under about 2 ms.
+const routeBatch = 48
 
 // Client is the underlying Redis client.
 func (s *Store) Client() redis.UniversalClient { return s.rdb }
@@ -256,8 +268,16 @@ type Result struct {
 }
 
 // Run calls the team script. profile and score are stored with the lead by
-// op "route".
+// op "route". Concurrent "route" calls to a team share one script call
+// (each answers as if it ran alone, in the batch's order).
 func (s *Store) Run(ctx context.Context, op Op, profile, score []byte) (*Result, error) {
+	if op.Op == "route" {
+		return s.routes.Do(ctx, routeCall{op: op, profile: profile, score: score})
+	}
+	return s.run(ctx, op, profile, score)
+}
+
+func (s *Store) run(ctx context.Context, op Op, profile, score []byte) (*Result, error) {
 	if op.Cands == nil {
 		op.Cands = []Cand{}
 	}
@@ -279,6 +299,146 @@ func (s *Store) Run(ctx context.Context, op Op, profile, score []byte) (*Result,
 		return nil, fmt.Errorf("team script answer %q: %w", truncate(raw, 200), err)
 	}
 	return res, nil
+}
+
+type routeCall struct {
+	op             Op
+	profile, score []byte
+}
+
+// routeItem is one lead of a "routes" call: a route Op without the
+// fields the batch shares (team, version, candidates).
+type routeItem struct {
+	Lead    string `json:"lead"`
+	Now     int64  `json:"now"`
+	Dec     string `json:"dec"`
+	Pref    string `json:"pref"`
+	Strict  bool   `json:"strict"`
+	Force   bool   `json:"force"`
+	Req     string `json:"req"`
+	TP      string `json:"tp"`
+	Heat    int    `json:"heat"`
+	Score   int    `json:"score"`
+	Reasons string `json:"r"`
+	Pol     string `json:"pol"`
+	FTW     int64  `json:"ftw"`
+	TW      int64  `json:"tw"`
+	TReq    int    `json:"treq"`
+	Org     string `json:"org"`
+}
+
+type routesRequest struct {
+	Op    string      `json:"op"`
+	Team  string      `json:"team"`
+	Ver   int64       `json:"ver"`
+	Cands []Cand      `json:"cands"`
+	Items []routeItem `json:"items"`
+}
+
+type routesAnswer struct {
+	St    string         `json:"st"`
+	Ver   int64          `json:"ver"`
+	Loads map[string]int `json:"loads"`
+	Items []*Result      `json:"items"`
+}
+
+// runRoutes sends the calls of each team (with the same configuration
+// version and candidates) as one "routes" call; the teams' calls go
+// together through the shared pipeline.
+func (s *Store) runRoutes(ctx context.Context, calls []routeCall) []coalesce.Result[*Result] {
+	out := make([]coalesce.Result[*Result], len(calls))
+	type batch struct {
+		req  routesRequest
+		args []any
+		idx  []int
+	}
+	var batches []*batch
+	byKey := map[string]*batch{}
+	for i, c := range calls {
+		cands := c.op.Cands
+		if cands == nil {
+			cands = []Cand{}
+		}
+		ck, err := json.Marshal(cands)
+		if err != nil {
+			out[i].Err = err
+			continue
+		}
+		key := c.op.Team + "\x00" + strconv.FormatInt(c.op.Ver, 10) + "\x00" + string(ck)
+		b := byKey[key]
+		if b == nil {
+			b = &batch{req: routesRequest{Op: "routes", Team: c.op.Team, Ver: c.op.Ver, Cands: cands}}
+			byKey[key] = b
+			batches = append(batches, b)
+		}
+		o := c.op
+		b.req.Items = append(b.req.Items, routeItem{Lead: o.Lead, Now: o.Now, Dec: o.Dec, Pref: o.Pref, Strict: o.Strict,
+			Force: o.Force, Req: o.Req, TP: o.TP, Heat: o.Heat, Score: o.Score, Reasons: o.Reasons, Pol: o.Pol,
+			FTW: o.FTW, TW: o.TW, TReq: o.TReq, Org: o.Org})
+		b.args = append(b.args, c.profile, c.score)
+		b.idx = append(b.idx, i)
+	}
+	done := make(chan struct{}, len(batches))
+	for _, b := range batches {
+		go func() {
+			defer func() { done <- struct{}{} }()
+			res, err := s.routeBatch(ctx, b.req, b.args)
+			for j, i := range b.idx {
+				if err != nil {
+					out[i].Err = err
+				} else {
+					out[i].Val = res[j]
+				}
+			}
+		}()
+	}
+	for range batches {
+		<-done
+	}
+	return out
+}
+
+// routeBatch runs one "routes" call and gives each item the answer a
+// "route" call would have: its own loads after it ran.
+func (s *Store) routeBatch(ctx context.Context, req routesRequest, profilesAndScores []any) ([]*Result, error) {
+	in, err := json.Marshal(req)
+	if err != nil {
+		return nil, err
+	}
+	args := append([]any{in}, profilesAndScores...)
+	raw, err := s.shared.Eval(ctx, teamScript, []string{TeamPrefix(req.Team) + "cfgver"}, args...).Text()
+	if err != nil {
+		return nil, err
+	}
+	ans := &routesAnswer{}
+	if err := json.Unmarshal([]byte(raw), ans); err != nil {
+		return nil, fmt.Errorf("team script answer %q: %w", truncate(raw, 200), err)
+	}
+	out := make([]*Result, len(req.Items))
+	if ans.St == "STALE" {
+		for j := range out {
+			out[j] = &Result{St: "STALE", Ver: ans.Ver}
+		}
+		return out, nil
+	}
+	if ans.St != "OK" || len(ans.Items) != len(req.Items) {
+		return nil, fmt.Errorf("team script answered %q with %d of %d routes", ans.St, len(ans.Items), len(req.Items))
+	}
+	loads := ans.Loads
+	if loads == nil {
+		loads = map[string]int{}
+	}
+	for j, r := range ans.Items {
+		switch r.St {
+		case "ASSIGNED":
+			loads[r.Rep]++
+			r.Loads = maps.Clone(loads)
+		case "QUEUED", "NOPREF":
+			r.Loads = maps.Clone(loads)
+		}
+		out[j] = r
+	}
+	return out, nil
 }
 
 func truncate(s string, n int) string {

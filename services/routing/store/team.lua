@@ -6,6 +6,12 @@
 -- KEYS[1] = lf:routing:{team:<id>}:cfgver   (every other key shares the tag)
 -- ARGV[1] = JSON request {op, lead, now, ver, cands = [{id, w, cap}], dec, decs, ...}
 -- ARGV[2], ARGV[3] = encoded LeadProfile and Score (op "route" only)
+-- Op "routes" routes several leads in order, as that many "route" calls
+-- would, paying the call's set-up (request, loads, round-robin state) once:
+-- ARGV[1] = {op, ver, cands, items = [route request without cands]},
+-- ARGV[2i], ARGV[2i+1] = item i's LeadProfile and Score. It answers
+-- {st = "OK", loads = loads before the first item, items = [route answers
+-- without loads]}, or STALE for all of them.
 -- Returns a JSON object; "st" is the status.
 local P = string.sub(KEYS[1], 1, #KEYS[1] - 6)
 local a = cjson.decode(ARGV[1])
@@ -63,6 +69,31 @@ local function copy(t)
   return c
 end
 
+-- The round-robin state of the candidates, read once per call and written
+-- after each pick (or, in a batch, once at its end).
+local swrr, swrrdirty, swrrdefer = nil, {}, false
+
+local function swrrof(cands)
+  if swrr then return swrr end
+  swrr = {}
+  if #cands == 0 then return swrr end
+  local ids = {}
+  for i, c in ipairs(cands) do ids[i] = c.id end
+  local v = redis.call('HMGET', P .. 'swrr', unpack(ids))
+  for i, c in ipairs(cands) do swrr[c.id] = tonumber(v[i] or '0') or 0 end
+  return swrr
+end
+
+local function flushswrr()
+  local args = {}
+  for id, _ in pairs(swrrdirty) do
+    table.insert(args, id)
+    table.insert(args, swrr[id])
+  end
+  if #args > 0 then redis.call('HSET', P .. 'swrr', unpack(args)) end
+  swrrdirty = {}
+end
+
 -- pick chooses a rep: the preferred rep when it can take the lead (strict:
 -- nobody else), else smooth weighted round-robin among the candidates under
 -- capacity. Every candidate under capacity earns its weight; the chosen one
@@ -79,25 +110,22 @@ local function pick(cands, loads, ex, pref, strict)
     if (loads[c.id] or 0) < c.cap then table.insert(free, c) end
   end
   if #free == 0 then return nil end
-  local ids = {}
-  for i, c in ipairs(free) do ids[i] = c.id end
-  local cur = redis.call('HMGET', P .. 'swrr', unpack(ids))
+  local cur = swrrof(cands)
   local total, best, bestcw = 0, nil, nil
   local cws = {}
   for i, c in ipairs(free) do
-    local cw = (tonumber(cur[i] or '0') or 0) + c.w
+    local cw = cur[c.id] + c.w
     cws[i] = cw
     total = total + c.w
     if not ex[c.id] and (best == nil or cw > bestcw) then best, bestcw = i, cw end
   end
   if best == nil then return nil end
   cws[best] = cws[best] - total
-  local args = {}
   for i, c in ipairs(free) do
-    table.insert(args, c.id)
-    table.insert(args, cws[i])
+    cur[c.id] = cws[i]
+    swrrdirty[c.id] = true
   end
-  redis.call('HSET', P .. 'swrr', unpack(args))
+  if not swrrdefer then flushswrr() end
   return free[best].id
 end
 
@@ -201,11 +229,14 @@ local loads = loadsof(cands)
 local out = {}
 local L = a.lead and leadkey(a.lead) or nil
 
-if a.op == 'route' then
+-- route routes one lead (request a, profile pb, score sb) and answers
+-- without the loads.
+local function route(a, pb, sb)
+  local L = leadkey(a.lead)
   local r = record(a.lead)
   if r.st == 'queued' or r.st == 'assigned' or r.st == 'accepted' or r.st == 'parked' or
       (r.st and a.req ~= '' and r.req == a.req) then
-    return cjson.encode({st = 'EXISTING', state = r.st, rep = r.rep, dec = r.dec, seq = r.seq})
+    return {st = 'EXISTING', state = r.st, rep = r.rep, dec = r.dec, seq = r.seq}
   end
   local ex = {}
   local rep
@@ -214,22 +245,41 @@ if a.op == 'route' then
   else
     rep = pick(cands, loads, ex, a.pref, a.strict)
     if not rep and a.strict then
-      return result({st = 'NOPREF'}, loads)
+      return {st = 'NOPREF'}
     end
   end
   if r.st then
     redis.call('DEL', P .. 'excl:' .. a.lead, P .. 'touch:' .. a.lead, P .. 'brx:' .. a.lead)
   end
   redis.call('HSET', L, 'lead', a.lead, 'team', a.team, 'tp', a.tp, 'heat', a.heat, 'score', a.score,
-    'p', ARGV[2], 's', ARGV[3], 'r', a.r, 'req', a.req, 'pol', a.pol, 'ftw', a.ftw, 'tw', a.tw,
+    'p', pb, 's', sb, 'r', a.r, 'req', a.req, 'pol', a.pol, 'ftw', a.ftw, 'tw', a.tw,
     'treq', a.treq, 'rea', 0, 'rat', now, 'dec', a.dec, 'last', '', 'org', a.org)
   if rep then
     local x = assign(a.lead, rep, a.dec, loads)
     x.st = 'ASSIGNED'
-    return result(x, loads)
+    return x
   end
   enqueue(a.lead)
-  return result({st = 'QUEUED', lead = a.lead}, loads)
+  return {st = 'QUEUED', lead = a.lead}
+end
+
+if a.op == 'route' then
+  local x = route(a, ARGV[2], ARGV[3])
+  if x.st == 'EXISTING' then return cjson.encode(x) end
+  return result(x, loads)
+end
+
+if a.op == 'routes' then
+  local before = copy(loads)
+  local items = {}
+  swrrdefer = true
+  for i, it in ipairs(a.items) do
+    now = tonumber(it.now)
+    it.team = a.team
+    items[i] = route(it, ARGV[2 * i], ARGV[2 * i + 1])
+  end
+  flushswrr()
+  return cjson.encode({st = 'OK', loads = before, items = items})
 end
 
 if a.op == 'drain' then
