@@ -126,6 +126,17 @@ type Report struct {
 	// further lead.
 	Closed     int64
 	CloseDeals bool
+	// EventsBehind is how many events the event stream's consumers
+	// (reporting) had not applied when the last journey ended; CatchUp how
+	// long after it the suite was idle (Settle: those events applied, no
+	// hand-off due), or how long the tool waited when CaughtUp is false.
+	// Sustained is the journeys routed over the run and the catch-up
+	// together: the rate at which the suite finished all the work they
+	// caused. Zero without --redis (not measured).
+	EventsBehind int64
+	CatchUp      time.Duration
+	CaughtUp     bool
+	Sustained    float64
 	// Rate is the run's --rate (0 = as fast as possible).
 	Rate float64
 	// FurtherShare is the run's --further: its leads' later steps share the
@@ -292,10 +303,10 @@ func RunTargets(ctx context.Context, cfg Config, logw io.Writer) (maximum, half 
 	if maximum, err = Run(ctx, cfg, logw); err != nil {
 		return nil, nil, err
 	}
-	if maximum.Throughput <= 0 {
+	if maximum.Judged() <= 0 {
 		return maximum, nil, errors.New("load: no journey was routed at the maximum rate, so there is no half of it to run at")
 	}
-	cfg.Rate = maximum.Throughput / 2
+	cfg.Rate = maximum.Judged() / 2
 	// New leads (a run's id is in its e-mails and idempotency keys), and
 	// the tool's profile, if asked for, is of the first run only.
 	if cfg.RunID != "" {
@@ -501,6 +512,20 @@ loop:
 	rep.SubmitRate = float64(ok) / submitEnd.Seconds()
 	rep.Throughput = float64(routed.Load()) / rep.Elapsed.Seconds()
 
+	// The event consumers may lag behind the journeys at the maximum rate:
+	// their catch-up is work the journeys caused, so the sustained rate,
+	// the CPU per lead and the spans count it.
+	if rdb != nil {
+		rep.EventsBehind, _ = EventsBehind(ctx, rdb)
+		t := time.Now()
+		_, err := Settle(ctx, rdb, catchUpMax)
+		rep.CatchUp, rep.CaughtUp = time.Since(t), err == nil
+		if err != nil {
+			fmt.Fprintf(logw, "catch-up: %v\n", err)
+		}
+		rep.Sustained = float64(routed.Load()) / (rep.Elapsed + rep.CatchUp).Seconds()
+	}
+
 	// Counted before the read-back below adds its own calls. Spans still in
 	// the services' batch exporters (a few seconds' worth) are missed.
 	if sink != nil {
@@ -555,6 +580,18 @@ loop:
 	}
 	r.mu.Unlock()
 	return rep, nil
+}
+
+// catchUpMax bounds the wait for the suite to be idle after the journeys.
+const catchUpMax = time.Minute
+
+// Judged is the journeys/s the throughput target is judged on: the
+// sustained rate when the catch-up was measured, else the run's own.
+func (r *Report) Judged() float64 {
+	if r.Sustained > 0 {
+		return r.Sustained
+	}
+	return r.Throughput
 }
 
 // pacer starts journeys at a fixed rate by schedule: journey i is due at

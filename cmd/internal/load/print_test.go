@@ -34,6 +34,8 @@ func TestReportJudgesTheTargetsOfItsRun(t *testing.T) {
 			[]string{"SubmitLead p99 < 25 ms: 32.0 ms at 1000/s: NOT MET"}},
 		{"maximum rate with leads taken further", Report{EchoRate: 66000, Throughput: 1300, FurtherShare: 0.1, RPC: map[string]*Hist{}},
 			[]string{"NOT MET, 1.69× short", "with --further 0.1: 10% of the assigned leads also went on", "--further 0 measures capture→assigned alone"}},
+		{"maximum rate, judged on the sustained rate", Report{EchoRate: 66000, Throughput: 2400, Sustained: 2100, CaughtUp: true, RPC: map[string]*Hist{}},
+			[]string{"2100.0 journeys/s sustained = 1/31.4 of 66000 calls/s; 1/30 is 2200.0/s: NOT MET, 1.05× short", "run again with --rate 1050"}},
 		{"paced with leads taken further", Report{EchoRate: 66000, Throughput: 650, Rate: 650, FurtherShare: 0.25, RPC: map[string]*Hist{"capture.SubmitLead": submitHist(3, 15)}},
 			[]string{"15.0 ms at 650/s: MET", "with --further 0.25: 25% of the assigned leads"}},
 	} {
@@ -88,5 +90,31 @@ func TestPrintTargetsJudgesThePairOfRuns(t *testing.T) {
 	PrintTargets(&b, &Report{Throughput: 10}, half)
 	if !strings.Contains(b.String(), "not judged") || strings.Contains(b.String(), "MET") {
 		t.Errorf("without an echo baseline nothing is judged, got\n%s", b.String())
+	}
+}
+
+// A run that measured the catch-up shows the sustained rate beside the
+// run's own and says how far behind the event consumers were.
+func TestPrintShowsTheCatchUp(t *testing.T) {
+	r := Report{EchoRate: 66000, Throughput: 2400, Sustained: 2100, EventsBehind: 5000, CatchUp: 2500 * time.Millisecond, CaughtUp: true,
+		Elapsed: 20 * time.Second, RPC: map[string]*Hist{}, EndToEnd: &Hist{}}
+	var b bytes.Buffer
+	r.Print(&b)
+	for _, w := range []string{"capture→assigned/queued, sustained (run + catch-up)  2100.0", "(reporting) had 5000 events left to apply; the suite was idle 2.5s later"} {
+		if !strings.Contains(b.String(), w) {
+			t.Errorf("report\n%s\nlacks %q", b.String(), w)
+		}
+	}
+	r.CaughtUp = false
+	b.Reset()
+	r.Print(&b)
+	if !strings.Contains(b.String(), "still not idle (given up) 2.5s later") {
+		t.Errorf("a catch-up given up reads as idle:\n%s", b.String())
+	}
+	r = Report{EchoRate: 66000, Throughput: 2400, RPC: map[string]*Hist{}, EndToEnd: &Hist{}}
+	b.Reset()
+	r.Print(&b)
+	if strings.Contains(b.String(), "sustained") || strings.Contains(b.String(), "Catch-up") {
+		t.Errorf("a run without --redis reports a catch-up:\n%s", b.String())
 	}
 }

@@ -123,7 +123,7 @@ func Run(ctx context.Context, cfg Config, logw io.Writer) (*Report, error) {
 		}
 		fmt.Fprintf(logw, "seed: %d journeys OK (%d assigned, %d queued, %d taken further)\n", rep.Accepted, rep.Assigned, rep.Queued, rep.Further)
 	}
-	if _, err := Settle(ctx, rdb, cfg.Settle); err != nil {
+	if _, err := load.Settle(ctx, rdb, cfg.Settle); err != nil {
 		return nil, err
 	}
 	r := &Report{}
@@ -179,7 +179,7 @@ func Run(ctx context.Context, cfg Config, logw io.Writer) (*Report, error) {
 		return r, err
 	}
 	t1 := time.Now()
-	if _, err := Settle(ctx, rdb, cfg.Settle); err != nil {
+	if _, err := load.Settle(ctx, rdb, cfg.Settle); err != nil {
 		return r, err
 	}
 	r.SettleTime = time.Since(t1)
@@ -233,60 +233,3 @@ func memAvailable() int64 {
 func UsedMemory(ctx context.Context, rdb *redis.Client) (string, error) {
 	return infoField(ctx, rdb, "memory", "used_memory_human")
 }
-
-// Settle waits until the suite is idle: every consumer group of the event
-// stream has read everything and acknowledged it, and no platform/jobs
-// queue has a job due. It returns how long that took, or an error after d.
-func Settle(ctx context.Context, rdb *redis.Client, d time.Duration) (time.Duration, error) {
-	t0 := time.Now()
-	deadline := t0.Add(d)
-	for {
-		busy, err := busy(ctx, rdb)
-		if err != nil {
-			return 0, err
-		}
-		if busy == "" {
-			return time.Since(t0), nil
-		}
-		if time.Now().After(deadline) {
-			return 0, fmt.Errorf("seed: the suite did not settle within %s: %s", d, busy)
-		}
-		select {
-		case <-ctx.Done():
-			return 0, ctx.Err()
-		case <-time.After(200 * time.Millisecond):
-		}
-	}
-}
-
-// busy says what the suite still has to do ("" when idle). It reads a few
-// keys only, so it is cheap on a store of millions of keys.
-func busy(ctx context.Context, rdb *redis.Client) (string, error) {
-	groups, err := rdb.XInfoGroups(ctx, EventStream).Result()
-	if err != nil && !strings.Contains(err.Error(), "no such key") {
-		return "", err
-	}
-	for _, g := range groups {
-		if g.Pending > 0 || g.Lag > 0 {
-			return fmt.Sprintf("event stream group %s: %d pending, %d not read", g.Name, g.Pending, g.Lag), nil
-		}
-	}
-	now := strconv.FormatInt(time.Now().UnixMilli(), 10)
-	pipe := rdb.Pipeline()
-	counts := make([]*redis.IntCmd, len(JobQueues))
-	for i, q := range JobQueues {
-		counts[i] = pipe.ZCount(ctx, "lf:{jobs:"+q+"}:due", "-inf", now)
-	}
-	if _, err := pipe.Exec(ctx); err != nil {
-		return "", err
-	}
-	for i, c := range counts {
-		if c.Val() > 0 {
-			return fmt.Sprintf("queue %s: %d jobs due", JobQueues[i], c.Val()), nil
-		}
-	}
-	return "", nil
-}
-
-// JobQueues are the suite's platform/jobs queues (their default names).
-var JobQueues = []string{"capture-to-scoring", "scoring-routing", "scoring-pipeline", "routing-sla", "routing-scoring", "pipeline-recycle", "pipeline-renewal"}
