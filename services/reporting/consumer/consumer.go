@@ -37,7 +37,7 @@ const Group = "reporting"
 type Options struct {
 	// Name of this consumer in the group; default "<hostname>-<pid>".
 	Name string
-	// Batch is the most entries read at once; default 100.
+	// Batch is the most entries read at once; default 1000.
 	Batch int64
 	// Block is how long a read waits for new entries; default 2s.
 	Block time.Duration
@@ -77,7 +77,7 @@ func (o *Options) defaults() {
 		o.Name = DefaultName()
 	}
 	if o.Batch <= 0 {
-		o.Batch = 100
+		o.Batch = 1000
 	}
 	if o.Block <= 0 {
 		o.Block = 2 * time.Second
