@@ -145,8 +145,12 @@ type Report struct {
 	// Baselines.
 	EchoRate, EchoP50, EchoP99    float64 // calls/s, ms
 	RedisRate, RedisP50, RedisP99 float64
-	// Redis round trips (commands) per lead answered OK, from INFO commandstats.
+	// Redis commands per lead answered OK, from INFO commandstats.
 	CommandsPerLead float64
+	// RoundTripsPerLead is Redis's reads of client requests per lead
+	// answered OK (INFO stats total_reads_processed): round trips of every
+	// client, in traces or not (0 = not read).
+	RoundTripsPerLead float64
 	TopCommands     []string
 	// TopCommandTime is Redis's time per lead (µs, INFO commandstats usec)
 	// of the commands that took most; a script's includes its commands.
@@ -387,9 +391,12 @@ func Run(ctx context.Context, cfg Config, logw io.Writer) (*Report, error) {
 	var before map[string]redisx.CommandStat
 	var cpuBefore CPU
 	cpuOK := false
+	var readsBefore int64
+	var readsErr error
 	if rdb != nil {
 		before, _ = redisx.CommandStats(ctx, rdb)
 		cpuBefore, cpuOK = ReadCPU(ctx, rdb)
+		readsBefore, readsErr = redisx.ReadsProcessed(ctx, rdb)
 	}
 
 	// The inbox streams open after the baselines and before the first
@@ -540,6 +547,9 @@ loop:
 		after, afterErr = redisx.CommandStats(ctx, rdb)
 		if cpuAfter, read := ReadCPU(ctx, rdb); read && cpuOK && ok > 0 {
 			rep.CPU = cpuPerLead(cpuBefore, cpuAfter, ok, rep.EchoRate)
+		}
+		if reads, err := redisx.ReadsProcessed(ctx, rdb); err == nil && readsErr == nil && ok > 0 {
+			rep.RoundTripsPerLead = float64(reads-readsBefore) / float64(ok)
 		}
 	}
 

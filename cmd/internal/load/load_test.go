@@ -61,8 +61,9 @@ func TestRunAgainstSuite(t *testing.T) {
 	if rep.Further == 0 || rep.Closed != rep.Further {
 		t.Errorf("deals closed %d, taken further %d", rep.Closed, rep.Further)
 	}
-	if rep.EchoRate <= 0 || rep.RedisRate <= 0 || rep.CommandsPerLead <= 0 {
-		t.Errorf("baselines or round trips missing: echo %.0f/s, redis %.0f/s, commands per lead %.1f", rep.EchoRate, rep.RedisRate, rep.CommandsPerLead)
+	if rep.EchoRate <= 0 || rep.RedisRate <= 0 || rep.CommandsPerLead <= 0 || rep.RoundTripsPerLead <= 0 {
+		t.Errorf("baselines or round trips missing: echo %.0f/s, redis %.0f/s, commands per lead %.1f, round trips per lead %.1f",
+			rep.EchoRate, rep.RedisRate, rep.CommandsPerLead, rep.RoundTripsPerLead)
 	}
 	// The CPU split is read (in this test the suite runs inside the load
 	// process, so "load tool" holds it and the rest is near zero).

@@ -78,6 +78,9 @@ func (r *Report) Print(w io.Writer) {
 	fmt.Fprintf(w, "dead letters: %s\n", r.DeadLetterNote)
 	if r.CommandsPerLead > 0 {
 		fmt.Fprintf(w, "Redis commands per lead answered OK (INFO commandstats delta, all services, incl. pollers and commands inside scripts): %.1f\n  top: %v\n", r.CommandsPerLead, r.TopCommands)
+		if r.RoundTripsPerLead > 0 {
+			fmt.Fprintf(w, "  Redis round trips per lead (INFO stats total_reads_processed delta: a command or a pipeline from any client, incl. blocking reads, PINGs and this tool's few): %.1f\n", r.RoundTripsPerLead)
+		}
 		if len(r.TopCommandTime) > 0 {
 			fmt.Fprintf(w, "  Redis time per lead, µs (INFO commandstats usec; a script's time includes its commands'): %v\n", r.TopCommandTime)
 		}
@@ -85,10 +88,10 @@ func (r *Report) Print(w io.Writer) {
 	if r.Spans >= 0 && r.Accepted > 0 {
 		// The batch exporter may still hold the last second's spans when
 		// the run ends: these per-lead figures are slightly low, not high.
-		fmt.Fprintf(w, "spans received by the in-process OTLP sink: %d (%.1f per lead); Redis round trips (go-redis spans: a command or a pipeline, all services, without blocking reads and PINGs): %.1f per lead\n",
+		fmt.Fprintf(w, "spans received by the in-process OTLP sink: %d (%.1f per lead); Redis round trips inside traces (go-redis spans: a command or a pipeline made for a lead or a request, without blocking reads and PINGs; a batch shared by many leads has none): %.1f per lead\n",
 			r.Spans, float64(r.Spans)/float64(r.Accepted), float64(r.RedisSpans)/float64(r.Accepted))
 		if len(r.RedisByService) > 0 {
-			fmt.Fprintf(w, "  Redis round trips per lead by service: %v\n", r.RedisByService)
+			fmt.Fprintf(w, "  Redis round trips inside traces per lead by service: %v\n", r.RedisByService)
 		}
 		if len(r.SpansByName) > 0 {
 			fmt.Fprintf(w, "  spans per lead, most frequent (service, span name): %v\n", r.SpansByName)

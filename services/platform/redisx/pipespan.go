@@ -9,6 +9,7 @@ import (
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/trace"
+	"go.opentelemetry.io/otel/trace/embedded"
 )
 
 // PipelineScope is the instrumentation scope of the pipeline spans.
@@ -76,4 +77,30 @@ outer:
 		n++
 	}
 	return b.String()
+}
+
+// inTrace is a TracerProvider whose tracers start spans only inside a
+// trace. A Redis call made outside any traced operation (a batch that
+// coalesces many leads' calls, a poller, a sweeper) would otherwise be a
+// trace of one span: noise to whoever reads the traces, and under load
+// about a third of the spans a lead costs at moderate rates.
+type inTrace struct {
+	embedded.TracerProvider
+	tp trace.TracerProvider
+}
+
+func (p inTrace) Tracer(name string, opts ...trace.TracerOption) trace.Tracer {
+	return inTraceTracer{t: p.tp.Tracer(name, opts...)}
+}
+
+type inTraceTracer struct {
+	embedded.Tracer
+	t trace.Tracer
+}
+
+func (t inTraceTracer) Start(ctx context.Context, name string, opts ...trace.SpanStartOption) (context.Context, trace.Span) {
+	if !trace.SpanContextFromContext(ctx).IsValid() {
+		return ctx, trace.SpanFromContext(ctx) // not recording
+	}
+	return t.t.Start(ctx, name, opts...)
 }

@@ -3,6 +3,7 @@ package redisx_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"slices"
 	"strings"
 	"testing"
@@ -84,8 +85,9 @@ func TestPipelineIsOneSpanWithoutArguments(t *testing.T) {
 // probes make no span: an idle worker's poll would otherwise be a trace of
 // its own several times a second. Commands that do work keep theirs.
 func TestWaitsAndProbesMakeNoSpan(t *testing.T) {
-	c, spans, _ := tracedClient(t)
-	ctx := context.Background()
+	c, spans, tp := tracedClient(t)
+	ctx, parent := tp.Tracer("test").Start(context.Background(), "step")
+	defer parent.End()
 	if err := c.XAdd(ctx, &redis.XAddArgs{Stream: "s", Values: []string{"k", "v"}}).Err(); err != nil {
 		t.Fatal(err)
 	}
@@ -109,6 +111,46 @@ func TestWaitsAndProbesMakeNoSpan(t *testing.T) {
 	}
 	if want := []string{"xadd", "xread"}; !slices.Equal(names, want) {
 		t.Fatalf("spans %v, want %v (the XADD and the non-blocking XREAD only)", names, want)
+	}
+}
+
+// A call made outside any trace (a batch serving many leads, a poller)
+// makes no span: it would be a trace of one span. The same calls inside a
+// trace make theirs.
+func TestCallsOutsideATraceMakeNoSpan(t *testing.T) {
+	c, spans, tp := tracedClient(t)
+	calls := func(ctx context.Context) {
+		if err := c.Set(ctx, "k", "v", 0).Err(); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := c.Pipelined(ctx, func(p redis.Pipeliner) error {
+			p.Get(ctx, "k")
+			p.Incr(ctx, "n")
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	calls(context.Background())
+	var names []string
+	for _, s := range spans.GetSpans() {
+		if !setup[s.Name] {
+			names = append(names, s.Name)
+		}
+	}
+	if len(names) != 0 {
+		t.Fatalf("calls outside a trace made spans %v", names)
+	}
+	ctx, parent := tp.Tracer("test").Start(context.Background(), "step")
+	calls(ctx)
+	parent.End()
+	for _, s := range spans.GetSpans() {
+		if !setup[s.Name] && s.Name != "step" {
+			names = append(names, s.Name)
+		}
+	}
+	if want := []string{"set", "redis.pipeline get incr"}; !slices.Equal(names, want) {
+		t.Fatalf("calls inside a trace made spans %v, want %v", names, want)
 	}
 }
 
@@ -141,4 +183,42 @@ func TestServerCPU(t *testing.T) {
 		}
 	}
 	t.Fatalf("server CPU still %v after a million SETs", before)
+}
+
+// ReadsProcessed counts round trips: a pipeline is one read, as is each
+// single command (the INFO that reads the count is one too).
+func TestReadsProcessedCountsRoundTrips(t *testing.T) {
+	rdb := platformtest.StartRedis(t).Client()
+	ctx := context.Background()
+	read := func() int64 {
+		n, err := redisx.ReadsProcessed(ctx, rdb)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	pipeline := func() {
+		if _, err := rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+			for i := range 10 {
+				p.Incr(ctx, fmt.Sprint("k", i))
+			}
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Warm up: a new connection's set-up (HELLO, CLIENT SETINFO) is two
+	// more reads.
+	read()
+	pipeline()
+	r0 := read()
+	pipeline()
+	r1 := read()
+	for range 3 {
+		rdb.Get(ctx, "k1")
+	}
+	r2 := read()
+	if r1-r0 != 2 || r2-r1 != 4 {
+		t.Fatalf("reads: a pipeline of 10 then its INFO +%d (want 2), 3 GETs then INFO +%d (want 4)", r1-r0, r2-r1)
+	}
 }

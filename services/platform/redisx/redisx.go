@@ -120,10 +120,13 @@ func New(raw string, opts Options) (redis.UniversalClient, error) {
 	// Sentinel needs a ReadOnly=false default and Cluster follows MOVED itself;
 	// both are handled by NewUniversalClient from the options above.
 	c := redis.NewUniversalClient(o)
-	var tOpts []redisotel.TracingOption
-	if opts.TracerProvider != nil {
-		tOpts = append(tOpts, redisotel.WithTracerProvider(opts.TracerProvider))
+	tp := opts.TracerProvider
+	if tp == nil {
+		tp = otel.GetTracerProvider()
 	}
+	// Only calls made inside a trace get spans (see inTrace).
+	tp = inTrace{tp: tp}
+	tOpts := []redisotel.TracingOption{redisotel.WithTracerProvider(tp)}
 	// Commands can carry personal data (an e-mail index key); keep statements out of spans.
 	tOpts = append(tOpts, redisotel.WithDBStatement(false))
 	// The caller's file and line cost a stack walk per command (about 4% of
@@ -136,10 +139,6 @@ func New(raw string, opts Options) (redis.UniversalClient, error) {
 	if err := redisotel.InstrumentTracing(c, tOpts...); err != nil {
 		_ = c.Close()
 		return nil, fmt.Errorf("redis tracing: %w", err)
-	}
-	tp := opts.TracerProvider
-	if tp == nil {
-		tp = otel.GetTracerProvider()
 	}
 	c.AddHook(newPipelineSpans(tp, firstAddr(o.Addrs)))
 	if opts.MeterProvider != nil {
@@ -229,6 +228,23 @@ func ServerCPU(ctx context.Context, rdb redis.Cmdable) (time.Duration, error) {
 		}
 	}
 	return time.Duration(secs * float64(time.Second)), nil
+}
+
+// ReadsProcessed is INFO stats total_reads_processed: the reads Redis made
+// on client connections since it started. Each request a client sends, a
+// single command or a whole pipeline, is one read unless it is too large
+// for one, so its growth counts round trips, all clients together.
+func ReadsProcessed(ctx context.Context, rdb redis.Cmdable) (int64, error) {
+	info, err := rdb.Info(ctx, "stats").Result()
+	if err != nil {
+		return 0, err
+	}
+	for _, l := range strings.Split(info, "\n") {
+		if v, ok := strings.CutPrefix(strings.TrimSpace(l), "total_reads_processed:"); ok {
+			return strconv.ParseInt(v, 10, 64)
+		}
+	}
+	return 0, errors.New("INFO stats has no total_reads_processed")
 }
 
 // CommandStat is one command's INFO commandstats entry.
