@@ -151,7 +151,7 @@ type Report struct {
 	// answered OK (INFO stats total_reads_processed): round trips of every
 	// client, in traces or not (0 = not read).
 	RoundTripsPerLead float64
-	TopCommands     []string
+	TopCommands       []string
 	// TopCommandTime is Redis's time per lead (µs, INFO commandstats usec)
 	// of the commands that took most; a script's includes its commands.
 	TopCommandTime []string
