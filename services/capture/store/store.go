@@ -48,25 +48,14 @@ type Redis struct {
 	// shared sends the look-ups and claims of concurrent submissions in one
 	// round trip.
 	shared *redisx.Coalesced
-	// sharedTx sends the writes of concurrent new leads in one MULTI/EXEC
-	// (nil on a Cluster, where Create needs one MULTI per hash tag).
-	sharedTx *redisx.Coalesced
 }
 
 var _ domain.Store = (*Redis)(nil)
 
 // New returns the store on rdb; Writes.Handoffs are scheduled on handoffs.
 func New(rdb redis.UniversalClient, handoffs *jobs.Queue) *Redis {
-	s := &Redis{rdb: rdb, handoffs: handoffs, MaxTxRetries: 20, shared: redisx.NewCoalesced(rdb, 256)}
-	if _, cluster := rdb.(*redis.ClusterClient); !cluster {
-		s.sharedTx = redisx.NewCoalescedTx(rdb, createBatch)
-	}
-	return s
+	return &Redis{rdb: rdb, handoffs: handoffs, MaxTxRetries: 20, shared: redisx.NewCoalesced(rdb, 256)}
 }
-
-// createBatch is the most new leads one MULTI/EXEC writes: about eight
-// commands each, so Redis is held well under a millisecond.
-const createBatch = 64
 
 const prefix = "lf:capture:"
 
@@ -370,34 +359,22 @@ func (s *Redis) addWrites(ctx context.Context, pipe redis.Pipeliner, w domain.Wr
 	return borns, nil
 }
 
-// Create implements domain.Store: one MULTI on a single Redis, shared with
-// the leads created at the same time (one per hash tag on a Cluster, see
-// txPerTag).
+// Create implements domain.Store: one MULTI on a single Redis (one per hash
+// tag on a Cluster, see txPerTag).
 func (s *Redis) Create(ctx context.Context, sl *domain.StoredLead, w domain.Writes) error {
 	m, err := encode(sl)
 	if err != nil {
 		return err
 	}
 	var borns []*jobs.Born
-	writes := func(pipe redis.Pipeliner) error {
+	err = txPerTag(ctx, s.rdb, func(pipe redis.Pipeliner) error {
 		pipe.HSet(ctx, LeadKey(sl.Lead.GetId()), m)
 		for _, id := range sl.Identities {
 			pipe.Persist(ctx, IdentityKey(id))
 		}
 		borns, err = s.addWrites(ctx, pipe, w)
 		return err
-	}
-	if s.sharedTx != nil {
-		queue := s.rdb.Pipeline() // only collects the commands; never executed
-		defer queue.Discard()
-		if err := writes(queue); err != nil {
-			return err
-		}
-		cmds := queue.Cmds()
-		err = s.sharedTx.Pipelined(ctx, func(p redis.Pipeliner) { _ = p.BatchProcess(ctx, cmds...) })
-	} else {
-		err = txPerTag(ctx, s.rdb, writes)
-	}
+	})
 	if err == nil {
 		s.handoffs.Hand(ctx, borns...)
 	}

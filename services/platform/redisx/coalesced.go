@@ -17,23 +17,12 @@ import (
 // otherwise be the cost; their order does not matter. Not for WATCH/MULTI.
 type Coalesced struct {
 	rdb redis.UniversalClient
-	tx  bool
 	g   *coalesce.Group[func(redis.Pipeliner), struct{}]
 }
 
 // NewCoalesced coalesces pipelines on rdb, at most max callers per round trip.
 func NewCoalesced(rdb redis.UniversalClient, max int) *Coalesced {
 	c := &Coalesced{rdb: rdb}
-	c.g = coalesce.NewFlights(max, 2, c.run)
-	return c
-}
-
-// NewCoalescedTx is NewCoalesced for writes that must apply together: the
-// callers' commands go in one MULTI/EXEC, so each caller's commands are
-// atomic (with the other callers' too). A MULTI cannot span hash slots, so
-// rdb must be a single Redis, not a Cluster.
-func NewCoalescedTx(rdb redis.UniversalClient, max int) *Coalesced {
-	c := &Coalesced{rdb: rdb, tx: true}
 	c.g = coalesce.NewFlights(max, 2, c.run)
 	return c
 }
@@ -50,9 +39,6 @@ func (c *Coalesced) Pipelined(ctx context.Context, fn func(redis.Pipeliner)) err
 
 func (c *Coalesced) run(ctx context.Context, fns []func(redis.Pipeliner)) []coalesce.Result[struct{}] {
 	pipe := c.rdb.Pipeline()
-	if c.tx {
-		pipe = c.rdb.TxPipeline()
-	}
 	bounds := make([]int, len(fns)+1)
 	for i, fn := range fns {
 		fn(pipe)
