@@ -224,9 +224,9 @@ bench-1m: ## bench on a store of 200 journeys and on one seeded with SEED_LEADS 
 		timeout 600 $(BIN)/leadflow load $$(addrs $$p) --redis redis://127.0.0.1:$$rp/0 --setup --otlp-sink 127.0.0.1:$$sp $(BENCH_FLAGS) | tee $(BIN)/bench-1m-$$n-$$r.txt || rc=$$?; \
 	done; done; \
 	stop; \
-	rate() { awk '/capture→assigned\/queued/ { for (i = 1; i < NF; i++) if ($$i == "end)") { print $$(i+1); exit } }' $(BIN)/bench-1m-$$1.txt 2>/dev/null; }; \
+	rate() { awk '/capture→assigned\/queued, sustained/ { for (i = 1; i < NF; i++) if ($$i == "catch-up)") { print $$(i+1); exit } }' $(BIN)/bench-1m-$$1.txt 2>/dev/null; }; \
 	echo_rate() { awk '/gRPC echo/ { print $$(NF-2); exit }' $(BIN)/bench-1m-$$1.txt 2>/dev/null; }; \
-	echo; echo "journeys/s (capture→assigned/queued), empty store vs $(SEED_LEADS) leads stored (each run's gRPC echo calls/s in brackets):"; \
+	echo; echo "journeys/s (capture→assigned/queued, sustained), empty store vs $(SEED_LEADS) leads stored (each run's gRPC echo calls/s in brackets):"; \
 	for r in $$(seq $(BENCH_ROUNDS)); do echo "$$r $$(rate empty-$$r) $$(rate seeded-$$r) $$(echo_rate empty-$$r) $$(echo_rate seeded-$$r)"; done | \
 		awk '{ printf "  round %s: %s (%s) vs %s (%s)\n", $$1, $$2, $$4, $$3, $$5; e += $$2; s += $$3; if ($$4 > 0 && $$5 > 0) { en += $$2 / $$4; sn += $$3 / $$5 } } \
 			END { if (e > 0) printf "ratio seeded ÷ empty: %.3f (target ≥ 0.90)\n", s / e; \
