@@ -59,21 +59,21 @@ type Store struct {
 	// concurrent callers in one round trip.
 	shared *redisx.Coalesced
 	// routes sends the "route" calls of concurrent callers to a team as
-	// one call of the script's "routes" op (routeBatch).
+	// one call of the script's "routes" op (at most maxRoutesPerCall).
 	routes *coalesce.Group[routeCall, *Result]
 }
 
 // New returns a store on rdb.
 func New(rdb redis.UniversalClient) *Store {
 	s := &Store{rdb: rdb, shared: redisx.NewCoalesced(rdb, 256)}
-	s.routes = coalesce.NewFlights(routeBatch, 2, s.runRoutes)
+	s.routes = coalesce.NewFlights(maxRoutesPerCall, 2, s.runRoutes)
 	return s
 }
 
-// routeBatch is the most "route" calls one script call takes: the script
+// maxRoutesPerCall is the most "route" calls one script call takes: the script
 // holds Redis for each lead's few commands (about 40 µs), so a batch stays
 // under about 2 ms.
-const routeBatch = 48
+const maxRoutesPerCall = 48
 
 // Client is the underlying Redis client.
 func (s *Store) Client() redis.UniversalClient { return s.rdb }
