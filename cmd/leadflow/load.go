@@ -39,16 +39,21 @@ duplicates = 0, dead letters = 0, deals closed (read back WON) = leads taken fur
 
 Baselines in the same run: a plain gRPC echo (grpc.health.v1 Check served in this process on
 loopback) and, with --redis, Redis PING round trips, at the same concurrency; every figure is
-also printed as a ratio to them. With --redis the Redis commands per lead (INFO commandstats)
-are reported; with --otlp-sink the spans and the Redis round trips per lead. Dead letters are
+also printed as a ratio to them. With --redis the Redis commands and round trips per lead (INFO
+commandstats, INFO stats) are reported, and after the last journey the tool waits until the suite
+is idle (reporting has applied every event, no hand-off is due): the sustained rate counts that
+catch-up, and the CPU figures its work. With --otlp-sink the spans and the Redis round trips made
+inside traces, per lead. Dead letters are
 read through the services' APIs (JobsService, reporting ListDeadLetters). Traffic goes only to the given addresses, and only to loopback unless --allow-remote.
 
 --targets runs twice, first at the maximum rate and then paced at half the journeys/s that
-run reached, and judges both targets on the pair: throughput at least 1/30 of the first run's
-echo, SubmitLead p99 under 25 ms in the second.`,
+run sustained, and judges both targets on the pair: throughput (sustained, with --redis) at
+least 1/30 of the first run's echo, SubmitLead p99 under 25 ms in the second. The tool waits for
+each journey's assignment, so it cannot go faster than --concurrency ÷ the end-to-end latency:
+give it enough journeys in flight (make bench-targets uses 512).`,
 		Example: `  leadflow load --duration 20s --redis redis://127.0.0.1:6379/0 --setup
   leadflow load --count 1000 --rate 200
-  leadflow load --targets --further 0 --concurrency 256 --duration 20s`,
+  leadflow load --targets --further 0 --concurrency 512 --duration 20s --redis redis://127.0.0.1:6379/0`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()
