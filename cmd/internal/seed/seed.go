@@ -28,6 +28,7 @@ import (
 
 	"github.com/leadflow/leadflow/cmd/internal/client"
 	"github.com/leadflow/leadflow/cmd/internal/load"
+	"github.com/leadflow/leadflow/services/platform/redisx"
 )
 
 // Config says what to seed.
@@ -190,25 +191,11 @@ func Run(ctx context.Context, cfg Config, logw io.Writer) (*Report, error) {
 }
 
 func usedBytes(ctx context.Context, rdb *redis.Client) (int64, error) {
-	v, err := infoField(ctx, rdb, "memory", "used_memory")
+	v, err := redisx.InfoField(ctx, rdb, "memory", "used_memory")
 	if err != nil {
 		return 0, err
 	}
 	return strconv.ParseInt(v, 10, 64)
-}
-
-// infoField is one field of an INFO section.
-func infoField(ctx context.Context, rdb *redis.Client, section, field string) (string, error) {
-	s, err := rdb.Info(ctx, section).Result()
-	if err != nil {
-		return "", err
-	}
-	for _, line := range strings.Split(s, "\n") {
-		if v, ok := strings.CutPrefix(strings.TrimSpace(line), field+":"); ok {
-			return v, nil
-		}
-	}
-	return "", fmt.Errorf("no %s in INFO %s", field, section)
 }
 
 // memAvailable is /proc/meminfo MemAvailable in bytes (0 if unknown).
@@ -231,5 +218,5 @@ func memAvailable() int64 {
 
 // UsedMemory is INFO memory used_memory_human.
 func UsedMemory(ctx context.Context, rdb *redis.Client) (string, error) {
-	return infoField(ctx, rdb, "memory", "used_memory_human")
+	return redisx.InfoField(ctx, rdb, "memory", "used_memory_human")
 }

@@ -235,16 +235,25 @@ func ServerCPU(ctx context.Context, rdb redis.Cmdable) (time.Duration, error) {
 // single command or a whole pipeline, is one read unless it is too large
 // for one, so its growth counts round trips, all clients together.
 func ReadsProcessed(ctx context.Context, rdb redis.Cmdable) (int64, error) {
-	info, err := rdb.Info(ctx, "stats").Result()
+	v, err := InfoField(ctx, rdb, "stats", "total_reads_processed")
 	if err != nil {
 		return 0, err
 	}
+	return strconv.ParseInt(v, 10, 64)
+}
+
+// InfoField is one field of an INFO section.
+func InfoField(ctx context.Context, rdb redis.Cmdable, section, field string) (string, error) {
+	info, err := rdb.Info(ctx, section).Result()
+	if err != nil {
+		return "", err
+	}
 	for _, l := range strings.Split(info, "\n") {
-		if v, ok := strings.CutPrefix(strings.TrimSpace(l), "total_reads_processed:"); ok {
-			return strconv.ParseInt(v, 10, 64)
+		if v, ok := strings.CutPrefix(strings.TrimSpace(l), field+":"); ok {
+			return v, nil
 		}
 	}
-	return 0, errors.New("INFO stats has no total_reads_processed")
+	return "", fmt.Errorf("INFO %s has no %s", section, field)
 }
 
 // CommandStat is one command's INFO commandstats entry.
