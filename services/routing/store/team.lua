@@ -32,14 +32,16 @@ local function record(id)
     tdue = tonumber(f[14] or '0') or 0}
 end
 
-local function loadsof(cands)
-  local loads = {}
-  if #cands == 0 then return loads end
+-- perrep reads the candidates' numbers from the team's hash key (rep →
+-- number; 0 when absent).
+local function perrep(key, cands)
+  local out = {}
+  if #cands == 0 then return out end
   local ids = {}
   for i, c in ipairs(cands) do ids[i] = c.id end
-  local v = redis.call('HMGET', P .. 'load', unpack(ids))
-  for i, c in ipairs(cands) do loads[c.id] = tonumber(v[i] or '0') or 0 end
-  return loads
+  local v = redis.call('HMGET', P .. key, unpack(ids))
+  for i, c in ipairs(cands) do out[c.id] = tonumber(v[i] or '0') or 0 end
+  return out
 end
 
 local function excluded(id)
@@ -74,13 +76,7 @@ end
 local swrr, swrrdirty, swrrdefer = nil, {}, false
 
 local function swrrof(cands)
-  if swrr then return swrr end
-  swrr = {}
-  if #cands == 0 then return swrr end
-  local ids = {}
-  for i, c in ipairs(cands) do ids[i] = c.id end
-  local v = redis.call('HMGET', P .. 'swrr', unpack(ids))
-  for i, c in ipairs(cands) do swrr[c.id] = tonumber(v[i] or '0') or 0 end
+  if not swrr then swrr = perrep('swrr', cands) end
   return swrr
 end
 
@@ -225,7 +221,7 @@ local function result(t, loads, drained)
 end
 
 local cands = a.cands or {}
-local loads = loadsof(cands)
+local loads = perrep('load', cands)
 local out = {}
 local L = a.lead and leadkey(a.lead) or nil
 
