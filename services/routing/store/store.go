@@ -328,11 +328,11 @@ type routeItem struct {
 }
 
 type routesRequest struct {
-	Op    string      `json:"op"`
-	Team  string      `json:"team"`
-	Ver   int64       `json:"ver"`
-	Cands []Cand      `json:"cands"`
-	Items []routeItem `json:"items"`
+	Op    string          `json:"op"`
+	Team  string          `json:"team"`
+	Ver   int64           `json:"ver"`
+	Cands json.RawMessage `json:"cands"` // encoded once: it is also the batch's key
+	Items []routeItem     `json:"items"`
 }
 
 type routesAnswer struct {
@@ -367,7 +367,7 @@ func (s *Store) runRoutes(ctx context.Context, calls []routeCall) []coalesce.Res
 		key := c.op.Team + "\x00" + strconv.FormatInt(c.op.Ver, 10) + "\x00" + string(ck)
 		b := byKey[key]
 		if b == nil {
-			b = &batch{req: routesRequest{Op: "routes", Team: c.op.Team, Ver: c.op.Ver, Cands: cands}}
+			b = &batch{req: routesRequest{Op: "routes", Team: c.op.Team, Ver: c.op.Ver, Cands: ck}}
 			byKey[key] = b
 			batches = append(batches, b)
 		}
