@@ -136,18 +136,25 @@ local function inbox(rep, kind, id, dec, extra)
   return redis.call('XADD', unpack(args))
 end
 
-local function assign(id, rep, dec, loads)
+-- assign gives lead id to rep. route passes the record fields it writes
+-- (set, written in the same HSET) and the ones assign needs from them
+-- (known, in HMGET's order), so they are not written and read back.
+local function assign(id, rep, dec, loads, set, known)
   local L = leadkey(id)
   loads[rep] = (loads[rep] or 0) + 1
   redis.call('HINCRBY', P .. 'load', rep, 1)
   local seq = redis.call('HINCRBY', L, 'seq', 1)
-  local f = redis.call('HMGET', L, 'ftw', 'tw', 'pol', 'tp', 'heat', 'score', 'org')
+  local f = known or redis.call('HMGET', L, 'ftw', 'tw', 'pol', 'tp', 'heat', 'score', 'org')
   local ftw, tw = tonumber(f[1] or '0') or 0, tonumber(f[2] or '0') or 0
   local ftd, tdue = 0, 0
   if ftw > 0 then ftd = now + ftw end
   if tw > 0 then tdue = now + tw end
-  redis.call('HSET', L, 'st', 'assigned', 'rep', rep, 'at', now, 'dec', dec, 'ftd', ftd, 'tdue', tdue,
-    'fta', 0, 'tch', 0, 'acc', 0, 'qat', 0)
+  local args = set or {}
+  for _, v in ipairs({'st', 'assigned', 'rep', rep, 'at', now, 'dec', dec, 'ftd', ftd, 'tdue', tdue,
+    'fta', 0, 'tch', 0, 'acc', 0, 'qat', 0}) do
+    args[#args + 1] = v
+  end
+  redis.call('HSET', L, unpack(args))
   redis.call('ZADD', P .. 'rep:' .. rep, now, id)
   inbox(rep, 'assigned', id, dec)
   return {lead = id, rep = rep, seq = seq, dec = dec, ftd = ftd, tdue = tdue, pol = f[3] or '', tp = f[4] or '',
@@ -247,14 +254,15 @@ local function route(a, pb, sb)
   if r.st then
     redis.call('DEL', P .. 'excl:' .. a.lead, P .. 'touch:' .. a.lead, P .. 'brx:' .. a.lead)
   end
-  redis.call('HSET', L, 'lead', a.lead, 'team', a.team, 'tp', a.tp, 'heat', a.heat, 'score', a.score,
+  local set = {'lead', a.lead, 'team', a.team, 'tp', a.tp, 'heat', a.heat, 'score', a.score,
     'p', pb, 's', sb, 'r', a.r, 'req', a.req, 'pol', a.pol, 'ftw', a.ftw, 'tw', a.tw,
-    'treq', a.treq, 'rea', 0, 'rat', now, 'dec', a.dec, 'last', '', 'org', a.org)
+    'treq', a.treq, 'rea', 0, 'rat', now, 'dec', a.dec, 'last', '', 'org', a.org}
   if rep then
-    local x = assign(a.lead, rep, a.dec, loads)
+    local x = assign(a.lead, rep, a.dec, loads, set, {a.ftw, a.tw, a.pol, a.tp, a.heat, a.score, a.org})
     x.st = 'ASSIGNED'
     return x
   end
+  redis.call('HSET', L, unpack(set))
   enqueue(a.lead)
   return {st = 'QUEUED', lead = a.lead}
 end
