@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -208,6 +210,61 @@ func TestTwoFlightsRunTwoBatchesAtOnce(t *testing.T) {
 	}
 	// Both drains end once nothing waits (else no new batch would start).
 	until(&g.mu, func() bool { return g.running == 0 })
+}
+
+// A drain lingers once no call waits: the next calls run on its goroutine
+// (whose stack has grown already), not on a new one each, and with two
+// flights an idle drain is woken rather than a second one started. It
+// ends once no call came for its linger.
+func TestDrainLingersForTheNextCall(t *testing.T) {
+	var mu sync.Mutex
+	var ran []string // goroutine of each batch
+	g := NewFlights(10, 2, func(_ context.Context, items []int) []Result[int] {
+		mu.Lock()
+		ran = append(ran, goroutine())
+		mu.Unlock()
+		out := make([]Result[int], len(items))
+		for i, it := range items {
+			out[i].Val = it * 2
+		}
+		return out
+	})
+	g.linger = time.Hour // long enough that the test cannot outlast it
+	ctx := context.Background()
+	for i := 1; i <= 5; i++ {
+		if v, err := g.Do(ctx, i); err != nil || v != 2*i {
+			t.Fatalf("call %d answered %d, %v", i, v, err)
+		}
+	}
+	if len(ran) != 5 {
+		t.Fatalf("%d batches, want 5 (one per call: each came alone)", len(ran))
+	}
+	for _, gr := range ran[1:] {
+		if gr != ran[0] {
+			t.Fatalf("batches ran on goroutines %v, want one: the lingering drain's", ran)
+		}
+	}
+	g.mu.Lock()
+	running, idle := g.running, g.idle
+	g.mu.Unlock()
+	if running != 1 || idle != 1 {
+		t.Fatalf("running %d, idle %d after the calls; want the one drain, lingering", running, idle)
+	}
+
+	short := NewFlights(10, 2, func(_ context.Context, items []int) []Result[int] { return make([]Result[int], len(items)) })
+	short.linger = time.Millisecond
+	if _, err := short.Do(ctx, 1); err != nil {
+		t.Fatal(err)
+	}
+	until(&short.mu, func() bool { return short.running == 0 && short.idle == 0 })
+}
+
+// goroutine is the calling goroutine's number, from its stack's header.
+func goroutine() string {
+	b := make([]byte, 64)
+	b = b[:runtime.Stack(b, false)]
+	f := strings.Fields(string(b))
+	return f[1]
 }
 
 // until polls cond, holding mu, until it holds (the test's deadline bounds
