@@ -36,8 +36,8 @@ type Config struct {
 	SLAPoll time.Duration `env:"LEADFLOW_ROUTING_SLA_POLL" envDefault:"500ms"`
 	// HandoffAttempts before a status hand-off to scoring is dead-lettered.
 	HandoffAttempts int `env:"LEADFLOW_ROUTING_HANDOFF_ATTEMPTS" envDefault:"10"`
-	// HealWindow: each sweep re-schedules the SLA timers of leads assigned
-	// this recently, in case a crash lost them (0 = off).
+	// HealWindow: the sweeps re-schedule the SLA timers of leads assigned
+	// this recently, in case a crash lost them, each lead once (0 = off).
 	HealWindow time.Duration `env:"LEADFLOW_ROUTING_SLA_HEAL_WINDOW" envDefault:"30s"`
 	// DirectTimeout bounds one direct status hand-off: the replica whose
 	// write scheduled it sends it to scoring at once, and the job queue is

@@ -53,8 +53,9 @@ type Options struct {
 	// HandoffAttempts before a status hand-off is dead-lettered.
 	HandoffAttempts int
 	// HealWindow: the sweep re-schedules (idempotently) the SLA timers of
-	// leads assigned this recently (each lead is checked by the two or three
-	// sweeps after its assignment); 0 turns healing off.
+	// leads assigned this recently (each lead is checked once, by the first
+	// sweep after it is a sweep interval old; the first sweep after a start
+	// looks this far back); 0 turns healing off.
 	HealWindow time.Duration
 	// Direct: status hand-offs go to scoring from the replica that wrote
 	// them, as born-claimed jobs (off when Direct.Timeout is zero).
@@ -104,9 +105,9 @@ type Router struct {
 	opts    Options
 
 	routed, breaches metric.Int64Counter
-	// healedFrom is when the last heal pass began (ms; 0 = none yet).
-	healedFrom atomic.Int64
-	flusher    *coalesce.Group[*effects, struct{}]
+	// healedTo is the end of the last heal pass's window (ms; 0 = none yet).
+	healedTo atomic.Int64
+	flusher  *coalesce.Group[*effects, struct{}]
 	// contactLookups merges the inbox streams' contact lookups (see
 	// lookupContacts).
 	contactLookups *coalesce.Group[[]string, map[string]*leadv1.Contact]

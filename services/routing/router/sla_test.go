@@ -233,6 +233,15 @@ func TestSweepHealsLostTimers(t *testing.T) {
 	if n, _ := r.SLA().Depth(ctx); n != 0 {
 		t.Fatalf("%d timers left", n)
 	}
+	// A sweep checks an assignment once it is a sweep interval old (its
+	// router has scheduled the timers by then unless it failed).
+	if err := r.SweepOnce(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if n, _ := r.SLA().Depth(ctx); n != 0 {
+		t.Fatalf("%d timers after a sweep right after the assignments, want 0 (too recent to check)", n)
+	}
+	e.clock.Advance(6 * time.Second)
 	if err := r.SweepOnce(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -240,11 +249,15 @@ func TestSweepHealsLostTimers(t *testing.T) {
 	if n, _ := r.SLA().Depth(ctx); n != 2 {
 		t.Fatalf("%d timers after the sweep, want 2", n)
 	}
-	if err := r.SweepOnce(ctx); err != nil { // idempotent
+	// Idempotent: a restarted router's first sweep looks back the whole
+	// window and checks them again, and schedules nothing twice.
+	r2 := router.New(router.Deps{Redis: rt.Redis, Tracer: rt.Tracer(), Meter: rt.Meter(), Logger: rt.Logger, Events: rt.Events, Scoring: e.scoring},
+		router.Options{Now: e.clock.Now, HealWindow: time.Minute})
+	if err := r2.SweepOnce(ctx); err != nil {
 		t.Fatal(err)
 	}
 	if n, _ := r.SLA().Depth(ctx); n != 2 {
-		t.Fatalf("%d timers after a second sweep, want 2", n)
+		t.Fatalf("%d timers after a restarted router's sweep, want 2", n)
 	}
 	e.clock.Advance(61 * time.Minute)
 	if _, err := r.ProcessSLA(ctx); err != nil {
@@ -258,9 +271,10 @@ func TestSweepHealsLostTimers(t *testing.T) {
 	}
 }
 
-// After the first sweep a sweep looks back only to shortly before the
-// previous one: a lead assigned between two sweeps, whose timers were
-// lost, is still healed by the next one.
+// Each sweep checks the assignments made in the sweep interval before the
+// last one it checked: a lead assigned between two sweeps, whose timers
+// were lost, is healed by the first sweep after it is a sweep interval old,
+// and no later sweep of the same router reads it again.
 func TestSweepHealsALeadAssignedBetweenSweeps(t *testing.T) {
 	e := newEnv(t)
 	rt := platformtest.Runtime(t, "routing", e.redis.URL())
@@ -273,23 +287,41 @@ func TestSweepHealsALeadAssignedBetweenSweeps(t *testing.T) {
 	if err := r.SweepOnce(ctx); err != nil {
 		t.Fatal(err)
 	}
-	for round := range 3 {
-		e.clock.Advance(4 * time.Second)
-		p, s := lead("DE", leadv1.Heat_HEAT_HOT, 80)
-		route(t, r, p, s)
+	lose := func(lead string) {
+		t.Helper()
 		for _, kind := range []string{"first_touch", "touches"} {
-			if _, err := r.SLA().Cancel(ctx, "sla:t:"+p.GetLeadId()+":1:"+kind); err != nil {
+			if _, err := r.SLA().Cancel(ctx, "sla:t:"+lead+":1:"+kind); err != nil {
 				t.Fatal(err)
 			}
 		}
-		e.clock.Advance(time.Second)
+	}
+	sweep := func(round int, want int64, why string) {
+		t.Helper()
 		if err := r.SweepOnce(ctx); err != nil {
 			t.Fatal(err)
 		}
-		if n, _ := r.SLA().Depth(ctx); n != int64(round+1) {
-			t.Fatalf("round %d: %d timers after the sweep, want %d", round, n, round+1)
+		if n, _ := r.SLA().Depth(ctx); n != want {
+			t.Fatalf("round %d: %d timers after the sweep %s, want %d", round, n, why, want)
 		}
 	}
+	var leads []string
+	for round := range 3 {
+		p, s := lead("DE", leadv1.Heat_HEAT_HOT, 80)
+		route(t, r, p, s)
+		lose(p.GetLeadId())
+		leads = append(leads, p.GetLeadId())
+		e.clock.Advance(3 * time.Second)
+		sweep(round, int64(round), "3 s after the assignment")
+		e.clock.Advance(3 * time.Second)
+		sweep(round, int64(round+1), "6 s after it")
+	}
+	// Checked once: timers lost after the check stay lost for this router
+	// (a restarted one looks back HealWindow).
+	for _, id := range leads {
+		lose(id)
+	}
+	e.clock.Advance(10 * time.Second)
+	sweep(3, 0, "after the checked leads' timers were lost again")
 }
 
 // An assignment writes one SLA timer: the first-touch one, which schedules

@@ -77,27 +77,33 @@ func (r *Router) SweepOnce(ctx context.Context) error {
 // future and still needed are scheduled, so a timer that fired or was
 // cancelled by a touch is never re-created.
 //
-// A sweep looks at the leads assigned since two sweep intervals before the
-// previous sweep began (at most HealWindow back; the whole window after a
-// start), so each assignment is checked by two or three sweeps after it,
-// not by every sweep of the window. Their assignment fields are read in one
-// round trip per healBatch leads, and whether their timers exist in one
-// more per team.
+// Each sweep checks the assignments made in [from, to): to is a heal lag
+// (a sweep interval) before now, by when the router that assigned a lead
+// has scheduled its timers unless it failed; from is the previous sweep's
+// to (HealWindow back after a start). So each assignment is checked once,
+// not by every sweep of the window: after a burst of assignments the sweeps
+// that followed re-read tens of thousands of records two or three times
+// each, and stalled the calls made meanwhile. The records are read, and
+// the queue asked which timers it lacks, healBatch leads per round trip.
 func (r *Router) healTimers(ctx context.Context, c *domain.Config) error {
 	if r.opts.HealWindow <= 0 {
 		return nil
 	}
 	now := r.now()
-	since := now.Add(-r.opts.HealWindow)
-	if prev := r.healedFrom.Load(); prev != 0 {
-		since = maxTime(since, time.UnixMilli(prev).Add(-2*r.opts.SweepInterval))
+	to := ms(now.Add(-min(r.opts.SweepInterval, r.opts.HealWindow/2)))
+	from := ms(now.Add(-r.opts.HealWindow))
+	if prev := r.healedTo.Load(); prev != 0 {
+		from = max(from, prev)
+	}
+	if to <= from {
+		return nil
 	}
 	for _, t := range c.TeamIDs {
 		reps := make([]string, 0, len(c.Teams[t].Reps))
 		for _, rp := range c.Teams[t].Reps {
 			reps = append(reps, rp.ID)
 		}
-		recent, err := r.st.RecentLeads(ctx, t, reps, ms(since))
+		recent, err := r.st.RecentLeads(ctx, t, reps, from, to)
 		if err != nil {
 			return err
 		}
@@ -107,13 +113,13 @@ func (r *Router) healTimers(ctx context.Context, c *domain.Config) error {
 				ids, holders = append(ids, id), append(holders, rep)
 			}
 		}
-		e := &effects{}
 		for start := 0; start < len(ids); start += healBatch {
 			end := min(start+healBatch, len(ids))
 			recs, err := r.st.AssignmentStates(ctx, t, ids[start:end])
 			if err != nil {
 				return err
 			}
+			e := &effects{}
 			for i, rec := range recs {
 				if rec == nil || (rec.State != "assigned" && rec.State != "accepted") || rec.Rep != holders[start+i] {
 					continue
@@ -121,26 +127,19 @@ func (r *Router) healTimers(ctx context.Context, c *domain.Config) error {
 				a := openDeadlines(rec, ms(now))
 				r.timers(e, t, &a)
 			}
-		}
-		// Only the timers the queue does not hold are scheduled again (a
-		// lost one is rare): one read instead of an EVAL per timer.
-		if e.timers, err = r.sla.Missing(ctx, e.timers); err != nil {
-			return err
-		}
-		if err := r.flush(ctx, e); err != nil {
-			return err
+			// Only the timers the queue does not hold are scheduled again (a
+			// lost one is rare): one read instead of an EVAL per timer.
+			if e.timers, err = r.sla.Missing(ctx, e.timers); err != nil {
+				return err
+			}
+			if err := r.flush(ctx, e); err != nil {
+				return err
+			}
 		}
 	}
-	r.healedFrom.Store(now.UnixMilli())
+	r.healedTo.Store(to)
 	return nil
 }
 
 // healBatch bounds the lead records one heal read asks for.
 const healBatch = 500
-
-func maxTime(a, b time.Time) time.Time {
-	if a.After(b) {
-		return a
-	}
-	return b
-}

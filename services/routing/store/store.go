@@ -583,13 +583,13 @@ func (s *Store) RepLeads(ctx context.Context, team, rep string, offset, limit in
 	return s.rdb.ZRange(ctx, TeamPrefix(team)+"rep:"+rep, offset, offset+limit-1).Result()
 }
 
-// RecentLeads lists, per rep of a team, the open leads assigned at or after
-// since (ms), in one round trip.
-func (s *Store) RecentLeads(ctx context.Context, team string, reps []string, since int64) (map[string][]string, error) {
+// RecentLeads lists, per rep of a team, the open leads assigned in
+// [from, to) (ms), in one round trip.
+func (s *Store) RecentLeads(ctx context.Context, team string, reps []string, from, to int64) (map[string][]string, error) {
 	pipe := s.rdb.Pipeline()
 	cmds := make([]*redis.StringSliceCmd, len(reps))
 	for i, rep := range reps {
-		cmds[i] = pipe.ZRangeByScore(ctx, TeamPrefix(team)+"rep:"+rep, &redis.ZRangeBy{Min: strconv.FormatInt(since, 10), Max: "+inf"})
+		cmds[i] = pipe.ZRangeByScore(ctx, TeamPrefix(team)+"rep:"+rep, &redis.ZRangeBy{Min: strconv.FormatInt(from, 10), Max: "(" + strconv.FormatInt(to, 10)})
 	}
 	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
 		return nil, err
