@@ -12,12 +12,14 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/leadflow/leadflow/services/platform/events"
 )
 
 // EventStream is the lifecycle stream (platform/events), trimmed by time
 // (reporting's LEADFLOW_REPORTING_RETENTION), so only a share of the clones'
 // events goes into it (CloneOptions.StreamShare).
-const EventStream = "lf:{events}:stream"
+const EventStream = events.StreamKey
 
 // Streams capped by length: a rep's inbox keeps about 10,000 items
 // (routing/store, XADD MAXLEN ~ 10000), so clones fill it up to that only.
