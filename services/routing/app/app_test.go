@@ -388,6 +388,14 @@ func TestValidationTouchAndGiveBackIdempotency(t *testing.T) {
 	if _, err := h.client.RouteLead(ctx, &routingv1.RouteLeadRequest{Profile: &leadv1.LeadProfile{LeadId: "x"}, Score: &leadv1.Score{Total: 50}}); err != nil {
 		t.Fatal(err)
 	}
+	// An inbox view that does not exist is refused, naming the field.
+	st, err := h.client.WatchInbox(ctx, &routingv1.WatchInboxRequest{RepId: "anna", View: 99})
+	if err == nil {
+		_, err = st.Recv()
+	}
+	if status.Code(err) != codes.InvalidArgument || !hasViolation(err, "view") {
+		t.Fatalf("unknown inbox view: %v, want InvalidArgument naming view", err)
+	}
 	for i, want := range []bool{false, true} {
 		resp, err := h.client.RecordTouch(ctx, &routingv1.RecordTouchRequest{LeadId: "x", RepId: "anna", Type: routingv1.TouchType_TOUCH_TYPE_EMAIL, TouchId: "mail-1"})
 		if err != nil || resp.GetDuplicate() != want || resp.GetAssignment().GetTouches() != 1 || resp.GetFirstTouch() == want {

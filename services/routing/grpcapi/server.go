@@ -171,7 +171,7 @@ func (s *Server) ListDecisions(ctx context.Context, req *routingv1.ListDecisions
 
 // WatchInbox implements RoutingService.
 func (s *Server) WatchInbox(req *routingv1.WatchInboxRequest, stream grpc.ServerStreamingServer[routingv1.WatchInboxResponse]) error {
-	return s.r.WatchInbox(stream.Context(), req.GetRepId(), req.GetAfterCursor(), func(it *routingv1.InboxItem) error {
+	return s.r.WatchInbox(stream.Context(), req.GetRepId(), req.GetAfterCursor(), req.GetView(), func(it *routingv1.InboxItem) error {
 		return stream.Send(&routingv1.WatchInboxResponse{Item: it})
 	})
 }

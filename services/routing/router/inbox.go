@@ -19,7 +19,8 @@ import (
 // WatchInbox sends a rep's inbox items after cursor ("" = the oldest kept)
 // until ctx ends. Items are read in stream order and each is sent once; a
 // client that reconnects with the last cursor it received misses nothing.
-func (r *Router) WatchInbox(ctx context.Context, rep, cursor string, send func(*routingv1.InboxItem) error) error {
+// With view BASIC an item is its inbox entry alone: nothing else is read.
+func (r *Router) WatchInbox(ctx context.Context, rep, cursor string, view routingv1.InboxView, send func(*routingv1.InboxItem) error) error {
 	if !store.ValidCursor(cursor) {
 		return status.Errorf(codes.InvalidArgument, "after_cursor %q is not an inbox cursor", cursor)
 	}
@@ -31,6 +32,7 @@ func (r *Router) WatchInbox(ctx context.Context, rep, cursor string, send func(*
 	if !ok {
 		return status.Errorf(codes.NotFound, "rep %q is not in the routing configuration", rep)
 	}
+	full := view != routingv1.InboxView_INBOX_VIEW_BASIC
 	var capDownUntil time.Time // after a failed capture call, skip capture until then
 	for ctx.Err() == nil {
 		entries, err := r.st.ReadInbox(ctx, rp.TeamID, rep, cursor, inboxRead, r.opts.InboxBlock)
@@ -40,7 +42,7 @@ func (r *Router) WatchInbox(ctx context.Context, rep, cursor string, send func(*
 			}
 			return err
 		}
-		items := r.inboxItems(ctx, rp.TeamID, entries, &capDownUntil)
+		items := r.inboxItems(ctx, rp.TeamID, entries, full, &capDownUntil)
 		for i, item := range items {
 			if err := send(item); err != nil {
 				return err
@@ -76,7 +78,8 @@ const (
 // and one contact lookup, which lookupContacts merges with other streams'
 // into capture calls of up to 100 leads: under load, one Redis round trip
 // and one capture call per item would make a rep's inbox lag behind.
-func (r *Router) inboxItems(ctx context.Context, team string, entries []store.InboxEntry, capDownUntil *time.Time) []*routingv1.InboxItem {
+// Without full, the entries alone make the items.
+func (r *Router) inboxItems(ctx context.Context, team string, entries []store.InboxEntry, full bool, capDownUntil *time.Time) []*routingv1.InboxItem {
 	items := make([]*routingv1.InboxItem, len(entries))
 	var leads []string // distinct leads of the assigned items
 	seen := map[string]bool{}
@@ -85,7 +88,7 @@ func (r *Router) inboxItems(ctx context.Context, team string, entries []store.In
 		switch e.Kind {
 		case "assigned":
 			it.Kind = routingv1.InboxItemKind_INBOX_ITEM_KIND_ASSIGNED
-			if !seen[e.Lead] {
+			if full && !seen[e.Lead] {
 				seen[e.Lead] = true
 				leads = append(leads, e.Lead)
 			}

@@ -11,6 +11,7 @@ import (
 	"github.com/redis/go-redis/v9"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 
 	leadv1 "github.com/leadflow/leadflow/gen/go/leadflow/lead/v1"
 	routingv1 "github.com/leadflow/leadflow/gen/go/leadflow/routing/v1"
@@ -21,11 +22,17 @@ import (
 // the test); next returns the next item.
 func watchInbox(t *testing.T, r *router.Router, rep, cursor string) (next func() *routingv1.InboxItem, stop func()) {
 	t.Helper()
+	return watchInboxView(t, r, rep, cursor, routingv1.InboxView_INBOX_VIEW_UNSPECIFIED)
+}
+
+// watchInboxView is watchInbox with a view.
+func watchInboxView(t *testing.T, r *router.Router, rep, cursor string, view routingv1.InboxView) (next func() *routingv1.InboxItem, stop func()) {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	items := make(chan *routingv1.InboxItem, 1000)
 	done := make(chan error, 1)
 	go func() {
-		done <- r.WatchInbox(ctx, rep, cursor, func(it *routingv1.InboxItem) error { items <- it; return nil })
+		done <- r.WatchInbox(ctx, rep, cursor, view, func(it *routingv1.InboxItem) error { items <- it; return nil })
 	}()
 	var once sync.Once
 	stop = func() {
@@ -120,6 +127,48 @@ func TestInboxFillsABatchWithOneCaptureCall(t *testing.T) {
 	}
 	if n := len(e.capture.Calls()); n != 2 {
 		t.Fatalf("%d capture calls, want none during the back-off", n)
+	}
+}
+
+// With view BASIC an item is the FULL item without what other reads add
+// (profile, score, reasons, first-touch deadline, contact), and the stream
+// reads no lead record and never calls capture.
+func TestInboxBasicViewReadsNothingElse(t *testing.T) {
+	e := newEnv(t)
+	r, rt := e.router()
+	apply(t, r, baseConfig())
+	var ids []string
+	for range 3 {
+		p, s := lead("FR", leadv1.Heat_HEAT_HOT, 70) // default team "inside": ivan
+		route(t, r, p, s)
+		ids = append(ids, p.GetLeadId())
+	}
+	reads := &leadReads{}
+	rt.Redis.AddHook(reads)
+	next, stop := watchInboxView(t, r, "ivan", "", routingv1.InboxView_INBOX_VIEW_BASIC)
+	basic := make([]*routingv1.InboxItem, len(ids))
+	for i := range ids {
+		basic[i] = next()
+	}
+	stop()
+	if single, piped := reads.counts(); single != 0 || len(piped) != 0 {
+		t.Fatalf("BASIC read lead records: %d alone, pipelines of %v", single, piped)
+	}
+	if calls := e.capture.Calls(); len(calls) != 0 {
+		t.Fatalf("BASIC called capture: %v", calls)
+	}
+
+	next, _ = watchInboxView(t, r, "ivan", "", routingv1.InboxView_INBOX_VIEW_FULL)
+	for i, id := range ids {
+		full := next()
+		if full.GetContact() == nil || full.GetProfile() == nil || full.GetScore() == nil {
+			t.Fatalf("item %d: FULL not filled in: %v", i, full)
+		}
+		want := proto.CloneOf(full)
+		want.Profile, want.Score, want.Reasons, want.FirstTouchDue, want.Contact = nil, nil, nil, nil, nil
+		if basic[i].GetLeadId() != id || !proto.Equal(basic[i], want) {
+			t.Fatalf("item %d: BASIC %v, want the FULL item without its other reads: %v", i, basic[i], want)
+		}
 	}
 }
 

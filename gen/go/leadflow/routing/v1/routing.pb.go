@@ -543,6 +543,63 @@ func (InboxItemKind) EnumDescriptor() ([]byte, []int) {
 	return file_leadflow_routing_v1_routing_proto_rawDescGZIP(), []int{7}
 }
 
+// InboxView is how much of each inbox item WatchInbox sends.
+type InboxView int32
+
+const (
+	// Not set: FULL.
+	InboxView_INBOX_VIEW_UNSPECIFIED InboxView = 0
+	// Everything: for an assigned lead also its profile, score, reasons,
+	// first-touch deadline and contact. Each read of the inbox then costs a
+	// read of its leads' routing records and a contact lookup in capture.
+	InboxView_INBOX_VIEW_FULL InboxView = 1
+	// The notification alone: cursor, kind, lead, team, rep, decision, time
+	// and note. No personal data and no extra reads, for services that only
+	// react to assignments; GetAssignment and capture's GetLead have the rest.
+	InboxView_INBOX_VIEW_BASIC InboxView = 2
+)
+
+// Enum value maps for InboxView.
+var (
+	InboxView_name = map[int32]string{
+		0: "INBOX_VIEW_UNSPECIFIED",
+		1: "INBOX_VIEW_FULL",
+		2: "INBOX_VIEW_BASIC",
+	}
+	InboxView_value = map[string]int32{
+		"INBOX_VIEW_UNSPECIFIED": 0,
+		"INBOX_VIEW_FULL":        1,
+		"INBOX_VIEW_BASIC":       2,
+	}
+)
+
+func (x InboxView) Enum() *InboxView {
+	p := new(InboxView)
+	*p = x
+	return p
+}
+
+func (x InboxView) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (InboxView) Descriptor() protoreflect.EnumDescriptor {
+	return file_leadflow_routing_v1_routing_proto_enumTypes[8].Descriptor()
+}
+
+func (InboxView) Type() protoreflect.EnumType {
+	return &file_leadflow_routing_v1_routing_proto_enumTypes[8]
+}
+
+func (x InboxView) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use InboxView.Descriptor instead.
+func (InboxView) EnumDescriptor() ([]byte, []int) {
+	return file_leadflow_routing_v1_routing_proto_rawDescGZIP(), []int{8}
+}
+
 // TouchType is a kind of sales touch.
 type TouchType int32
 
@@ -584,11 +641,11 @@ func (x TouchType) String() string {
 }
 
 func (TouchType) Descriptor() protoreflect.EnumDescriptor {
-	return file_leadflow_routing_v1_routing_proto_enumTypes[8].Descriptor()
+	return file_leadflow_routing_v1_routing_proto_enumTypes[9].Descriptor()
 }
 
 func (TouchType) Type() protoreflect.EnumType {
-	return &file_leadflow_routing_v1_routing_proto_enumTypes[8]
+	return &file_leadflow_routing_v1_routing_proto_enumTypes[9]
 }
 
 func (x TouchType) Number() protoreflect.EnumNumber {
@@ -597,7 +654,7 @@ func (x TouchType) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use TouchType.Descriptor instead.
 func (TouchType) EnumDescriptor() ([]byte, []int) {
-	return file_leadflow_routing_v1_routing_proto_rawDescGZIP(), []int{8}
+	return file_leadflow_routing_v1_routing_proto_rawDescGZIP(), []int{9}
 }
 
 // GiveBackOutcome is why a rep gives a lead back.
@@ -641,11 +698,11 @@ func (x GiveBackOutcome) String() string {
 }
 
 func (GiveBackOutcome) Descriptor() protoreflect.EnumDescriptor {
-	return file_leadflow_routing_v1_routing_proto_enumTypes[9].Descriptor()
+	return file_leadflow_routing_v1_routing_proto_enumTypes[10].Descriptor()
 }
 
 func (GiveBackOutcome) Type() protoreflect.EnumType {
-	return &file_leadflow_routing_v1_routing_proto_enumTypes[9]
+	return &file_leadflow_routing_v1_routing_proto_enumTypes[10]
 }
 
 func (x GiveBackOutcome) Number() protoreflect.EnumNumber {
@@ -654,7 +711,7 @@ func (x GiveBackOutcome) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use GiveBackOutcome.Descriptor instead.
 func (GiveBackOutcome) EnumDescriptor() ([]byte, []int) {
-	return file_leadflow_routing_v1_routing_proto_rawDescGZIP(), []int{9}
+	return file_leadflow_routing_v1_routing_proto_rawDescGZIP(), []int{10}
 }
 
 // RoutingConfig is one version of the whole routing configuration.
@@ -3378,7 +3435,9 @@ type WatchInboxRequest struct {
 	// The rep.
 	RepId string `protobuf:"bytes,1,opt,name=rep_id,json=repId,proto3" json:"rep_id,omitempty"`
 	// Cursor of the last item received; empty = from the oldest retained item.
-	AfterCursor   string `protobuf:"bytes,2,opt,name=after_cursor,json=afterCursor,proto3" json:"after_cursor,omitempty"`
+	AfterCursor string `protobuf:"bytes,2,opt,name=after_cursor,json=afterCursor,proto3" json:"after_cursor,omitempty"`
+	// How much of each item to send; unset = FULL.
+	View          InboxView `protobuf:"varint,3,opt,name=view,proto3,enum=leadflow.routing.v1.InboxView" json:"view,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -3425,6 +3484,13 @@ func (x *WatchInboxRequest) GetAfterCursor() string {
 		return x.AfterCursor
 	}
 	return ""
+}
+
+func (x *WatchInboxRequest) GetView() InboxView {
+	if x != nil {
+		return x.View
+	}
+	return InboxView_INBOX_VIEW_UNSPECIFIED
 }
 
 // WatchInboxResponse is one streamed inbox item.
@@ -4752,10 +4818,11 @@ const file_leadflow_routing_v1_routing_proto_rawDesc = "" +
 	"\x13contact_unavailable\x18\f \x01(\bR\x12contactUnavailable\x12!\n" +
 	"\fcontact_note\x18\r \x01(\tR\vcontactNote\x12\x15\n" +
 	"\x06rep_id\x18\x0e \x01(\tR\x05repId\x12\x12\n" +
-	"\x04note\x18\x0f \x01(\tR\x04note\"a\n" +
+	"\x04note\x18\x0f \x01(\tR\x04note\"\x9f\x01\n" +
 	"\x11WatchInboxRequest\x12 \n" +
 	"\x06rep_id\x18\x01 \x01(\tB\t\xbaH\x06r\x04\x10\x01\x18@R\x05repId\x12*\n" +
-	"\fafter_cursor\x18\x02 \x01(\tB\a\xbaH\x04r\x02\x18@R\vafterCursor\"H\n" +
+	"\fafter_cursor\x18\x02 \x01(\tB\a\xbaH\x04r\x02\x18@R\vafterCursor\x12<\n" +
+	"\x04view\x18\x03 \x01(\x0e2\x1e.leadflow.routing.v1.InboxViewB\b\xbaH\x05\x82\x01\x02\x10\x01R\x04view\"H\n" +
 	"\x12WatchInboxResponse\x122\n" +
 	"\x04item\x18\x01 \x01(\v2\x1e.leadflow.routing.v1.InboxItemR\x04item\"\x8b\x01\n" +
 	"\x16ListAssignmentsRequest\x12 \n" +
@@ -4892,7 +4959,11 @@ const file_leadflow_routing_v1_routing_proto_rawDesc = "" +
 	"\x1bINBOX_ITEM_KIND_UNSPECIFIED\x10\x00\x12\x1c\n" +
 	"\x18INBOX_ITEM_KIND_ASSIGNED\x10\x01\x12\x1e\n" +
 	"\x1aINBOX_ITEM_KIND_SLA_BREACH\x10\x02\x12\x1b\n" +
-	"\x17INBOX_ITEM_KIND_REVOKED\x10\x03*j\n" +
+	"\x17INBOX_ITEM_KIND_REVOKED\x10\x03*R\n" +
+	"\tInboxView\x12\x1a\n" +
+	"\x16INBOX_VIEW_UNSPECIFIED\x10\x00\x12\x13\n" +
+	"\x0fINBOX_VIEW_FULL\x10\x01\x12\x14\n" +
+	"\x10INBOX_VIEW_BASIC\x10\x02*j\n" +
 	"\tTouchType\x12\x1a\n" +
 	"\x16TOUCH_TYPE_UNSPECIFIED\x10\x00\x12\x13\n" +
 	"\x0fTOUCH_TYPE_CALL\x10\x01\x12\x14\n" +
@@ -4941,7 +5012,7 @@ func file_leadflow_routing_v1_routing_proto_rawDescGZIP() []byte {
 	return file_leadflow_routing_v1_routing_proto_rawDescData
 }
 
-var file_leadflow_routing_v1_routing_proto_enumTypes = make([]protoimpl.EnumInfo, 10)
+var file_leadflow_routing_v1_routing_proto_enumTypes = make([]protoimpl.EnumInfo, 11)
 var file_leadflow_routing_v1_routing_proto_msgTypes = make([]protoimpl.MessageInfo, 54)
 var file_leadflow_routing_v1_routing_proto_goTypes = []any{
 	(Availability)(0),                  // 0: leadflow.routing.v1.Availability
@@ -4952,185 +5023,187 @@ var file_leadflow_routing_v1_routing_proto_goTypes = []any{
 	(IneligibleReason)(0),              // 5: leadflow.routing.v1.IneligibleReason
 	(AssignmentState)(0),               // 6: leadflow.routing.v1.AssignmentState
 	(InboxItemKind)(0),                 // 7: leadflow.routing.v1.InboxItemKind
-	(TouchType)(0),                     // 8: leadflow.routing.v1.TouchType
-	(GiveBackOutcome)(0),               // 9: leadflow.routing.v1.GiveBackOutcome
-	(*RoutingConfig)(nil),              // 10: leadflow.routing.v1.RoutingConfig
-	(*Team)(nil),                       // 11: leadflow.routing.v1.Team
-	(*Rep)(nil),                        // 12: leadflow.routing.v1.Rep
-	(*WorkingHours)(nil),               // 13: leadflow.routing.v1.WorkingHours
-	(*WorkingWindow)(nil),              // 14: leadflow.routing.v1.WorkingWindow
-	(*Rule)(nil),                       // 15: leadflow.routing.v1.Rule
-	(*RuleConditions)(nil),             // 16: leadflow.routing.v1.RuleConditions
-	(*OrganisationOwner)(nil),          // 17: leadflow.routing.v1.OrganisationOwner
-	(*SlaPolicy)(nil),                  // 18: leadflow.routing.v1.SlaPolicy
-	(*ConfigVersion)(nil),              // 19: leadflow.routing.v1.ConfigVersion
-	(*ApplyConfigRequest)(nil),         // 20: leadflow.routing.v1.ApplyConfigRequest
-	(*ApplyConfigResponse)(nil),        // 21: leadflow.routing.v1.ApplyConfigResponse
-	(*GetConfigRequest)(nil),           // 22: leadflow.routing.v1.GetConfigRequest
-	(*GetConfigResponse)(nil),          // 23: leadflow.routing.v1.GetConfigResponse
-	(*ListConfigVersionsRequest)(nil),  // 24: leadflow.routing.v1.ListConfigVersionsRequest
-	(*ListConfigVersionsResponse)(nil), // 25: leadflow.routing.v1.ListConfigVersionsResponse
-	(*SetRepAvailabilityRequest)(nil),  // 26: leadflow.routing.v1.SetRepAvailabilityRequest
-	(*SetRepAvailabilityResponse)(nil), // 27: leadflow.routing.v1.SetRepAvailabilityResponse
-	(*Candidate)(nil),                  // 28: leadflow.routing.v1.Candidate
-	(*RoutingDecision)(nil),            // 29: leadflow.routing.v1.RoutingDecision
-	(*RouteLeadRequest)(nil),           // 30: leadflow.routing.v1.RouteLeadRequest
-	(*RouteLeadResponse)(nil),          // 31: leadflow.routing.v1.RouteLeadResponse
-	(*RouteLeadsRequest)(nil),          // 32: leadflow.routing.v1.RouteLeadsRequest
-	(*RouteLeadsResponse)(nil),         // 33: leadflow.routing.v1.RouteLeadsResponse
-	(*RouteLeadsResult)(nil),           // 34: leadflow.routing.v1.RouteLeadsResult
-	(*DryRunRouteRequest)(nil),         // 35: leadflow.routing.v1.DryRunRouteRequest
-	(*DryRunRouteResponse)(nil),        // 36: leadflow.routing.v1.DryRunRouteResponse
-	(*ReleaseLeadRequest)(nil),         // 37: leadflow.routing.v1.ReleaseLeadRequest
-	(*ReleaseLeadResponse)(nil),        // 38: leadflow.routing.v1.ReleaseLeadResponse
-	(*GetDecisionRequest)(nil),         // 39: leadflow.routing.v1.GetDecisionRequest
-	(*GetDecisionResponse)(nil),        // 40: leadflow.routing.v1.GetDecisionResponse
-	(*ListDecisionsRequest)(nil),       // 41: leadflow.routing.v1.ListDecisionsRequest
-	(*ListDecisionsResponse)(nil),      // 42: leadflow.routing.v1.ListDecisionsResponse
-	(*Assignment)(nil),                 // 43: leadflow.routing.v1.Assignment
-	(*InboxItem)(nil),                  // 44: leadflow.routing.v1.InboxItem
-	(*WatchInboxRequest)(nil),          // 45: leadflow.routing.v1.WatchInboxRequest
-	(*WatchInboxResponse)(nil),         // 46: leadflow.routing.v1.WatchInboxResponse
-	(*ListAssignmentsRequest)(nil),     // 47: leadflow.routing.v1.ListAssignmentsRequest
-	(*ListAssignmentsResponse)(nil),    // 48: leadflow.routing.v1.ListAssignmentsResponse
-	(*GetAssignmentRequest)(nil),       // 49: leadflow.routing.v1.GetAssignmentRequest
-	(*GetAssignmentResponse)(nil),      // 50: leadflow.routing.v1.GetAssignmentResponse
-	(*AcceptLeadRequest)(nil),          // 51: leadflow.routing.v1.AcceptLeadRequest
-	(*AcceptLeadResponse)(nil),         // 52: leadflow.routing.v1.AcceptLeadResponse
-	(*RejectLeadRequest)(nil),          // 53: leadflow.routing.v1.RejectLeadRequest
-	(*RejectLeadResponse)(nil),         // 54: leadflow.routing.v1.RejectLeadResponse
-	(*RecordTouchRequest)(nil),         // 55: leadflow.routing.v1.RecordTouchRequest
-	(*RecordTouchResponse)(nil),        // 56: leadflow.routing.v1.RecordTouchResponse
-	(*GiveBackRequest)(nil),            // 57: leadflow.routing.v1.GiveBackRequest
-	(*GiveBackResponse)(nil),           // 58: leadflow.routing.v1.GiveBackResponse
-	(*ReassignRequest)(nil),            // 59: leadflow.routing.v1.ReassignRequest
-	(*ReassignResponse)(nil),           // 60: leadflow.routing.v1.ReassignResponse
-	(*QueueEntry)(nil),                 // 61: leadflow.routing.v1.QueueEntry
-	(*GetQueueRequest)(nil),            // 62: leadflow.routing.v1.GetQueueRequest
-	(*GetQueueResponse)(nil),           // 63: leadflow.routing.v1.GetQueueResponse
-	(*timestamppb.Timestamp)(nil),      // 64: google.protobuf.Timestamp
-	(v1.Grade)(0),                      // 65: leadflow.lead.v1.Grade
-	(v1.Heat)(0),                       // 66: leadflow.lead.v1.Heat
-	(v1.Channel)(0),                    // 67: leadflow.lead.v1.Channel
-	(*durationpb.Duration)(nil),        // 68: google.protobuf.Duration
-	(*v1.LeadProfile)(nil),             // 69: leadflow.lead.v1.LeadProfile
-	(*v1.Score)(nil),                   // 70: leadflow.lead.v1.Score
-	(*v1.Contact)(nil),                 // 71: leadflow.lead.v1.Contact
+	(InboxView)(0),                     // 8: leadflow.routing.v1.InboxView
+	(TouchType)(0),                     // 9: leadflow.routing.v1.TouchType
+	(GiveBackOutcome)(0),               // 10: leadflow.routing.v1.GiveBackOutcome
+	(*RoutingConfig)(nil),              // 11: leadflow.routing.v1.RoutingConfig
+	(*Team)(nil),                       // 12: leadflow.routing.v1.Team
+	(*Rep)(nil),                        // 13: leadflow.routing.v1.Rep
+	(*WorkingHours)(nil),               // 14: leadflow.routing.v1.WorkingHours
+	(*WorkingWindow)(nil),              // 15: leadflow.routing.v1.WorkingWindow
+	(*Rule)(nil),                       // 16: leadflow.routing.v1.Rule
+	(*RuleConditions)(nil),             // 17: leadflow.routing.v1.RuleConditions
+	(*OrganisationOwner)(nil),          // 18: leadflow.routing.v1.OrganisationOwner
+	(*SlaPolicy)(nil),                  // 19: leadflow.routing.v1.SlaPolicy
+	(*ConfigVersion)(nil),              // 20: leadflow.routing.v1.ConfigVersion
+	(*ApplyConfigRequest)(nil),         // 21: leadflow.routing.v1.ApplyConfigRequest
+	(*ApplyConfigResponse)(nil),        // 22: leadflow.routing.v1.ApplyConfigResponse
+	(*GetConfigRequest)(nil),           // 23: leadflow.routing.v1.GetConfigRequest
+	(*GetConfigResponse)(nil),          // 24: leadflow.routing.v1.GetConfigResponse
+	(*ListConfigVersionsRequest)(nil),  // 25: leadflow.routing.v1.ListConfigVersionsRequest
+	(*ListConfigVersionsResponse)(nil), // 26: leadflow.routing.v1.ListConfigVersionsResponse
+	(*SetRepAvailabilityRequest)(nil),  // 27: leadflow.routing.v1.SetRepAvailabilityRequest
+	(*SetRepAvailabilityResponse)(nil), // 28: leadflow.routing.v1.SetRepAvailabilityResponse
+	(*Candidate)(nil),                  // 29: leadflow.routing.v1.Candidate
+	(*RoutingDecision)(nil),            // 30: leadflow.routing.v1.RoutingDecision
+	(*RouteLeadRequest)(nil),           // 31: leadflow.routing.v1.RouteLeadRequest
+	(*RouteLeadResponse)(nil),          // 32: leadflow.routing.v1.RouteLeadResponse
+	(*RouteLeadsRequest)(nil),          // 33: leadflow.routing.v1.RouteLeadsRequest
+	(*RouteLeadsResponse)(nil),         // 34: leadflow.routing.v1.RouteLeadsResponse
+	(*RouteLeadsResult)(nil),           // 35: leadflow.routing.v1.RouteLeadsResult
+	(*DryRunRouteRequest)(nil),         // 36: leadflow.routing.v1.DryRunRouteRequest
+	(*DryRunRouteResponse)(nil),        // 37: leadflow.routing.v1.DryRunRouteResponse
+	(*ReleaseLeadRequest)(nil),         // 38: leadflow.routing.v1.ReleaseLeadRequest
+	(*ReleaseLeadResponse)(nil),        // 39: leadflow.routing.v1.ReleaseLeadResponse
+	(*GetDecisionRequest)(nil),         // 40: leadflow.routing.v1.GetDecisionRequest
+	(*GetDecisionResponse)(nil),        // 41: leadflow.routing.v1.GetDecisionResponse
+	(*ListDecisionsRequest)(nil),       // 42: leadflow.routing.v1.ListDecisionsRequest
+	(*ListDecisionsResponse)(nil),      // 43: leadflow.routing.v1.ListDecisionsResponse
+	(*Assignment)(nil),                 // 44: leadflow.routing.v1.Assignment
+	(*InboxItem)(nil),                  // 45: leadflow.routing.v1.InboxItem
+	(*WatchInboxRequest)(nil),          // 46: leadflow.routing.v1.WatchInboxRequest
+	(*WatchInboxResponse)(nil),         // 47: leadflow.routing.v1.WatchInboxResponse
+	(*ListAssignmentsRequest)(nil),     // 48: leadflow.routing.v1.ListAssignmentsRequest
+	(*ListAssignmentsResponse)(nil),    // 49: leadflow.routing.v1.ListAssignmentsResponse
+	(*GetAssignmentRequest)(nil),       // 50: leadflow.routing.v1.GetAssignmentRequest
+	(*GetAssignmentResponse)(nil),      // 51: leadflow.routing.v1.GetAssignmentResponse
+	(*AcceptLeadRequest)(nil),          // 52: leadflow.routing.v1.AcceptLeadRequest
+	(*AcceptLeadResponse)(nil),         // 53: leadflow.routing.v1.AcceptLeadResponse
+	(*RejectLeadRequest)(nil),          // 54: leadflow.routing.v1.RejectLeadRequest
+	(*RejectLeadResponse)(nil),         // 55: leadflow.routing.v1.RejectLeadResponse
+	(*RecordTouchRequest)(nil),         // 56: leadflow.routing.v1.RecordTouchRequest
+	(*RecordTouchResponse)(nil),        // 57: leadflow.routing.v1.RecordTouchResponse
+	(*GiveBackRequest)(nil),            // 58: leadflow.routing.v1.GiveBackRequest
+	(*GiveBackResponse)(nil),           // 59: leadflow.routing.v1.GiveBackResponse
+	(*ReassignRequest)(nil),            // 60: leadflow.routing.v1.ReassignRequest
+	(*ReassignResponse)(nil),           // 61: leadflow.routing.v1.ReassignResponse
+	(*QueueEntry)(nil),                 // 62: leadflow.routing.v1.QueueEntry
+	(*GetQueueRequest)(nil),            // 63: leadflow.routing.v1.GetQueueRequest
+	(*GetQueueResponse)(nil),           // 64: leadflow.routing.v1.GetQueueResponse
+	(*timestamppb.Timestamp)(nil),      // 65: google.protobuf.Timestamp
+	(v1.Grade)(0),                      // 66: leadflow.lead.v1.Grade
+	(v1.Heat)(0),                       // 67: leadflow.lead.v1.Heat
+	(v1.Channel)(0),                    // 68: leadflow.lead.v1.Channel
+	(*durationpb.Duration)(nil),        // 69: google.protobuf.Duration
+	(*v1.LeadProfile)(nil),             // 70: leadflow.lead.v1.LeadProfile
+	(*v1.Score)(nil),                   // 71: leadflow.lead.v1.Score
+	(*v1.Contact)(nil),                 // 72: leadflow.lead.v1.Contact
 }
 var file_leadflow_routing_v1_routing_proto_depIdxs = []int32{
-	11, // 0: leadflow.routing.v1.RoutingConfig.teams:type_name -> leadflow.routing.v1.Team
-	15, // 1: leadflow.routing.v1.RoutingConfig.rules:type_name -> leadflow.routing.v1.Rule
-	17, // 2: leadflow.routing.v1.RoutingConfig.owners:type_name -> leadflow.routing.v1.OrganisationOwner
-	18, // 3: leadflow.routing.v1.RoutingConfig.sla_policies:type_name -> leadflow.routing.v1.SlaPolicy
-	64, // 4: leadflow.routing.v1.RoutingConfig.created_at:type_name -> google.protobuf.Timestamp
-	12, // 5: leadflow.routing.v1.Team.reps:type_name -> leadflow.routing.v1.Rep
+	12, // 0: leadflow.routing.v1.RoutingConfig.teams:type_name -> leadflow.routing.v1.Team
+	16, // 1: leadflow.routing.v1.RoutingConfig.rules:type_name -> leadflow.routing.v1.Rule
+	18, // 2: leadflow.routing.v1.RoutingConfig.owners:type_name -> leadflow.routing.v1.OrganisationOwner
+	19, // 3: leadflow.routing.v1.RoutingConfig.sla_policies:type_name -> leadflow.routing.v1.SlaPolicy
+	65, // 4: leadflow.routing.v1.RoutingConfig.created_at:type_name -> google.protobuf.Timestamp
+	13, // 5: leadflow.routing.v1.Team.reps:type_name -> leadflow.routing.v1.Rep
 	0,  // 6: leadflow.routing.v1.Rep.availability:type_name -> leadflow.routing.v1.Availability
-	64, // 7: leadflow.routing.v1.Rep.out_of_office_until:type_name -> google.protobuf.Timestamp
-	13, // 8: leadflow.routing.v1.Rep.working_hours:type_name -> leadflow.routing.v1.WorkingHours
-	14, // 9: leadflow.routing.v1.WorkingHours.windows:type_name -> leadflow.routing.v1.WorkingWindow
+	65, // 7: leadflow.routing.v1.Rep.out_of_office_until:type_name -> google.protobuf.Timestamp
+	14, // 8: leadflow.routing.v1.Rep.working_hours:type_name -> leadflow.routing.v1.WorkingHours
+	15, // 9: leadflow.routing.v1.WorkingHours.windows:type_name -> leadflow.routing.v1.WorkingWindow
 	1,  // 10: leadflow.routing.v1.WorkingWindow.days:type_name -> leadflow.routing.v1.Weekday
-	16, // 11: leadflow.routing.v1.Rule.conditions:type_name -> leadflow.routing.v1.RuleConditions
-	65, // 12: leadflow.routing.v1.RuleConditions.grades:type_name -> leadflow.lead.v1.Grade
-	66, // 13: leadflow.routing.v1.RuleConditions.heats:type_name -> leadflow.lead.v1.Heat
-	67, // 14: leadflow.routing.v1.RuleConditions.channels:type_name -> leadflow.lead.v1.Channel
-	66, // 15: leadflow.routing.v1.SlaPolicy.heats:type_name -> leadflow.lead.v1.Heat
-	68, // 16: leadflow.routing.v1.SlaPolicy.first_touch_within:type_name -> google.protobuf.Duration
-	68, // 17: leadflow.routing.v1.SlaPolicy.touches_within:type_name -> google.protobuf.Duration
+	17, // 11: leadflow.routing.v1.Rule.conditions:type_name -> leadflow.routing.v1.RuleConditions
+	66, // 12: leadflow.routing.v1.RuleConditions.grades:type_name -> leadflow.lead.v1.Grade
+	67, // 13: leadflow.routing.v1.RuleConditions.heats:type_name -> leadflow.lead.v1.Heat
+	68, // 14: leadflow.routing.v1.RuleConditions.channels:type_name -> leadflow.lead.v1.Channel
+	67, // 15: leadflow.routing.v1.SlaPolicy.heats:type_name -> leadflow.lead.v1.Heat
+	69, // 16: leadflow.routing.v1.SlaPolicy.first_touch_within:type_name -> google.protobuf.Duration
+	69, // 17: leadflow.routing.v1.SlaPolicy.touches_within:type_name -> google.protobuf.Duration
 	2,  // 18: leadflow.routing.v1.SlaPolicy.action:type_name -> leadflow.routing.v1.BreachAction
-	64, // 19: leadflow.routing.v1.ConfigVersion.created_at:type_name -> google.protobuf.Timestamp
-	10, // 20: leadflow.routing.v1.ApplyConfigRequest.config:type_name -> leadflow.routing.v1.RoutingConfig
-	10, // 21: leadflow.routing.v1.ApplyConfigResponse.config:type_name -> leadflow.routing.v1.RoutingConfig
-	10, // 22: leadflow.routing.v1.GetConfigResponse.config:type_name -> leadflow.routing.v1.RoutingConfig
-	19, // 23: leadflow.routing.v1.ListConfigVersionsResponse.versions:type_name -> leadflow.routing.v1.ConfigVersion
+	65, // 19: leadflow.routing.v1.ConfigVersion.created_at:type_name -> google.protobuf.Timestamp
+	11, // 20: leadflow.routing.v1.ApplyConfigRequest.config:type_name -> leadflow.routing.v1.RoutingConfig
+	11, // 21: leadflow.routing.v1.ApplyConfigResponse.config:type_name -> leadflow.routing.v1.RoutingConfig
+	11, // 22: leadflow.routing.v1.GetConfigResponse.config:type_name -> leadflow.routing.v1.RoutingConfig
+	20, // 23: leadflow.routing.v1.ListConfigVersionsResponse.versions:type_name -> leadflow.routing.v1.ConfigVersion
 	0,  // 24: leadflow.routing.v1.SetRepAvailabilityRequest.availability:type_name -> leadflow.routing.v1.Availability
-	64, // 25: leadflow.routing.v1.SetRepAvailabilityRequest.out_of_office_until:type_name -> google.protobuf.Timestamp
-	12, // 26: leadflow.routing.v1.SetRepAvailabilityResponse.rep:type_name -> leadflow.routing.v1.Rep
+	65, // 25: leadflow.routing.v1.SetRepAvailabilityRequest.out_of_office_until:type_name -> google.protobuf.Timestamp
+	13, // 26: leadflow.routing.v1.SetRepAvailabilityResponse.rep:type_name -> leadflow.routing.v1.Rep
 	5,  // 27: leadflow.routing.v1.Candidate.reasons:type_name -> leadflow.routing.v1.IneligibleReason
 	3,  // 28: leadflow.routing.v1.RoutingDecision.kind:type_name -> leadflow.routing.v1.DecisionKind
 	4,  // 29: leadflow.routing.v1.RoutingDecision.outcome:type_name -> leadflow.routing.v1.DecisionOutcome
-	28, // 30: leadflow.routing.v1.RoutingDecision.candidates:type_name -> leadflow.routing.v1.Candidate
-	64, // 31: leadflow.routing.v1.RoutingDecision.decided_at:type_name -> google.protobuf.Timestamp
-	64, // 32: leadflow.routing.v1.RoutingDecision.first_touch_due:type_name -> google.protobuf.Timestamp
-	69, // 33: leadflow.routing.v1.RouteLeadRequest.profile:type_name -> leadflow.lead.v1.LeadProfile
-	70, // 34: leadflow.routing.v1.RouteLeadRequest.score:type_name -> leadflow.lead.v1.Score
-	29, // 35: leadflow.routing.v1.RouteLeadResponse.decision:type_name -> leadflow.routing.v1.RoutingDecision
-	30, // 36: leadflow.routing.v1.RouteLeadsRequest.leads:type_name -> leadflow.routing.v1.RouteLeadRequest
-	34, // 37: leadflow.routing.v1.RouteLeadsResponse.results:type_name -> leadflow.routing.v1.RouteLeadsResult
-	31, // 38: leadflow.routing.v1.RouteLeadsResult.response:type_name -> leadflow.routing.v1.RouteLeadResponse
-	69, // 39: leadflow.routing.v1.DryRunRouteRequest.profile:type_name -> leadflow.lead.v1.LeadProfile
-	70, // 40: leadflow.routing.v1.DryRunRouteRequest.score:type_name -> leadflow.lead.v1.Score
-	29, // 41: leadflow.routing.v1.DryRunRouteResponse.decision:type_name -> leadflow.routing.v1.RoutingDecision
-	29, // 42: leadflow.routing.v1.GetDecisionResponse.decision:type_name -> leadflow.routing.v1.RoutingDecision
-	29, // 43: leadflow.routing.v1.ListDecisionsResponse.decisions:type_name -> leadflow.routing.v1.RoutingDecision
+	29, // 30: leadflow.routing.v1.RoutingDecision.candidates:type_name -> leadflow.routing.v1.Candidate
+	65, // 31: leadflow.routing.v1.RoutingDecision.decided_at:type_name -> google.protobuf.Timestamp
+	65, // 32: leadflow.routing.v1.RoutingDecision.first_touch_due:type_name -> google.protobuf.Timestamp
+	70, // 33: leadflow.routing.v1.RouteLeadRequest.profile:type_name -> leadflow.lead.v1.LeadProfile
+	71, // 34: leadflow.routing.v1.RouteLeadRequest.score:type_name -> leadflow.lead.v1.Score
+	30, // 35: leadflow.routing.v1.RouteLeadResponse.decision:type_name -> leadflow.routing.v1.RoutingDecision
+	31, // 36: leadflow.routing.v1.RouteLeadsRequest.leads:type_name -> leadflow.routing.v1.RouteLeadRequest
+	35, // 37: leadflow.routing.v1.RouteLeadsResponse.results:type_name -> leadflow.routing.v1.RouteLeadsResult
+	32, // 38: leadflow.routing.v1.RouteLeadsResult.response:type_name -> leadflow.routing.v1.RouteLeadResponse
+	70, // 39: leadflow.routing.v1.DryRunRouteRequest.profile:type_name -> leadflow.lead.v1.LeadProfile
+	71, // 40: leadflow.routing.v1.DryRunRouteRequest.score:type_name -> leadflow.lead.v1.Score
+	30, // 41: leadflow.routing.v1.DryRunRouteResponse.decision:type_name -> leadflow.routing.v1.RoutingDecision
+	30, // 42: leadflow.routing.v1.GetDecisionResponse.decision:type_name -> leadflow.routing.v1.RoutingDecision
+	30, // 43: leadflow.routing.v1.ListDecisionsResponse.decisions:type_name -> leadflow.routing.v1.RoutingDecision
 	6,  // 44: leadflow.routing.v1.Assignment.state:type_name -> leadflow.routing.v1.AssignmentState
-	64, // 45: leadflow.routing.v1.Assignment.assigned_at:type_name -> google.protobuf.Timestamp
-	64, // 46: leadflow.routing.v1.Assignment.accepted_at:type_name -> google.protobuf.Timestamp
-	64, // 47: leadflow.routing.v1.Assignment.first_touch_due:type_name -> google.protobuf.Timestamp
-	64, // 48: leadflow.routing.v1.Assignment.first_touch_at:type_name -> google.protobuf.Timestamp
-	64, // 49: leadflow.routing.v1.Assignment.touches_due:type_name -> google.protobuf.Timestamp
-	66, // 50: leadflow.routing.v1.Assignment.heat:type_name -> leadflow.lead.v1.Heat
+	65, // 45: leadflow.routing.v1.Assignment.assigned_at:type_name -> google.protobuf.Timestamp
+	65, // 46: leadflow.routing.v1.Assignment.accepted_at:type_name -> google.protobuf.Timestamp
+	65, // 47: leadflow.routing.v1.Assignment.first_touch_due:type_name -> google.protobuf.Timestamp
+	65, // 48: leadflow.routing.v1.Assignment.first_touch_at:type_name -> google.protobuf.Timestamp
+	65, // 49: leadflow.routing.v1.Assignment.touches_due:type_name -> google.protobuf.Timestamp
+	67, // 50: leadflow.routing.v1.Assignment.heat:type_name -> leadflow.lead.v1.Heat
 	7,  // 51: leadflow.routing.v1.InboxItem.kind:type_name -> leadflow.routing.v1.InboxItemKind
-	64, // 52: leadflow.routing.v1.InboxItem.created_at:type_name -> google.protobuf.Timestamp
-	64, // 53: leadflow.routing.v1.InboxItem.first_touch_due:type_name -> google.protobuf.Timestamp
-	69, // 54: leadflow.routing.v1.InboxItem.profile:type_name -> leadflow.lead.v1.LeadProfile
-	70, // 55: leadflow.routing.v1.InboxItem.score:type_name -> leadflow.lead.v1.Score
-	71, // 56: leadflow.routing.v1.InboxItem.contact:type_name -> leadflow.lead.v1.Contact
-	44, // 57: leadflow.routing.v1.WatchInboxResponse.item:type_name -> leadflow.routing.v1.InboxItem
-	43, // 58: leadflow.routing.v1.ListAssignmentsResponse.assignments:type_name -> leadflow.routing.v1.Assignment
-	43, // 59: leadflow.routing.v1.GetAssignmentResponse.assignment:type_name -> leadflow.routing.v1.Assignment
-	43, // 60: leadflow.routing.v1.AcceptLeadResponse.assignment:type_name -> leadflow.routing.v1.Assignment
-	29, // 61: leadflow.routing.v1.RejectLeadResponse.decision:type_name -> leadflow.routing.v1.RoutingDecision
-	8,  // 62: leadflow.routing.v1.RecordTouchRequest.type:type_name -> leadflow.routing.v1.TouchType
-	43, // 63: leadflow.routing.v1.RecordTouchResponse.assignment:type_name -> leadflow.routing.v1.Assignment
-	9,  // 64: leadflow.routing.v1.GiveBackRequest.outcome:type_name -> leadflow.routing.v1.GiveBackOutcome
-	43, // 65: leadflow.routing.v1.GiveBackResponse.assignment:type_name -> leadflow.routing.v1.Assignment
-	29, // 66: leadflow.routing.v1.ReassignResponse.decision:type_name -> leadflow.routing.v1.RoutingDecision
-	66, // 67: leadflow.routing.v1.QueueEntry.heat:type_name -> leadflow.lead.v1.Heat
-	64, // 68: leadflow.routing.v1.QueueEntry.queued_at:type_name -> google.protobuf.Timestamp
-	61, // 69: leadflow.routing.v1.GetQueueResponse.entries:type_name -> leadflow.routing.v1.QueueEntry
-	20, // 70: leadflow.routing.v1.RoutingService.ApplyConfig:input_type -> leadflow.routing.v1.ApplyConfigRequest
-	22, // 71: leadflow.routing.v1.RoutingService.GetConfig:input_type -> leadflow.routing.v1.GetConfigRequest
-	24, // 72: leadflow.routing.v1.RoutingService.ListConfigVersions:input_type -> leadflow.routing.v1.ListConfigVersionsRequest
-	26, // 73: leadflow.routing.v1.RoutingService.SetRepAvailability:input_type -> leadflow.routing.v1.SetRepAvailabilityRequest
-	30, // 74: leadflow.routing.v1.RoutingService.RouteLead:input_type -> leadflow.routing.v1.RouteLeadRequest
-	32, // 75: leadflow.routing.v1.RoutingService.RouteLeads:input_type -> leadflow.routing.v1.RouteLeadsRequest
-	35, // 76: leadflow.routing.v1.RoutingService.DryRunRoute:input_type -> leadflow.routing.v1.DryRunRouteRequest
-	37, // 77: leadflow.routing.v1.RoutingService.ReleaseLead:input_type -> leadflow.routing.v1.ReleaseLeadRequest
-	39, // 78: leadflow.routing.v1.RoutingService.GetDecision:input_type -> leadflow.routing.v1.GetDecisionRequest
-	41, // 79: leadflow.routing.v1.RoutingService.ListDecisions:input_type -> leadflow.routing.v1.ListDecisionsRequest
-	45, // 80: leadflow.routing.v1.RoutingService.WatchInbox:input_type -> leadflow.routing.v1.WatchInboxRequest
-	47, // 81: leadflow.routing.v1.RoutingService.ListAssignments:input_type -> leadflow.routing.v1.ListAssignmentsRequest
-	49, // 82: leadflow.routing.v1.RoutingService.GetAssignment:input_type -> leadflow.routing.v1.GetAssignmentRequest
-	51, // 83: leadflow.routing.v1.RoutingService.AcceptLead:input_type -> leadflow.routing.v1.AcceptLeadRequest
-	53, // 84: leadflow.routing.v1.RoutingService.RejectLead:input_type -> leadflow.routing.v1.RejectLeadRequest
-	55, // 85: leadflow.routing.v1.RoutingService.RecordTouch:input_type -> leadflow.routing.v1.RecordTouchRequest
-	57, // 86: leadflow.routing.v1.RoutingService.GiveBack:input_type -> leadflow.routing.v1.GiveBackRequest
-	59, // 87: leadflow.routing.v1.RoutingService.Reassign:input_type -> leadflow.routing.v1.ReassignRequest
-	62, // 88: leadflow.routing.v1.RoutingService.GetQueue:input_type -> leadflow.routing.v1.GetQueueRequest
-	21, // 89: leadflow.routing.v1.RoutingService.ApplyConfig:output_type -> leadflow.routing.v1.ApplyConfigResponse
-	23, // 90: leadflow.routing.v1.RoutingService.GetConfig:output_type -> leadflow.routing.v1.GetConfigResponse
-	25, // 91: leadflow.routing.v1.RoutingService.ListConfigVersions:output_type -> leadflow.routing.v1.ListConfigVersionsResponse
-	27, // 92: leadflow.routing.v1.RoutingService.SetRepAvailability:output_type -> leadflow.routing.v1.SetRepAvailabilityResponse
-	31, // 93: leadflow.routing.v1.RoutingService.RouteLead:output_type -> leadflow.routing.v1.RouteLeadResponse
-	33, // 94: leadflow.routing.v1.RoutingService.RouteLeads:output_type -> leadflow.routing.v1.RouteLeadsResponse
-	36, // 95: leadflow.routing.v1.RoutingService.DryRunRoute:output_type -> leadflow.routing.v1.DryRunRouteResponse
-	38, // 96: leadflow.routing.v1.RoutingService.ReleaseLead:output_type -> leadflow.routing.v1.ReleaseLeadResponse
-	40, // 97: leadflow.routing.v1.RoutingService.GetDecision:output_type -> leadflow.routing.v1.GetDecisionResponse
-	42, // 98: leadflow.routing.v1.RoutingService.ListDecisions:output_type -> leadflow.routing.v1.ListDecisionsResponse
-	46, // 99: leadflow.routing.v1.RoutingService.WatchInbox:output_type -> leadflow.routing.v1.WatchInboxResponse
-	48, // 100: leadflow.routing.v1.RoutingService.ListAssignments:output_type -> leadflow.routing.v1.ListAssignmentsResponse
-	50, // 101: leadflow.routing.v1.RoutingService.GetAssignment:output_type -> leadflow.routing.v1.GetAssignmentResponse
-	52, // 102: leadflow.routing.v1.RoutingService.AcceptLead:output_type -> leadflow.routing.v1.AcceptLeadResponse
-	54, // 103: leadflow.routing.v1.RoutingService.RejectLead:output_type -> leadflow.routing.v1.RejectLeadResponse
-	56, // 104: leadflow.routing.v1.RoutingService.RecordTouch:output_type -> leadflow.routing.v1.RecordTouchResponse
-	58, // 105: leadflow.routing.v1.RoutingService.GiveBack:output_type -> leadflow.routing.v1.GiveBackResponse
-	60, // 106: leadflow.routing.v1.RoutingService.Reassign:output_type -> leadflow.routing.v1.ReassignResponse
-	63, // 107: leadflow.routing.v1.RoutingService.GetQueue:output_type -> leadflow.routing.v1.GetQueueResponse
-	89, // [89:108] is the sub-list for method output_type
-	70, // [70:89] is the sub-list for method input_type
-	70, // [70:70] is the sub-list for extension type_name
-	70, // [70:70] is the sub-list for extension extendee
-	0,  // [0:70] is the sub-list for field type_name
+	65, // 52: leadflow.routing.v1.InboxItem.created_at:type_name -> google.protobuf.Timestamp
+	65, // 53: leadflow.routing.v1.InboxItem.first_touch_due:type_name -> google.protobuf.Timestamp
+	70, // 54: leadflow.routing.v1.InboxItem.profile:type_name -> leadflow.lead.v1.LeadProfile
+	71, // 55: leadflow.routing.v1.InboxItem.score:type_name -> leadflow.lead.v1.Score
+	72, // 56: leadflow.routing.v1.InboxItem.contact:type_name -> leadflow.lead.v1.Contact
+	8,  // 57: leadflow.routing.v1.WatchInboxRequest.view:type_name -> leadflow.routing.v1.InboxView
+	45, // 58: leadflow.routing.v1.WatchInboxResponse.item:type_name -> leadflow.routing.v1.InboxItem
+	44, // 59: leadflow.routing.v1.ListAssignmentsResponse.assignments:type_name -> leadflow.routing.v1.Assignment
+	44, // 60: leadflow.routing.v1.GetAssignmentResponse.assignment:type_name -> leadflow.routing.v1.Assignment
+	44, // 61: leadflow.routing.v1.AcceptLeadResponse.assignment:type_name -> leadflow.routing.v1.Assignment
+	30, // 62: leadflow.routing.v1.RejectLeadResponse.decision:type_name -> leadflow.routing.v1.RoutingDecision
+	9,  // 63: leadflow.routing.v1.RecordTouchRequest.type:type_name -> leadflow.routing.v1.TouchType
+	44, // 64: leadflow.routing.v1.RecordTouchResponse.assignment:type_name -> leadflow.routing.v1.Assignment
+	10, // 65: leadflow.routing.v1.GiveBackRequest.outcome:type_name -> leadflow.routing.v1.GiveBackOutcome
+	44, // 66: leadflow.routing.v1.GiveBackResponse.assignment:type_name -> leadflow.routing.v1.Assignment
+	30, // 67: leadflow.routing.v1.ReassignResponse.decision:type_name -> leadflow.routing.v1.RoutingDecision
+	67, // 68: leadflow.routing.v1.QueueEntry.heat:type_name -> leadflow.lead.v1.Heat
+	65, // 69: leadflow.routing.v1.QueueEntry.queued_at:type_name -> google.protobuf.Timestamp
+	62, // 70: leadflow.routing.v1.GetQueueResponse.entries:type_name -> leadflow.routing.v1.QueueEntry
+	21, // 71: leadflow.routing.v1.RoutingService.ApplyConfig:input_type -> leadflow.routing.v1.ApplyConfigRequest
+	23, // 72: leadflow.routing.v1.RoutingService.GetConfig:input_type -> leadflow.routing.v1.GetConfigRequest
+	25, // 73: leadflow.routing.v1.RoutingService.ListConfigVersions:input_type -> leadflow.routing.v1.ListConfigVersionsRequest
+	27, // 74: leadflow.routing.v1.RoutingService.SetRepAvailability:input_type -> leadflow.routing.v1.SetRepAvailabilityRequest
+	31, // 75: leadflow.routing.v1.RoutingService.RouteLead:input_type -> leadflow.routing.v1.RouteLeadRequest
+	33, // 76: leadflow.routing.v1.RoutingService.RouteLeads:input_type -> leadflow.routing.v1.RouteLeadsRequest
+	36, // 77: leadflow.routing.v1.RoutingService.DryRunRoute:input_type -> leadflow.routing.v1.DryRunRouteRequest
+	38, // 78: leadflow.routing.v1.RoutingService.ReleaseLead:input_type -> leadflow.routing.v1.ReleaseLeadRequest
+	40, // 79: leadflow.routing.v1.RoutingService.GetDecision:input_type -> leadflow.routing.v1.GetDecisionRequest
+	42, // 80: leadflow.routing.v1.RoutingService.ListDecisions:input_type -> leadflow.routing.v1.ListDecisionsRequest
+	46, // 81: leadflow.routing.v1.RoutingService.WatchInbox:input_type -> leadflow.routing.v1.WatchInboxRequest
+	48, // 82: leadflow.routing.v1.RoutingService.ListAssignments:input_type -> leadflow.routing.v1.ListAssignmentsRequest
+	50, // 83: leadflow.routing.v1.RoutingService.GetAssignment:input_type -> leadflow.routing.v1.GetAssignmentRequest
+	52, // 84: leadflow.routing.v1.RoutingService.AcceptLead:input_type -> leadflow.routing.v1.AcceptLeadRequest
+	54, // 85: leadflow.routing.v1.RoutingService.RejectLead:input_type -> leadflow.routing.v1.RejectLeadRequest
+	56, // 86: leadflow.routing.v1.RoutingService.RecordTouch:input_type -> leadflow.routing.v1.RecordTouchRequest
+	58, // 87: leadflow.routing.v1.RoutingService.GiveBack:input_type -> leadflow.routing.v1.GiveBackRequest
+	60, // 88: leadflow.routing.v1.RoutingService.Reassign:input_type -> leadflow.routing.v1.ReassignRequest
+	63, // 89: leadflow.routing.v1.RoutingService.GetQueue:input_type -> leadflow.routing.v1.GetQueueRequest
+	22, // 90: leadflow.routing.v1.RoutingService.ApplyConfig:output_type -> leadflow.routing.v1.ApplyConfigResponse
+	24, // 91: leadflow.routing.v1.RoutingService.GetConfig:output_type -> leadflow.routing.v1.GetConfigResponse
+	26, // 92: leadflow.routing.v1.RoutingService.ListConfigVersions:output_type -> leadflow.routing.v1.ListConfigVersionsResponse
+	28, // 93: leadflow.routing.v1.RoutingService.SetRepAvailability:output_type -> leadflow.routing.v1.SetRepAvailabilityResponse
+	32, // 94: leadflow.routing.v1.RoutingService.RouteLead:output_type -> leadflow.routing.v1.RouteLeadResponse
+	34, // 95: leadflow.routing.v1.RoutingService.RouteLeads:output_type -> leadflow.routing.v1.RouteLeadsResponse
+	37, // 96: leadflow.routing.v1.RoutingService.DryRunRoute:output_type -> leadflow.routing.v1.DryRunRouteResponse
+	39, // 97: leadflow.routing.v1.RoutingService.ReleaseLead:output_type -> leadflow.routing.v1.ReleaseLeadResponse
+	41, // 98: leadflow.routing.v1.RoutingService.GetDecision:output_type -> leadflow.routing.v1.GetDecisionResponse
+	43, // 99: leadflow.routing.v1.RoutingService.ListDecisions:output_type -> leadflow.routing.v1.ListDecisionsResponse
+	47, // 100: leadflow.routing.v1.RoutingService.WatchInbox:output_type -> leadflow.routing.v1.WatchInboxResponse
+	49, // 101: leadflow.routing.v1.RoutingService.ListAssignments:output_type -> leadflow.routing.v1.ListAssignmentsResponse
+	51, // 102: leadflow.routing.v1.RoutingService.GetAssignment:output_type -> leadflow.routing.v1.GetAssignmentResponse
+	53, // 103: leadflow.routing.v1.RoutingService.AcceptLead:output_type -> leadflow.routing.v1.AcceptLeadResponse
+	55, // 104: leadflow.routing.v1.RoutingService.RejectLead:output_type -> leadflow.routing.v1.RejectLeadResponse
+	57, // 105: leadflow.routing.v1.RoutingService.RecordTouch:output_type -> leadflow.routing.v1.RecordTouchResponse
+	59, // 106: leadflow.routing.v1.RoutingService.GiveBack:output_type -> leadflow.routing.v1.GiveBackResponse
+	61, // 107: leadflow.routing.v1.RoutingService.Reassign:output_type -> leadflow.routing.v1.ReassignResponse
+	64, // 108: leadflow.routing.v1.RoutingService.GetQueue:output_type -> leadflow.routing.v1.GetQueueResponse
+	90, // [90:109] is the sub-list for method output_type
+	71, // [71:90] is the sub-list for method input_type
+	71, // [71:71] is the sub-list for extension type_name
+	71, // [71:71] is the sub-list for extension extendee
+	0,  // [0:71] is the sub-list for field type_name
 }
 
 func init() { file_leadflow_routing_v1_routing_proto_init() }
@@ -5148,7 +5221,7 @@ func file_leadflow_routing_v1_routing_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_leadflow_routing_v1_routing_proto_rawDesc), len(file_leadflow_routing_v1_routing_proto_rawDesc)),
-			NumEnums:      10,
+			NumEnums:      11,
 			NumMessages:   54,
 			NumExtensions: 0,
 			NumServices:   1,

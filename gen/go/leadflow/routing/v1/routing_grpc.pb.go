@@ -91,9 +91,9 @@ type RoutingServiceClient interface {
 	// ListDecisions lists the decisions recorded for a lead, newest first.
 	ListDecisions(ctx context.Context, in *ListDecisionsRequest, opts ...grpc.CallOption) (*ListDecisionsResponse, error)
 	// WatchInbox streams a rep's inbox: every assignment (with the contact
-	// data and why the lead is sales-ready) and SLA notices. Each item is sent
-	// once per stream; pass the last cursor received to resume after a
-	// reconnect without gaps.
+	// data and why the lead is sales-ready, unless view is BASIC) and SLA
+	// notices. Each item is sent once per stream; pass the last cursor
+	// received to resume after a reconnect without gaps.
 	WatchInbox(ctx context.Context, in *WatchInboxRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[WatchInboxResponse], error)
 	// ListAssignments lists a rep's open assignments.
 	ListAssignments(ctx context.Context, in *ListAssignmentsRequest, opts ...grpc.CallOption) (*ListAssignmentsResponse, error)
@@ -370,9 +370,9 @@ type RoutingServiceServer interface {
 	// ListDecisions lists the decisions recorded for a lead, newest first.
 	ListDecisions(context.Context, *ListDecisionsRequest) (*ListDecisionsResponse, error)
 	// WatchInbox streams a rep's inbox: every assignment (with the contact
-	// data and why the lead is sales-ready) and SLA notices. Each item is sent
-	// once per stream; pass the last cursor received to resume after a
-	// reconnect without gaps.
+	// data and why the lead is sales-ready, unless view is BASIC) and SLA
+	// notices. Each item is sent once per stream; pass the last cursor
+	// received to resume after a reconnect without gaps.
 	WatchInbox(*WatchInboxRequest, grpc.ServerStreamingServer[WatchInboxResponse]) error
 	// ListAssignments lists a rep's open assignments.
 	ListAssignments(context.Context, *ListAssignmentsRequest) (*ListAssignmentsResponse, error)
