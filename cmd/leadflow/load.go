@@ -20,6 +20,7 @@ func loadCmd(g *globals) *cobra.Command {
 		fail    bool
 		targets bool
 		profile string
+		view    string
 	)
 	cmd := &cobra.Command{
 		Use:   "load",
@@ -28,9 +29,13 @@ func loadCmd(g *globals) *cobra.Command {
 allows) for --duration or --count (whichever comes first), follows each to routing
 (assigned or queued) and takes --further of the assigned ones on to accept, touch, BANT and
 QUALIFIED, then (--close-deals) waits for the deal scoring's hand-off opens (pipeline ListDeals
-by lead_id, with backoff, up to --assign-wait) and closes it won. Assignments are observed as a rep's UI sees them: at the start it reads the routing
-configuration and opens one routing WatchInbox stream per rep (from now; reconnecting from the
-last cursor if a stream breaks), and each journey waits for its lead's ASSIGNED item; a lead
+by lead_id, with backoff, up to --assign-wait) and closes it won. Assignments are observed on
+the reps' inboxes: at the start it reads the routing configuration and opens one routing
+WatchInbox stream per rep (from now; reconnecting from the last cursor if a stream breaks)
+with --inbox-view (basic: the notification alone, as a service that reacts to assignments
+reads it; full: also the lead's profile, score and contact, as a rep's UI reads it, which
+costs routing a record read and capture a contact lookup per item), and each journey waits
+for its lead's ASSIGNED item; a lead
 not announced within --inbox-grace (queued, nurturing, bad fit) is polled with routing
 GetAssignment. It prints throughput, p50/p90/p99 per RPC and end to end (SubmitLead start →
 inbox item received, or assignment polled), how many journeys were observed each way, and the
@@ -59,6 +64,10 @@ give it enough journeys in flight (make bench-targets uses 512).`,
 			ctx := cmd.Context()
 			cfg.Addrs, cfg.Token = g.addrs, g.token
 			if err := load.CheckAddrs([]string{cfg.Addrs.Capture, cfg.Addrs.Scoring, cfg.Addrs.Routing, cfg.Addrs.Pipeline, cfg.Addrs.Reporting, cfg.RedisURL}, cfg.AllowRemote); err != nil {
+				return err
+			}
+			var err error
+			if cfg.InboxView, err = load.ParseInboxView(view); err != nil {
 				return err
 			}
 			if setup {
@@ -112,6 +121,7 @@ give it enough journeys in flight (make bench-targets uses 512).`,
 	f.DurationVar(&cfg.AssignWait, "assign-wait", 30*time.Second, "how long a journey waits for its lead to be routed")
 	f.DurationVar(&cfg.InboxGrace, "inbox-grace", 2*time.Second, "how long a journey waits for its lead's ASSIGNED inbox item before polling GetAssignment")
 	f.IntVar(&cfg.InboxStreams, "inbox-streams", 32, "WatchInbox streams at most (one per rep; leads of reps beyond it are polled)")
+	f.StringVar(&view, "inbox-view", "basic", "WatchInbox view: basic (the notification, all a journey needs) or full (also profile, score and contact: routing reads each lead's record and asks capture for its contact, as for a rep's UI)")
 	f.BoolVar(&cfg.PollOnly, "poll-only", false, "observe assignments only by polling GetAssignment (no inbox streams), for comparison")
 	f.DurationVar(&cfg.Baseline, "baseline", 3*time.Second, "duration of each baseline (0 = skip)")
 	f.StringVar(&cfg.OTLPSink, "otlp-sink", "", "serve an in-process OTLP/gRPC trace collector on this address during the run (counts and discards spans; make bench points the suite at it)")

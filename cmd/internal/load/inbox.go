@@ -33,6 +33,7 @@ type inboxWatch struct {
 
 	streams    int
 	reps       int
+	view       routingv1.InboxView
 	reconnects atomic.Int64
 	items      atomic.Int64
 	// lag is ASSIGNED item written (its created_at, routing's clock) →
@@ -44,9 +45,9 @@ type inboxWatch struct {
 
 // startInbox reads the routing configuration and opens one WatchInbox stream
 // per rep (at most maxStreams: every stream holds one of routing's Redis
-// connections in a blocking read), starting from now. Leads assigned to
-// reps without a stream are observed by polling.
-func startInbox(ctx context.Context, rc routingv1.RoutingServiceClient, maxStreams int, callTimeout time.Duration, logw io.Writer) (*inboxWatch, error) {
+// connections in a blocking read) with view, starting from now. Leads
+// assigned to reps without a stream are observed by polling.
+func startInbox(ctx context.Context, rc routingv1.RoutingServiceClient, maxStreams int, view routingv1.InboxView, callTimeout time.Duration, logw io.Writer) (*inboxWatch, error) {
 	cctx, cancel := context.WithTimeout(ctx, callTimeout)
 	cfg, err := rc.GetConfig(cctx, &routingv1.GetConfigRequest{})
 	cancel()
@@ -59,7 +60,7 @@ func startInbox(ctx context.Context, rc routingv1.RoutingServiceClient, maxStrea
 			reps = append(reps, r.GetId())
 		}
 	}
-	w := &inboxWatch{waiting: map[string]chan inboxNote{}, early: map[string]inboxNote{}, reps: len(reps)}
+	w := &inboxWatch{waiting: map[string]chan inboxNote{}, early: map[string]inboxNote{}, reps: len(reps), view: view}
 	if len(reps) > maxStreams {
 		fmt.Fprintf(logw, "inbox: %d reps, watching the first %d (--inbox-streams); leads of the others are observed by polling\n", len(reps), maxStreams)
 		reps = reps[:maxStreams]
@@ -87,7 +88,7 @@ func startInbox(ctx context.Context, rc routingv1.RoutingServiceClient, maxStrea
 func (w *inboxWatch) follow(ctx context.Context, rc routingv1.RoutingServiceClient, rep, cursor string) {
 	backoff := 100 * time.Millisecond
 	for {
-		st, err := rc.WatchInbox(ctx, &routingv1.WatchInboxRequest{RepId: rep, AfterCursor: cursor})
+		st, err := rc.WatchInbox(ctx, &routingv1.WatchInboxRequest{RepId: rep, AfterCursor: cursor, View: w.view})
 		for err == nil {
 			var resp *routingv1.WatchInboxResponse
 			if resp, err = st.Recv(); err != nil {
@@ -161,4 +162,24 @@ func (w *inboxWatch) expect(lead string) (<-chan inboxNote, func()) {
 func (w *inboxWatch) stop() {
 	w.cancel()
 	w.wg.Wait()
+}
+
+// ParseInboxView is the WatchInbox view named by --inbox-view: basic or full.
+func ParseInboxView(name string) (routingv1.InboxView, error) {
+	switch name {
+	case "basic":
+		return routingv1.InboxView_INBOX_VIEW_BASIC, nil
+	case "full":
+		return routingv1.InboxView_INBOX_VIEW_FULL, nil
+	}
+	return 0, fmt.Errorf("--inbox-view %q: want basic or full", name)
+}
+
+// InboxViewName is ParseInboxView's name of v; unspecified is routing's
+// default, full.
+func InboxViewName(v routingv1.InboxView) string {
+	if v == routingv1.InboxView_INBOX_VIEW_BASIC {
+		return "basic"
+	}
+	return "full"
 }

@@ -25,6 +25,7 @@ type fakeRouting struct {
 	mu      sync.Mutex
 	batches [][]*routingv1.InboxItem
 	asked   []string
+	views   []routingv1.InboxView
 	states  map[string]routingv1.AssignmentState // GetAssignment answers
 	polls   int
 }
@@ -37,6 +38,7 @@ func (f *fakeRouting) WatchInbox(ctx context.Context, req *routingv1.WatchInboxR
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.asked = append(f.asked, req.GetAfterCursor())
+	f.views = append(f.views, req.GetView())
 	var items []*routingv1.InboxItem
 	if len(f.batches) > 0 {
 		items, f.batches = f.batches[0], f.batches[1:]
@@ -71,7 +73,7 @@ func assigned(cursor, lead string) *routingv1.InboxItem {
 // A stream that breaks is reopened from the last cursor received, and every
 // ASSIGNED item reaches its journey: one announced before the journey asked
 // (SubmitLead had not answered yet) and ones after; other kinds are not
-// announcements.
+// announcements. Every reconnect asks for the view given.
 func TestInboxReconnectsFromLastCursor(t *testing.T) {
 	f := &fakeRouting{batches: [][]*routingv1.InboxItem{
 		{assigned("5-0", "early"), {Cursor: "6-0", Kind: routingv1.InboxItemKind_INBOX_ITEM_KIND_REVOKED, LeadId: "revoked"}},
@@ -79,7 +81,7 @@ func TestInboxReconnectsFromLastCursor(t *testing.T) {
 		{},
 		{assigned("9-0", "b")},
 	}}
-	w, err := startInbox(context.Background(), f, 32, time.Second, io.Discard)
+	w, err := startInbox(context.Background(), f, 32, routingv1.InboxView_INBOX_VIEW_BASIC, time.Second, io.Discard)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -109,7 +111,13 @@ func TestInboxReconnectsFromLastCursor(t *testing.T) {
 	}
 	f.mu.Lock()
 	asked := append([]string(nil), f.asked...)
+	views := append([]routingv1.InboxView(nil), f.views...)
 	f.mu.Unlock()
+	for i, v := range views {
+		if v != routingv1.InboxView_INBOX_VIEW_BASIC {
+			t.Errorf("WatchInbox call %d asked for view %v, want BASIC", i, v)
+		}
+	}
 	if len(asked) != 4 || asked[1] != "6-0" || asked[2] != "7-0" || asked[3] != "7-0" {
 		t.Errorf("WatchInbox asked from %v, want [<now> 6-0 7-0 7-0]", asked)
 	}
@@ -139,7 +147,7 @@ func (f *fakeRouting) GetAssignment(_ context.Context, req *routingv1.GetAssignm
 // one announced while its journey polls is taken from the inbox.
 func TestWaitRoutedFallsBackToPolling(t *testing.T) {
 	f := &fakeRouting{states: map[string]routingv1.AssignmentState{"queued": routingv1.AssignmentState_ASSIGNMENT_STATE_QUEUED}}
-	w, err := startInbox(context.Background(), f, 32, time.Second, io.Discard)
+	w, err := startInbox(context.Background(), f, 32, routingv1.InboxView_INBOX_VIEW_FULL, time.Second, io.Discard)
 	if err != nil {
 		t.Fatal(err)
 	}

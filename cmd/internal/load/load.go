@@ -77,6 +77,12 @@ type Config struct {
 	// InboxStreams caps the WatchInbox streams (one per rep; each holds a
 	// Redis connection of routing in a blocking read). 0 = 32.
 	InboxStreams int
+	// InboxView is the view the streams ask for: BASIC (the notification,
+	// as a service reacting to assignments reads it; what a journey needs)
+	// or FULL (with profile, score and contact, as a rep's UI reads it:
+	// routing also reads the leads' records and asks capture for their
+	// contacts). Unspecified is routing's default, FULL.
+	InboxView routingv1.InboxView
 	// PollOnly observes every lead by polling GetAssignment (no inbox
 	// streams), as the tool did before: for comparison.
 	PollOnly bool
@@ -111,6 +117,7 @@ type Report struct {
 	// Inbox streams opened (-1 = none: PollOnly or GetConfig failed), reps
 	// in the configuration, stream reconnects and items received.
 	InboxStreams, InboxReps     int
+	InboxView                   routingv1.InboxView
 	InboxReconnects, InboxItems int64
 	InboxLag                    *Hist // ASSIGNED item written → received
 
@@ -402,13 +409,13 @@ func Run(ctx context.Context, cfg Config, logw io.Writer) (*Report, error) {
 	// The inbox streams open after the baselines and before the first
 	// submission (their cursor is "now").
 	if !cfg.PollOnly {
-		w, err := startInbox(ctx, c.Routing, cfg.InboxStreams, cfg.CallTimeout, logw)
+		w, err := startInbox(ctx, c.Routing, cfg.InboxStreams, cfg.InboxView, cfg.CallTimeout, logw)
 		if err != nil {
 			fmt.Fprintf(logw, "inbox: %v: every lead is observed by polling GetAssignment\n", err)
 		} else {
 			r.inbox = w
 			defer w.stop()
-			rep.InboxStreams, rep.InboxReps = w.streams, w.reps
+			rep.InboxStreams, rep.InboxReps, rep.InboxView = w.streams, w.reps, w.view
 		}
 	}
 

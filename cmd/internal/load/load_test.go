@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	routingv1 "github.com/leadflow/leadflow/gen/go/leadflow/routing/v1"
+
 	"github.com/leadflow/leadflow/cmd/internal/client"
 	"github.com/leadflow/leadflow/cmd/internal/load"
 	"github.com/leadflow/leadflow/cmd/internal/suitetest"
@@ -31,6 +33,7 @@ func TestRunAgainstSuite(t *testing.T) {
 	cfg := load.Config{
 		Addrs: client.FromPeers(s.Peers()), Token: platform.DevToken, RedisURL: r.URL(),
 		Concurrency: 16, Duration: d, Further: 0.1, CloseDeals: true, Baseline: 500 * time.Millisecond,
+		InboxView: routingv1.InboxView_INBOX_VIEW_BASIC, // leadflow load's default
 	}
 	// The tool's own profile (--cpuprofile), unless go test is profiling:
 	// a process has one CPU profile at a time.
@@ -52,10 +55,10 @@ func TestRunAgainstSuite(t *testing.T) {
 		t.Errorf("conservation check failed")
 	}
 	// Every lead is assigned (20 reps with room for all): journeys learn it
-	// from the reps' inbox streams, not by polling. A journey whose item
+	// from the reps' inbox streams (BASIC items), not by polling. A journey whose item
 	// comes after the grace (a slow -race run) is polled, so "most", not all.
-	if rep.InboxStreams != 20 || rep.ByInbox == 0 || rep.ByInbox < 9*rep.ByPoll || rep.ByInbox+rep.ByPoll != int64(rep.EndToEnd.N()) {
-		t.Errorf("inbox path not used: %d streams, %d observed through the inbox, %d by polling, %d routed", rep.InboxStreams, rep.ByInbox, rep.ByPoll, rep.EndToEnd.N())
+	if rep.InboxStreams != 20 || rep.InboxView != routingv1.InboxView_INBOX_VIEW_BASIC || rep.ByInbox == 0 || rep.ByInbox < 9*rep.ByPoll || rep.ByInbox+rep.ByPoll != int64(rep.EndToEnd.N()) {
+		t.Errorf("inbox path not used: %d streams (view %v), %d observed through the inbox, %d by polling, %d routed", rep.InboxStreams, rep.InboxView, rep.ByInbox, rep.ByPoll, rep.EndToEnd.N())
 	}
 	// The further share goes on to a won deal: one per QUALIFIED lead.
 	if rep.Further == 0 || rep.Closed != rep.Further {

@@ -37,8 +37,8 @@ func (r *Report) Print(w io.Writer) {
 	r.printCatchUp(w)
 	switch {
 	case r.InboxStreams >= 0:
-		fmt.Fprintf(w, "Observed: %d through the reps' inbox streams (routing WatchInbox, %d streams for %d reps, %d items, %d reconnects), %d by polling GetAssignment after the grace (%d GetAssignment calls)\n",
-			r.ByInbox, r.InboxStreams, r.InboxReps, r.InboxItems, r.InboxReconnects, r.ByPoll, r.Polls)
+		fmt.Fprintf(w, "Observed: %d through the reps' inbox streams (routing WatchInbox view %s, %d streams for %d reps, %d items, %d reconnects), %d by polling GetAssignment after the grace (%d GetAssignment calls)\n",
+			r.ByInbox, InboxViewName(r.InboxView), r.InboxStreams, r.InboxReps, r.InboxItems, r.InboxReconnects, r.ByPoll, r.Polls)
 	default:
 		fmt.Fprintf(w, "Observed: %d by polling GetAssignment (no inbox streams; %d GetAssignment calls)\n", r.ByPoll, r.Polls)
 	}
