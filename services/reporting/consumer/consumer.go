@@ -635,8 +635,6 @@ func lessID(a, b string) bool {
 }
 
 func splitID(id string) (uint64, uint64) {
-	ms, seq, _ := strings.Cut(id, "-")
-	m, _ := strconv.ParseUint(ms, 10, 64)
-	s, _ := strconv.ParseUint(seq, 10, 64)
+	m, s, _ := store.ParseStreamID(id)
 	return m, s
 }

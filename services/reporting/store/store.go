@@ -163,8 +163,12 @@ func (s *Store) apply(ctx context.Context, gen int64, check bool, evs []Event) (
 		part := evs[start:min(start+applyChunk, len(evs))]
 		keys := make([]string, 0, 3+2*len(part))
 		keys = append(keys, genKey, cohortKey(gen), metaKey(gen))
-		args := make([]any, 0, 2+len(part)*16)
-		args = append(args, gen, chk)
+		args := make([]any, 0, 3+len(part)*16)
+		ordered := "0"
+		if inStreamOrder(part) {
+			ordered = "1"
+		}
+		args = append(args, gen, chk, ordered)
 		for _, ev := range part {
 			keys = append(keys, leadKey(gen, ev.LeadID), journeyKey(gen, ev.LeadID))
 			args = append(args, ev.ID, ev.Raw, ev.LeadID, ev.StreamID, 0)
@@ -198,6 +202,31 @@ func (s *Store) apply(ctx context.Context, gen int64, check bool, evs []Event) (
 		}
 	}
 	return out, nil
+}
+
+// inStreamOrder reports whether every event has a stream entry id, each
+// larger than the one before (a consumer's read, a replay).
+func inStreamOrder(evs []Event) bool {
+	var prevMS, prevSeq uint64
+	for i, ev := range evs {
+		ms, seq, ok := ParseStreamID(ev.StreamID)
+		if !ok || (i > 0 && (ms < prevMS || ms == prevMS && seq <= prevSeq)) {
+			return false
+		}
+		prevMS, prevSeq = ms, seq
+	}
+	return true
+}
+
+// ParseStreamID splits a stream entry id "<ms>-<seq>".
+func ParseStreamID(id string) (ms, seq uint64, ok bool) {
+	m, s, found := strings.Cut(id, "-")
+	if !found {
+		return 0, 0, false
+	}
+	ms, err1 := strconv.ParseUint(m, 10, 64)
+	seq, err2 := strconv.ParseUint(s, 10, 64)
+	return ms, seq, err1 == nil && err2 == nil
 }
 
 // chunkResults reads one script call's reply into the results of its events.

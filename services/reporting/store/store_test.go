@@ -159,6 +159,22 @@ func TestApplyBatchAcrossChunks(t *testing.T) {
 	if meta, _ := st.Meta(ctx, gen); meta.MinStreamID != "99-5" || meta.Events != 47 {
 		t.Fatalf("meta after a second batch = %+v", meta)
 	}
+
+	// In a chunk in stream order the first event applied has the smallest
+	// id; a duplicate before it (not applied now) does not count.
+	if _, err := st.Apply(ctx, gen, true, []store.Event{touch("x1", "L0", "50-0"), touch("x3", "L0", "130-0")}); err != nil {
+		t.Fatal(err)
+	}
+	if meta, _ := st.Meta(ctx, gen); meta.MinStreamID != "99-5" || meta.Events != 48 {
+		t.Fatalf("meta after an ordered chunk led by a duplicate = %+v, want min stream id 99-5, 48 events", meta)
+	}
+	// Out of order, the smallest applied id is found wherever it is.
+	if _, err := st.Apply(ctx, gen, true, []store.Event{touch("x4", "L1", "140-0"), touch("x5", "L1", "98-7"), touch("x6", "L1", "98-10")}); err != nil {
+		t.Fatal(err)
+	}
+	if meta, _ := st.Meta(ctx, gen); meta.MinStreamID != "98-7" || meta.Events != 51 {
+		t.Fatalf("meta after an unordered chunk = %+v, want min stream id 98-7, 51 events", meta)
+	}
 }
 
 // An event the script cannot apply fails alone: the others of its chunk
