@@ -600,7 +600,7 @@ func (c *Consumer) TrimOnce(ctx context.Context) (string, error) {
 		return "", nil // the group must read the stream first
 	}
 	minID := fmt.Sprintf("%d-0", cut)
-	if last := g.LastDeliveredID; lessID(last, minID) {
+	if last := g.LastDeliveredID; store.LessStreamID(last, minID) {
 		// Not yet read past the cut: keep everything after the last read one.
 		minID = last
 	}
@@ -609,7 +609,7 @@ func (c *Consumer) TrimOnce(ctx context.Context) (string, error) {
 		if err != nil {
 			return "", err
 		}
-		if lessID(p.Lower, minID) {
+		if store.LessStreamID(p.Lower, minID) {
 			minID = p.Lower
 		}
 	}
@@ -622,19 +622,4 @@ func (c *Consumer) TrimOnce(ctx context.Context) (string, error) {
 	}
 	c.m.trimmed.Add(ctx, n)
 	return minID, nil
-}
-
-// lessID compares stream ids numerically.
-func lessID(a, b string) bool {
-	am, as := splitID(a)
-	bm, bs := splitID(b)
-	if am != bm {
-		return am < bm
-	}
-	return as < bs
-}
-
-func splitID(id string) (uint64, uint64) {
-	m, s, _ := store.ParseStreamID(id)
-	return m, s
 }

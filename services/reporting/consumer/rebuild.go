@@ -56,7 +56,7 @@ func Rebuild(ctx context.Context, rdb redis.UniversalClient, st *store.Store, al
 		if err != nil {
 			return res, err
 		}
-		if meta.MinStreamID != "" && (len(first) == 0 || lessID(meta.MinStreamID, first[0].ID)) {
+		if meta.MinStreamID != "" && (len(first) == 0 || store.LessStreamID(meta.MinStreamID, first[0].ID)) {
 			return res, ErrTrimmed
 		}
 	}

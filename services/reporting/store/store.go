@@ -207,15 +207,23 @@ func (s *Store) apply(ctx context.Context, gen int64, check bool, evs []Event) (
 // inStreamOrder reports whether every event has a stream entry id, each
 // larger than the one before (a consumer's read, a replay).
 func inStreamOrder(evs []Event) bool {
-	var prevMS, prevSeq uint64
 	for i, ev := range evs {
-		ms, seq, ok := ParseStreamID(ev.StreamID)
-		if !ok || (i > 0 && (ms < prevMS || ms == prevMS && seq <= prevSeq)) {
+		if _, _, ok := ParseStreamID(ev.StreamID); !ok || (i > 0 && !LessStreamID(evs[i-1].StreamID, ev.StreamID)) {
 			return false
 		}
-		prevMS, prevSeq = ms, seq
 	}
 	return true
+}
+
+// LessStreamID reports whether stream entry id a comes before b, comparing
+// numerically (an id that is not "<ms>-<seq>" counts as 0-0).
+func LessStreamID(a, b string) bool {
+	am, as, _ := ParseStreamID(a)
+	bm, bs, _ := ParseStreamID(b)
+	if am != bm {
+		return am < bm
+	}
+	return as < bs
 }
 
 // ParseStreamID splits a stream entry id "<ms>-<seq>".
